@@ -1,0 +1,101 @@
+"""Checkpoint folders: atomic writes, and loading any family's model.
+
+A checkpoint folder holds ``config.json`` + ``model.safetensors`` (the
+inference weights: the EMA weights when EMA is on) and, for training runs,
+``trainer_state.pt`` (raw weights, optimizers, schedulers, scaler, RNG,
+step). Writes go to a fresh sibling folder that is then renamed into place,
+so a crash mid-write never leaves a half-written checkpoint: at every moment
+either ``<dir>`` or ``<dir>.old`` is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from genzoo.errors import GenzooError
+
+
+def write_atomic_dir(target: Path, fill: Callable[[Path], None]) -> None:
+    """Call ``fill(tmp)`` to populate a temporary folder, then swap it in for ``target``."""
+    target = Path(target)
+    tmp = target.with_name(target.name + ".tmp")
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    fill(tmp)
+    for f in tmp.iterdir():  # make the bytes durable before the rename publishes them
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_atomic_file(path: Path, data: bytes | str) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data.encode() if isinstance(data, str) else data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """Accept a run folder or a checkpoint folder; fall back to ``.old`` if a swap was interrupted."""
+    path = Path(path)
+    if not path.exists():
+        raise GenzooError(f"{path} does not exist; pass a run folder made by `genzoo train` or a checkpoint folder")
+    for cand in (path, path / "checkpoint", path.with_name(path.name + ".old"), path / "checkpoint.old"):
+        if (cand / "config.json").is_file() and (cand / "model.safetensors").is_file():
+            return cand
+    raise GenzooError(f"{path} holds no checkpoint (config.json + model.safetensors); was training stopped before its first save?")
+
+
+def read_config(directory: str | Path) -> dict:
+    directory = resolve_checkpoint(directory)
+    try:
+        meta = json.loads((directory / "config.json").read_text())
+        meta["family"], meta["config"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise GenzooError(f"{directory}/config.json is corrupt or not a genzoo config ({e}); retrain or restore it") from e
+    return meta
+
+
+def load_model(directory: str | Path, map_location="cpu"):
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from genzoo.registry import get_family
+
+    directory = resolve_checkpoint(directory)
+    meta = read_config(directory)
+    cls = get_family(meta["family"]).model_class
+    model = cls(cls.config_class.from_dict(meta["config"]))
+    try:
+        state = load_file(str(directory / "model.safetensors"), device=str(map_location))
+    except (SafetensorError, OSError, RuntimeError) as e:
+        raise GenzooError(f"{directory}/model.safetensors is corrupt ({e}); restore it or retrain") from e
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise GenzooError(f"{directory}: weights do not match config.json ({str(e)[:300]})") from e
+    return model.to(map_location).eval()
+
+
+def load_trainer_state(directory: str | Path) -> dict:
+    f = Path(directory) / "trainer_state.pt"
+    if not f.is_file():
+        raise GenzooError(f"{directory} has no trainer_state.pt; it can be sampled but not resumed")
+    try:
+        return torch.load(f, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise GenzooError(f"{f} is corrupt ({e}); resume from an earlier copy or start again") from e

@@ -1,0 +1,56 @@
+"""Trainer settings: one dataclass, saved with every checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from genzoo.errors import GenzooError
+
+
+@dataclass
+class TrainConfig:
+    steps: int | None = None  # stop after this many optimizer steps ...
+    minutes: float | None = None  # ... or after this much training time, whichever comes first
+    batch_size: int = 128  # the global batch, split evenly across processes
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 50
+    schedule: str = "cosine"  # "cosine" (decays to min_lr_ratio * lr) or "constant"
+    min_lr_ratio: float = 0.1
+    grad_clip: float | None = 1.0
+    ema_decay: float | None = 0.999  # None turns EMA off
+    precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16
+    device: str = "auto"
+    seed: int = 0
+    checkpoint_every: int = 500
+    sample_every: int = 0  # 0: a sample grid at the end only
+    log_every: int = 25
+    num_samples: int = 64  # images in each sample grid
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.steps is None and self.minutes is None:
+            raise GenzooError("give a budget: --steps N or --minutes M")
+        if self.steps is not None and self.steps < 1:
+            raise GenzooError(f"--steps must be at least 1, got {self.steps}")
+        if self.minutes is not None and self.minutes <= 0:
+            raise GenzooError(f"--minutes must be positive, got {self.minutes}")
+        if self.batch_size < 1:
+            raise GenzooError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.schedule not in ("cosine", "constant"):
+            raise GenzooError(f"unknown schedule {self.schedule!r}; valid: cosine, constant")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise GenzooError(f"unknown precision {self.precision!r}; valid: auto, fp32, bf16, fp16")
+        self.betas = tuple(self.betas)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def fields(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]

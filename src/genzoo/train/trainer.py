@@ -1,0 +1,274 @@
+"""The Trainer: everything around a family's update rule.
+
+A family supplies ``configure_optimizers`` and ``training_step`` (which calls
+``opt.step(name, loss)`` once per update, as often as it likes). The Trainer
+owns the rest: the step or time budget, LR schedule, gradient clipping,
+EMA, precision, multi-process gradient averaging, atomic checkpoints, exact
+resume, progress, ``metrics.jsonl``, sample grids and the loss curve.
+
+Exact resume holds because nothing the loop does depends on hidden state:
+the batch for step s is a function of (seed, s) and so is the per-example
+noise (``BatchRandom``); the LR is a function of s; optimizer, EMA, scaler,
+model buffers and the global RNG are saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from genzoo.checkpoint import load_trainer_state, write_atomic_dir
+from genzoo.data import Dataset
+from genzoo.errors import GenzooError
+from genzoo.models.base import Batch, BatchRandom, GenerativeModel, Updater
+from genzoo.train import distributed
+from genzoo.train.config import TrainConfig
+from genzoo.train.ema import EMA
+from genzoo.train.progress import ProgressReporter
+from genzoo.train.schedule import base_lrs, lr_multiplier, set_lr
+
+CHECKPOINT = "checkpoint"
+TIMING_STEPS = 20  # steps measured before a --minutes budget is turned into a step count
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise GenzooError("--device cuda asked for, but PyTorch sees no GPU; use --device cpu")
+    return torch.device(name)
+
+
+def batch_indices(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor:
+    """Rows of the global batch for ``step``: a fresh seeded permutation every epoch, last partial batch dropped."""
+    per_epoch = n // batch_size
+    if per_epoch == 0:
+        raise GenzooError(f"batch size {batch_size} is larger than the {n} training examples; lower --batch-size")
+    epoch, pos = divmod(step, per_epoch)
+    g = torch.Generator().manual_seed(seed * 10_007 + epoch)
+    return torch.randperm(n, generator=g)[pos * batch_size : (pos + 1) * batch_size]
+
+
+class Trainer:
+    def __init__(self, model: GenerativeModel, data: Dataset, config: TrainConfig, out_dir: str | Path | None = None, data_name: str | None = None):
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.dist = distributed.setup(self.device)
+        if config.batch_size % self.dist.world_size:
+            raise GenzooError(f"batch size {config.batch_size} must divide evenly over {self.dist.world_size} processes")
+        self.model = model.to(self.device)
+        self.data = data
+        self.data_name = data_name or data.name
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.optimizers = model.configure_optimizers(config.lr, config.weight_decay, config.betas)
+        self.base_lrs = base_lrs(self.optimizers)
+        self.ema = EMA(model, config.ema_decay) if config.ema_decay else None
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.updater = Updater(self.optimizers, config.grad_clip, self.scaler, self.dist.world_size)
+        self.step = 0
+        self.total_steps = config.steps
+        self.elapsed = 0.0  # training seconds, summed over resumed runs
+        self.history: list[dict] = []
+        if self.dist.world_size > 1:
+            distributed.broadcast_module(self.model)
+            if self.ema:
+                distributed.broadcast_module(self.ema.model)
+
+    # ---- precision ---------------------------------------------------------
+    def _amp_dtype(self):
+        p = self.config.precision
+        if p == "auto":
+            if self.device.type != "cuda":
+                return None  # measured: fp32 is the right default for small models on CPU
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[p]
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    @property
+    def sampling_model(self) -> GenerativeModel:
+        return self.ema.model if self.ema else self.model
+
+    # ---- the loop ----------------------------------------------------------
+    def fit(self, resume: bool = False) -> dict:
+        cfg = self.config
+        if resume:
+            self._load_state()
+        elif self.out_dir and self.dist.is_main:
+            self._prepare_out_dir()
+        local = cfg.batch_size // self.dist.world_size
+        offset = self.dist.rank * local
+        x_all = self.data.x
+        y_all = self.data.y
+        progress = ProgressReporter(self.total_steps, self.step, cfg.progress and self.dist.is_main, desc=self.model.family)
+        window: dict[str, list[float]] = {}
+        budget_s = cfg.minutes * 60 if cfg.minutes else math.inf
+        run_t0 = time.perf_counter()
+        start_elapsed, start_step = self.elapsed, self.step
+        timing_t0 = None
+        self.model.train()
+        try:
+            while self.total_steps is None or self.step < self.total_steps:
+                rows = batch_indices(len(x_all), cfg.batch_size, self.step, cfg.seed)[offset : offset + local]
+                batch = Batch(
+                    x_all[rows].to(self.device, non_blocking=True),
+                    y_all[rows].to(self.device) if y_all is not None else None,
+                    BatchRandom(cfg.seed, self.step, cfg.batch_size, offset, self.device),
+                )
+                set_lr(self.optimizers, self.base_lrs, lr_multiplier(self.step, self.total_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio))
+                with self._autocast():
+                    metrics = self.model.training_step(batch, self.step, self.updater)
+                if self.ema:
+                    self.ema.update(self.model, self.step)
+                self.step += 1
+                for k, v in metrics.items():
+                    window.setdefault(k, []).append(float(v))
+                self.elapsed = start_elapsed + time.perf_counter() - run_t0
+
+                # A --minutes budget becomes a fixed step count after a short timing, so the
+                # LR schedule (and a resumed run) knows where it ends.
+                if self.total_steps is None:
+                    done = self.step - start_step
+                    if done == 3:  # skip the first, slower steps
+                        timing_t0 = time.perf_counter()
+                    elif done == TIMING_STEPS:
+                        per_step = (time.perf_counter() - timing_t0) / (TIMING_STEPS - 3)
+                        est = self.step + int(max(0.0, budget_s - self.elapsed) / per_step)
+                        self.total_steps = int(distributed.agree(max(est, self.step + 1), self.dist, op=torch.distributed.ReduceOp.MIN))
+                        progress.set_total(self.total_steps)
+                out_of_time = distributed.agree(float(self.elapsed >= budget_s), self.dist) > 0
+
+                if self.step % cfg.log_every == 0 or out_of_time or self.step == self.total_steps:
+                    self._log(window, progress, local)
+                    window = {}
+                if self.out_dir and (self.step % cfg.checkpoint_every == 0):
+                    self.save_checkpoint()
+                if self.out_dir and cfg.sample_every and self.step % cfg.sample_every == 0:
+                    self.save_sample_grid()
+                if out_of_time:
+                    break
+        except FloatingPointError as e:
+            last = f"the last good checkpoint is in {self.out_dir / CHECKPOINT}" if self.out_dir else "nothing was saved"
+            raise GenzooError(
+                f"training diverged at step {self.step}: {e}. {last}; lower --lr, keep gradient clipping on, "
+                "or resume with --resume after changing the settings"
+            ) from e
+        finally:
+            progress.close()
+        self.total_steps = self.step if self.total_steps is None else self.total_steps
+        if self.out_dir:
+            self.save_checkpoint()
+            self.save_sample_grid()
+            if self.dist.is_main:
+                from genzoo.viz import save_loss_curve
+
+                save_loss_curve(self.out_dir / "metrics.jsonl", self.out_dir / "loss.png")
+        return {
+            "steps": self.step,
+            "train_seconds": round(self.elapsed, 2),
+            "steps_per_s": round((self.step - start_step) / max(1e-9, self.elapsed - start_elapsed), 3),
+            "final": self.history[-1] if self.history else {},
+        }
+
+    def _log(self, window: dict, progress: ProgressReporter, local: int) -> None:
+        means = distributed.mean_metrics({k: sum(v) / len(v) for k, v in window.items() if v}, self.dist)
+        lr = self.optimizers[next(iter(self.optimizers))].param_groups[0]["lr"]
+        row = {"event": "train", "step": self.step, "time": round(self.elapsed, 3), "lr": lr, **{k: round(v, 6) for k, v in means.items()}}
+        self.history.append(row)
+        progress.update(self.step, {k: v for k, v in means.items() if k in ("loss", "loss_d", "loss_g")} or means)
+        if self.out_dir and self.dist.is_main:
+            with open(self.out_dir / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+
+    # ---- output folder, checkpoints, resume --------------------------------
+    def _prepare_out_dir(self) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if (self.out_dir / CHECKPOINT).exists():
+            raise GenzooError(
+                f"{self.out_dir} already holds a training run; pass --resume to continue it, or choose another --out"
+            )
+        (self.out_dir / "metrics.jsonl").write_text("")
+        run = {
+            "family": self.model.family,
+            "data": self.data_name,
+            "model_config": self.model.config.to_dict(),
+            "train_config": self.config.to_dict(),
+            "parameters": self.model.num_parameters(),
+            "world_size": self.dist.world_size,
+            "device": str(self.device),
+        }
+        (self.out_dir / "run.json").write_text(json.dumps(run, indent=2))
+
+    def save_checkpoint(self) -> None:
+        if not self.dist.is_main:
+            return
+        state = {
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "elapsed": self.elapsed,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+            "rng": torch.get_rng_state(),
+            "train_config": self.config.to_dict(),
+            "data": self.data_name,
+        }
+
+        def fill(tmp: Path) -> None:
+            self.sampling_model.save_pretrained(tmp)
+            torch.save(state, tmp / "trainer_state.pt")
+
+        write_atomic_dir(self.out_dir / CHECKPOINT, fill)
+
+    def _load_state(self) -> None:
+        if not self.out_dir:
+            raise GenzooError("--resume needs the run folder (--out) of the run to continue")
+        from genzoo.checkpoint import resolve_checkpoint
+
+        ckpt = resolve_checkpoint(self.out_dir)
+        state = load_trainer_state(ckpt)
+        try:
+            self.model.load_state_dict(state["model"])
+            if self.ema and state["ema"] is not None:
+                self.ema.load_state_dict(state["ema"])
+            for k, o in self.optimizers.items():
+                o.load_state_dict(state["optimizers"][k])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise GenzooError(f"{ckpt} does not match this model and settings ({str(e)[:200]}); resume with the same family and config") from e
+        if self.scaler and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"])
+        self.step, self.total_steps, self.elapsed = state["step"], state["total_steps"], state["elapsed"]
+        if self.config.steps is not None and self.config.steps != self.total_steps:
+            self.total_steps = self.config.steps  # the user extended (or shortened) the run
+        # Drop log lines written after the checkpoint we resume from, so the log has no repeats.
+        log = self.out_dir / "metrics.jsonl"
+        if log.exists() and self.dist.is_main:
+            kept = [ln for ln in log.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= self.step]
+            log.write_text("".join(ln + "\n" for ln in kept))
+
+    def save_sample_grid(self) -> Path | None:
+        if not self.dist.is_main or "sample" not in self.model.capabilities:
+            return None
+        from genzoo.viz import save_samples
+
+        model = self.sampling_model
+        g = torch.Generator(device=self.device).manual_seed(self.config.seed)
+        n = self.config.num_samples if self.data.kind == "image" else 5000
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            x = model.sample(n, generator=g)
+        model.train(was_training)
+        ref = self.data.x[:5000] if self.data.kind == "points" else None
+        return save_samples(x, self.out_dir / "samples" / f"step_{self.step:06d}.png", self.model.data_spec, reference=ref)

@@ -1,0 +1,8 @@
+import os
+
+import torch
+
+# Tests use tiny models, for which one thread is as fast as two and immune to
+# OpenMP spin-wait slowdowns when other processes share the cores.
+torch.set_num_threads(int(os.environ.get("GENZOO_TEST_THREADS", "1")))
+os.environ.setdefault("GENZOO_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache", "genzoo"))
