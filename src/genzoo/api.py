@@ -1,0 +1,136 @@
+"""The uniform verbs, shared by the CLI, the bench and Python users.
+
+>>> from genzoo import api
+>>> model, summary = api.train("diffusion", "digits", steps=2000, out="runs/ddpm")
+>>> x = api.load("runs/ddpm").sample(16, sampler="dpmpp2m", steps=20)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from genzoo.checkpoint import load_model
+from genzoo.data import Dataset, load_dataset
+from genzoo.errors import GenzooError
+from genzoo.registry import get_family
+from genzoo.train import Trainer, TrainConfig
+
+
+def parse_value(text: str):
+    """'3' -> 3, '0.5' -> 0.5, 'true' -> True, '[1,2]' -> [1, 2], anything else stays a string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_assignments(items: list[str] | None) -> dict:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise GenzooError(f"expected KEY=VALUE, got {item!r}")
+        out[key.strip().replace("-", "_")] = parse_value(value.strip())
+    return out
+
+
+def build_model(family: str, data: Dataset, variant: str | None = None, overrides: dict | None = None, seed: int = 0):
+    """A fresh model of ``family`` configured for ``data``; ``overrides`` set config fields."""
+    info = get_family(family)
+    if data.kind not in info.data_kinds:
+        raise GenzooError(f"{family} does not handle {data.kind} data; it handles: {', '.join(info.data_kinds)}")
+    variant = variant or next(iter(info.variants))
+    if variant not in info.variants:
+        raise GenzooError(f"unknown variant {variant!r} of {family}; valid variants: {', '.join(info.variants)}")
+    cls = info.model_class
+    config = cls.default_config(data.spec(), variant)
+    fields = {f.name for f in dataclasses.fields(config)}
+    bad = set(overrides or {}) - fields
+    if bad:
+        raise GenzooError(f"{family} has no config field(s) {sorted(bad)}; valid: {', '.join(sorted(fields - {'data'}))}")
+    config = dataclasses.replace(config, **(overrides or {}))
+    torch.manual_seed(seed)  # the same seed gives the same initial weights
+    return cls(config)
+
+
+def train_config_for(model_cls, data: Dataset, **settings) -> TrainConfig:
+    """TrainConfig defaults, then the family's defaults for this data, then the caller's settings."""
+    merged = {**model_cls.default_train(data.spec()), **{k: v for k, v in settings.items() if v is not None}}
+    bad = set(merged) - set(TrainConfig.fields())
+    if bad:
+        raise GenzooError(f"unknown training setting(s) {sorted(bad)}; valid: {', '.join(TrainConfig.fields())}")
+    if merged.get("steps") is None and merged.get("minutes") is None:
+        merged["steps"] = 2000
+    return TrainConfig(**merged)
+
+
+def train(
+    family: str,
+    data: str = "digits",
+    *,
+    variant: str | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    model_overrides: dict | None = None,
+    **settings,
+):
+    """Train ``family`` on dataset ``data``; returns (model for sampling, summary)."""
+    if resume:
+        return _resume(out, **settings)
+    train_data = load_dataset(data, "train")
+    seed = settings.get("seed") or 0
+    model = build_model(family, train_data, variant, model_overrides, seed)
+    config = train_config_for(type(model), train_data, **settings)
+    trainer = Trainer(model, train_data, config, out_dir=out, data_name=data)
+    summary = trainer.fit()
+    return trainer.sampling_model, summary
+
+
+def _resume(out, **settings):
+    if not out:
+        raise GenzooError("--resume needs --out pointing at the run to continue")
+    run_file = Path(out) / "run.json"
+    if not run_file.is_file():
+        raise GenzooError(f"{out} has no run.json; it is not a run folder made by `genzoo train`")
+    run = json.loads(run_file.read_text())
+    train_data = load_dataset(run["data"], "train")
+    cls = get_family(run["family"]).model_class
+    model = cls(cls.config_class.from_dict(run["model_config"]))
+    saved = run["train_config"]
+    for key in ("steps", "minutes", "device", "progress"):  # a resumed run may get a new budget or device
+        if settings.get(key) is not None:
+            saved[key] = settings[key]
+    trainer = Trainer(model, train_data, TrainConfig(**saved), out_dir=out, data_name=run["data"])
+    summary = trainer.fit(resume=True)
+    return trainer.sampling_model, summary
+
+
+def load(run: str | Path, device: str = "cpu"):
+    """The model in a run or checkpoint folder, ready to sample."""
+    return load_model(run, device)
+
+
+def run_info(run: str | Path) -> dict:
+    """What a run folder holds: family, data, configs, last logged metrics, evaluation."""
+    from genzoo.checkpoint import read_config, resolve_checkpoint
+
+    ckpt = resolve_checkpoint(run)
+    meta = read_config(ckpt)
+    root = ckpt.parent if ckpt.name.startswith("checkpoint") else ckpt
+    info = {"checkpoint": str(ckpt), "family": meta["family"], "model_config": meta["config"]}
+    for name in ("run.json", "eval.json"):
+        if (root / name).is_file():
+            info[name.removesuffix(".json")] = json.loads((root / name).read_text())
+    log = root / "metrics.jsonl"
+    if log.is_file():
+        lines = [ln for ln in log.read_text().splitlines() if ln.strip()]
+        info["last_metrics"] = json.loads(lines[-1]) if lines else None
+    state = ckpt / "trainer_state.pt"
+    if state.is_file():
+        s = torch.load(state, map_location="cpu", weights_only=False)
+        info["trained_steps"], info["train_seconds"] = s["step"], round(s["elapsed"], 1)
+    return info

@@ -1,0 +1,88 @@
+"""Bench results as JSON, a Markdown table and an HTML page with the sample grids."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+from genzoo.checkpoint import write_atomic_file
+
+# (metric key, column title, format); a column shows only if some row has the key.
+COLUMNS = [
+    ("family", "family", "{}"),
+    ("parameters", "params", "{:,}"),
+    ("train_steps", "steps", "{}"),
+    ("train_seconds", "train s", "{:.0f}"),
+    ("nll_nats", "NLL nats", "{:.2f}"),
+    ("bits_per_dim", "bits/dim", "{:.3f}"),
+    ("likelihood", "NLL is", "{}"),
+    ("fd_digits", "FD_digits", "{:.2f}"),
+    ("precision", "precision", "{:.3f}"),
+    ("recall", "recall", "{:.3f}"),
+    ("density", "density", "{:.3f}"),
+    ("coverage", "coverage", "{:.3f}"),
+    ("class_coverage", "class cov.", "{:.2f}"),
+    ("mmd", "MMD", "{:.4f}"),
+    ("samples_per_s", "samples/s", "{:.1f}"),
+]
+FLOOR_SUFFIX = "_floor"
+
+
+def _cell(row: dict, key: str, fmt: str) -> str:
+    v = row.get(key)
+    if v is None:
+        return "-"
+    try:
+        return fmt.format(v)
+    except (ValueError, TypeError):
+        return str(v)
+
+
+def _table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    cols = [(k, t, f) for k, t, f in COLUMNS if any(k in r for r in rows)]
+    body = [[_cell(r, k, f) for k, _, f in cols] for r in rows]
+    floors = {k: rows[0].get(k + FLOOR_SUFFIX) for k, _, _ in cols if rows and rows[0].get(k + FLOOR_SUFFIX) is not None}
+    if floors:
+        body.append(["real-vs-real floor"] + [_cell(floors, k, f) if k in floors else "" for k, _, f in cols[1:]])
+    return [t for _, t, _ in cols], body
+
+
+def markdown(rows: list[dict], data: str, budget: dict) -> str:
+    head, body = _table(rows)
+    b = f"{budget['minutes']} min" if budget.get("minutes") else f"{budget.get('steps')} steps"
+    lines = [f"### genzoo bench on {data}, {b} per family", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in body]
+    return "\n".join(lines) + "\n"
+
+
+def html_page(rows: list[dict], data: str, budget: dict) -> str:
+    head, body = _table(rows)
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
+    cards = []
+    for r in rows:
+        img = ""
+        if r.get("samples_png") and Path(r["samples_png"]).is_file():
+            b64 = base64.b64encode(Path(r["samples_png"]).read_bytes()).decode()
+            img = f'<img src="data:image/png;base64,{b64}" alt="samples of {html.escape(r["family"])}">'
+        cards.append(f'<figure>{img}<figcaption>{html.escape(r["family"])}</figcaption></figure>')
+    b = f"{budget['minutes']} min" if budget.get("minutes") else f"{budget.get('steps')} steps"
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>genzoo bench: {html.escape(data)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}
+figure{{display:inline-block;margin:1em;text-align:center}}img{{image-rendering:pixelated;max-width:320px}}</style></head>
+<body><h1>genzoo bench on {html.escape(data)}</h1><p>Budget: {b} per family. Sample-quality scores sit beside the
+real-vs-real floor (training images scored against the test images at the same sample size).</p>
+<table><tr>{th}</tr>{trs}</table><h2>Samples</h2>{''.join(cards)}</body></html>"""
+
+
+def write_reports(rows: list[dict], data: str, out_dir: Path, budget: dict) -> dict:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = markdown(rows, data, budget)
+    write_atomic_file(out_dir / "results.json", json.dumps({"data": data, "budget": budget, "rows": rows}, indent=2))
+    write_atomic_file(out_dir / "results.md", md)
+    write_atomic_file(out_dir / "report.html", html_page(rows, data, budget))
+    return {"rows": rows, "markdown": md}

@@ -1,0 +1,74 @@
+"""Train each registered family on one dataset with one budget, evaluate, report.
+
+Families are discovered through the registry: a new family joins the bench
+by registering itself, with no edit here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from genzoo.bench.report import write_reports
+from genzoo.data import load_dataset
+from genzoo.errors import GenzooError
+from genzoo.registry import families, get_family
+
+
+def eligible_families(data_kind: str) -> list[str]:
+    return [n for n, f in sorted(families().items()) if data_kind in f.data_kinds and not n.startswith("test-")]
+
+
+def run_bench(
+    data: str,
+    *,
+    families: list[str] | None = None,
+    minutes: float | None = None,
+    steps: int | None = None,
+    out_dir: str | Path = "bench_runs",
+    n_samples: int = 1000,
+    nll_options: dict[str, dict] | None = None,
+    sample_options: dict[str, dict] | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    from genzoo import api
+    from genzoo.eval import evaluate
+
+    out_dir = Path(out_dir)
+    kind = load_dataset(data, "train").kind
+    names = families or eligible_families(kind)
+    for name in names:
+        info = get_family(name)
+        if kind not in info.data_kinds:
+            raise GenzooError(f"{name} does not handle {kind} data")
+    rows = []
+    for name in names:
+        run_dir = out_dir / f"{name}-{data.replace(':', '-').replace('/', '_')}"
+        t0 = time.perf_counter()
+        model, summary = api.train(name, data, out=run_dir, steps=steps, minutes=minutes, seed=seed, progress=progress)
+        metrics = evaluate(
+            model, data, n_samples=n_samples, nll_options=(nll_options or {}).get(name),
+            sampler_options=(sample_options or {}).get(name), seed=seed, progress=progress,
+        )
+        row = {
+            "family": name,
+            "variant": model.config.variant,
+            "parameters": model.num_parameters(),
+            "train_steps": summary["steps"],
+            "train_seconds": summary["train_seconds"],
+            "run": str(run_dir),
+            "samples_png": _last_png(run_dir),
+            "wall_seconds": round(time.perf_counter() - t0, 1),
+            **metrics,
+        }
+        (run_dir / "eval.json").write_text(json.dumps(row, indent=2))
+        rows.append(row)
+        write_reports(rows, data, out_dir, budget={"minutes": minutes, "steps": steps})  # partial results survive a crash
+    return write_reports(rows, data, out_dir, budget={"minutes": minutes, "steps": steps})
+
+
+def _last_png(run_dir: Path) -> str | None:
+    pngs = sorted((run_dir / "samples").glob("*.png"))
+    return str(pngs[-1]) if pngs else None

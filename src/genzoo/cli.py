@@ -1,0 +1,238 @@
+"""The `genzoo` command: list, train, sample, eval, info, bench."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from genzoo.errors import GenzooError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train, sample and compare generative models.")
+console = Console(stderr=True)
+out = Console()
+
+
+def _fail(e: Exception) -> None:
+    console.print(f"[bold red]error:[/] {e}")
+    raise typer.Exit(2)
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """Families, their variants, capabilities and sampler options; built-in datasets."""
+    from genzoo.data import builtin_names
+    from genzoo.registry import families
+
+    table = Table(title="genzoo families")
+    for col in ("family", "variants", "data", "capabilities", "likelihood", "sample options"):
+        table.add_column(col)
+    for name, info in sorted(families().items()):
+        if name.startswith("test-"):
+            continue
+        opts = ", ".join(f"{k}={v}" for k, v in info.model_class.sampler_options().items())
+        table.add_row(name, ", ".join(info.variants), ", ".join(info.data_kinds), ", ".join(sorted(info.capabilities)), info.likelihood or "-", opts)
+    out.print(table)
+    out.print("datasets: " + ", ".join(builtin_names()) + ", or a path to a folder of images / .npy / .npz")
+
+
+@app.command()
+def train(
+    family: str = typer.Argument(..., help="model family (see `genzoo list`)"),
+    data: str = typer.Option("digits", "--data", "-d", help="dataset name or path"),
+    variant: Optional[str] = typer.Option(None, help="family variant"),
+    steps: Optional[int] = typer.Option(None, help="optimizer steps"),
+    minutes: Optional[float] = typer.Option(None, help="wall-clock training budget"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="run folder (default runs/FAMILY-DATA)"),
+    resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint"),
+    batch_size: Optional[int] = typer.Option(None, help="global batch size"),
+    lr: Optional[float] = typer.Option(None, help="peak learning rate"),
+    seed: Optional[int] = typer.Option(None, help="random seed (same seed, same weights)"),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:1"),
+    precision: Optional[str] = typer.Option(None, help="auto, fp32, bf16, fp16"),
+    ema_decay: Optional[float] = typer.Option(None, help="EMA decay (0 turns EMA off)"),
+    checkpoint_every: Optional[int] = typer.Option(None, help="steps between checkpoints"),
+    sample_every: Optional[int] = typer.Option(None, help="steps between sample grids (0: at the end)"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="model config field, KEY=VALUE (repeatable)"),
+    evaluate: bool = typer.Option(True, "--eval/--no-eval", help="evaluate the model when training ends"),
+) -> None:
+    """Train a FAMILY on a dataset; writes a checkpoint, samples, metrics.jsonl and loss.png."""
+    from genzoo import api
+
+    try:
+        out_dir = out_dir or Path("runs") / f"{family}-{data.replace(':', '-').replace('/', '_')}"
+        settings = dict(
+            steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, seed=seed, device=device, precision=precision,
+            checkpoint_every=checkpoint_every, sample_every=sample_every, ema_decay=ema_decay,
+        )
+        model, summary = api.train(family, data, variant=variant, out=out_dir, resume=resume, model_overrides=api.parse_assignments(set_), **settings)
+    except GenzooError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        console.print(f"interrupted; the last checkpoint is in {out_dir}/checkpoint — continue with --resume")
+        raise typer.Exit(130)
+    if not _is_main_process():
+        return
+    out.print(f"trained {summary['steps']} steps in {summary['train_seconds']:.0f} s ({summary['steps_per_s']:.2f} steps/s) -> {out_dir}")
+    if evaluate:
+        _evaluate_and_print(out_dir, n=1000, sampler_opts={}, nll=True, nll_opts={})
+
+
+def _is_main_process() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _sampler_options(model, given: dict) -> dict:
+    allowed = type(model).sampler_options()
+    bad = set(given) - set(allowed)
+    if bad:
+        valid = ", ".join(f"--{k}" if k in ("sampler", "steps", "guidance", "temperature") else f"--opt {k}=..." for k in allowed) or "none"
+        raise GenzooError(f"{model.family} sampling has no option(s) {sorted(bad)}; its options: {valid}")
+    return given
+
+
+@app.command()
+def sample(
+    run: Path = typer.Argument(..., help="run or checkpoint folder"),
+    n: int = typer.Option(64, "--n", help="number of samples"),
+    sampler: Optional[str] = typer.Option(None, help="sampler, e.g. ddpm, ddim, dpmpp2m (diffusion)"),
+    steps: Optional[int] = typer.Option(None, help="sampler steps"),
+    guidance: Optional[float] = typer.Option(None, help="classifier-free guidance scale"),
+    temperature: Optional[float] = typer.Option(None, help="sampling temperature"),
+    condition: Optional[int] = typer.Option(None, help="class label to condition on"),
+    opt: Optional[List[str]] = typer.Option(None, "--opt", help="other sampler option KEY=VALUE"),
+    seed: int = typer.Option(0, help="random seed (same seed, same samples)"),
+    device: str = typer.Option("cpu"),
+    output: Path = typer.Option(Path("samples.png"), "--output", "-o", help="PNG grid (images) or plot (points)"),
+    save_array: Optional[Path] = typer.Option(None, "--save-npy", help="also save the raw samples as .npy"),
+) -> None:
+    """Draw samples from a trained model and write them as a PNG."""
+    import numpy as np
+    import torch
+
+    from genzoo import api
+    from genzoo.models.base import SAMPLE
+    from genzoo.viz import save_samples
+
+    try:
+        if n < 1:
+            raise GenzooError("--n must be at least 1")
+        model = api.load(run, device)
+        if SAMPLE not in model.capabilities:
+            raise GenzooError(f"{model.family} cannot sample")
+        given = {k: v for k, v in dict(sampler=sampler, steps=steps, guidance=guidance, temperature=temperature).items() if v is not None}
+        given.update(api.parse_assignments(opt))
+        options = _sampler_options(model, given)
+        if condition is not None:
+            model.check_condition(condition, n)  # refuses clearly when the model takes no labels
+        g = torch.Generator(device=device).manual_seed(seed)
+        with torch.no_grad():
+            x = model.sample(n, condition=condition, generator=g, **options)
+        save_samples(x, output, model.data_spec)
+        if save_array:
+            np.save(save_array, x.cpu().numpy())
+    except GenzooError as e:
+        _fail(e)
+    out.print(f"wrote {n} samples to {output}")
+
+
+def _evaluate_and_print(run: Path, n: int, sampler_opts: dict, nll: bool, nll_opts: dict, seed: int = 0) -> dict:
+    from genzoo import api
+    from genzoo.checkpoint import write_atomic_file
+    from genzoo.eval import evaluate, format_report
+
+    model = api.load(run)
+    info = api.run_info(run)
+    data_name = info.get("run", {}).get("data") or model.data_spec.get("name")
+    metrics = evaluate(model, data_name, n_samples=n, sampler_options=sampler_opts, nll=nll, nll_options=nll_opts, seed=seed, progress=True)
+    metrics = {"family": model.family, "data": data_name, "parameters": model.num_parameters(), **metrics}
+    if "train_seconds" in info:
+        metrics["train_seconds"], metrics["trained_steps"] = info["train_seconds"], info["trained_steps"]
+    root = Path(info["checkpoint"]).parent
+    write_atomic_file(root / "eval.json", json.dumps(metrics, indent=2))
+    out.print(format_report(metrics))
+    return metrics
+
+
+@app.command("eval")
+def eval_cmd(
+    run: Path = typer.Argument(..., help="run or checkpoint folder"),
+    n: int = typer.Option(1000, "--n", help="samples for sample-quality metrics"),
+    sampler: Optional[str] = typer.Option(None),
+    steps: Optional[int] = typer.Option(None),
+    guidance: Optional[float] = typer.Option(None),
+    opt: Optional[List[str]] = typer.Option(None, "--opt", help="sampler option KEY=VALUE"),
+    nll: bool = typer.Option(True, "--nll/--no-nll", help="test-set likelihood where the family has one"),
+    nll_opt: Optional[List[str]] = typer.Option(None, "--nll-opt", help="likelihood option KEY=VALUE, e.g. k=1000"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Measure a trained model: NLL, FD_digits, precision/recall, ... beside the real-vs-real floor."""
+    from genzoo import api
+
+    try:
+        model = api.load(run)
+        given = {k: v for k, v in dict(sampler=sampler, steps=steps, guidance=guidance).items() if v is not None}
+        given.update(api.parse_assignments(opt))
+        _evaluate_and_print(run, n, _sampler_options(model, given), nll, api.parse_assignments(nll_opt), seed)
+    except GenzooError as e:
+        _fail(e)
+
+
+@app.command()
+def info(run: Path = typer.Argument(..., help="run or checkpoint folder")) -> None:
+    """What a run holds: family, config, training progress, last metrics, evaluation."""
+    from genzoo import api
+
+    try:
+        out.print_json(json.dumps(api.run_info(run), default=str))
+    except GenzooError as e:
+        _fail(e)
+
+
+@app.command()
+def bench(
+    data: str = typer.Option("digits", "--data", "-d"),
+    minutes: Optional[float] = typer.Option(None, help="training budget per family"),
+    steps: Optional[int] = typer.Option(None, help="training steps per family (instead of --minutes)"),
+    families_: Optional[str] = typer.Option(None, "--families", help="comma-separated (default: every registered family that handles the data)"),
+    out_dir: Path = typer.Option(Path("bench_runs"), "--out", "-o"),
+    n: int = typer.Option(1000, "--n", help="samples for sample-quality metrics"),
+    nll_opt: Optional[List[str]] = typer.Option(None, "--nll-opt", help="FAMILY.KEY=VALUE likelihood option, e.g. vae.k=1000"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Train every family on the same data with the same budget; write a Markdown/JSON table and an HTML report."""
+    from genzoo import api
+    from genzoo.bench import run_bench
+
+    try:
+        if minutes is None and steps is None:
+            raise GenzooError("give a budget per family: --minutes M or --steps N")
+        names = [f.strip() for f in families_.split(",")] if families_ else None
+        per_family = {}
+        for key, value in api.parse_assignments(nll_opt).items():
+            fam, _, opt_name = key.partition(".")
+            per_family.setdefault(fam, {})[opt_name] = value
+        report = run_bench(data, families=names, minutes=minutes, steps=steps, out_dir=out_dir, n_samples=n, nll_options=per_family, seed=seed)
+    except GenzooError as e:
+        _fail(e)
+    out.print(report["markdown"])
+    out.print(f"report: {out_dir / 'report.html'}  table: {out_dir / 'results.md'}, {out_dir / 'results.json'}")
+
+
+def main() -> None:  # pragma: no cover
+    try:
+        app()
+    except GenzooError as e:
+        console.print(f"[bold red]error:[/] {e}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,57 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import twoopt  # noqa: F401  (registers the test-only family "test-twoopt")
+from genzoo.cli import app
+
+runner = CliRunner()
+
+
+def run(*args, ok=True):
+    result = runner.invoke(app, [str(a) for a in args])
+    if ok:
+        assert result.exit_code == 0, result.output + repr(result.exception)
+    return result
+
+
+def test_list_shows_families_and_datasets():
+    result = run("list")
+    assert "digits" in result.output and "toy2d:moons" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "gpt9", "--steps", "1"], "valid familys"),
+        (["train", "test-twoopt", "--data", "mnist", "--steps", "1"], "valid datasets"),
+        (["train", "test-twoopt", "--data", "toy2d:moons", "--steps", "1", "--set", "depth=3"], "no config field"),
+        (["train", "test-twoopt", "--data", "toy2d:moons", "--steps", "1", "--variant", "big"], "valid variants"),
+        (["train", "test-twoopt", "--data", "toy2d:moons", "--steps", "0"], "at least 1"),
+        (["sample", "no/such/run"], "does not exist"),
+    ],
+)
+def test_bad_input_gets_a_clear_message(args, message):
+    result = run(*args, ok=False)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_train_sample_info_resume(tmp_path):
+    out = tmp_path / "run"
+    run("train", "test-twoopt", "--data", "toy2d:moons", "--steps", "12", "--batch-size", "32", "--out", out, "--no-eval", "--checkpoint-every", "5")
+    assert (out / "checkpoint" / "model.safetensors").is_file() and (out / "loss.png").is_file()
+    # a second train into the same folder is refused, not overwritten
+    again = run("train", "test-twoopt", "--data", "toy2d:moons", "--steps", "12", "--out", out, "--no-eval", ok=False)
+    assert "--resume" in again.output
+    run("train", "test-twoopt", "--data", "toy2d:moons", "--steps", "20", "--out", out, "--resume", "--no-eval")
+    info = json.loads(run("info", out).output)
+    assert info["family"] == "test-twoopt" and info["trained_steps"] == 20
+    png = tmp_path / "s.png"
+    run("sample", out, "--n", "100", "-o", png, "--save-npy", tmp_path / "s.npy")
+    assert png.stat().st_size > 0 and (tmp_path / "s.npy").is_file()
+    bad = run("sample", out, "--sampler", "ddim", "-o", png, ok=False)
+    assert "no option" in bad.output
+    cond = run("sample", out, "--condition", "3", "-o", png, ok=False)
+    assert "class conditioning" in cond.output
