@@ -15,8 +15,9 @@ COLUMNS = [
     ("parameters", "params", "{:,}"),
     ("train_steps", "steps", "{}"),
     ("train_seconds", "train s", "{:.0f}"),
-    ("nll_nats", "NLL nats", "{:.2f}"),
-    ("bits_per_dim", "bits/dim", "{:.3f}"),
+    ("nll_nats_per_image", "NLL nats/image", "{:.2f}"),
+    ("nll_bits_per_dim", "bits/dim", "{:.3f}"),
+    ("nll_nats_per_point", "NLL nats/point", "{:.3f}"),
     ("likelihood", "NLL is", "{}"),
     ("fd_digits", "FD_digits", "{:.2f}"),
     ("precision", "precision", "{:.3f}"),
@@ -24,8 +25,9 @@ COLUMNS = [
     ("density", "density", "{:.3f}"),
     ("coverage", "coverage", "{:.3f}"),
     ("class_coverage", "class cov.", "{:.2f}"),
-    ("mmd", "MMD", "{:.4f}"),
-    ("samples_per_s", "samples/s", "{:.1f}"),
+    ("class_kl", "class KL", "{:.3f}"),
+    ("mmd2", "MMD^2", "{:.4f}"),
+    ("samples_per_second", "samples/s", "{:.1f}"),
 ]
 FLOOR_SUFFIX = "_floor"
 

@@ -1,0 +1,319 @@
+"""``evaluate``: every metric genzoo reports for one model on one dataset.
+
+This is the one function the CLI and the bench call. It returns a flat dict
+of plain floats, ints and strings (JSON-ready); ``format_report`` renders it.
+
+Every sample-quality score comes with its *floor*: the same metric computed
+with real training data in place of the samples, at the same sample size
+(``floor_n``). The floor is what a perfect model, one that reproduces the
+training distribution, would score; no model should be read as better than
+its floor, and the distance to it is what matters.
+
+- digits: FD in the evaluator's feature space (``fd_digits``), precision,
+  recall, density, coverage (k=5), class coverage and class-histogram KL,
+  all against the 447 test images; the evaluator's test accuracy beside
+  them; test NLL in nats/image and bits/dim where the model has a likelihood.
+- toy2d: MMD^2 against the test points; test NLL in nats/point.
+- any other dataset: test NLL (if the model has one) and sampling speed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from functools import lru_cache
+
+import torch
+
+from genzoo.errors import GenzooError
+from genzoo.eval import toy2d
+from genzoo.eval.classes import class_coverage, class_kl
+from genzoo.eval.evaluator import one_thread
+from genzoo.eval.frechet import frechet_distance
+from genzoo.eval.likelihood import model_device, per_example_nll, summarize_nll
+from genzoo.eval.prdc import DEFAULT_K, prdc
+
+SAMPLE = "sample"  # the capability names of genzoo.models.base (kept literal: eval never imports models)
+LOG_PROB = "log_prob"
+FLOOR_SEED = 0  # which training images form the floor: fixed, so floors never move with ``seed``
+
+
+def evaluate(
+    model,
+    data_name: str,
+    *,
+    n_samples: int = 1000,
+    sampler_options: dict | None = None,
+    nll: bool = True,
+    nll_options: dict | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    batch_size: int = 250,
+) -> dict:
+    """Measure ``model`` on ``data_name``'s test split; see the module doc for what is measured.
+
+    Samples come from ``model.sample(batch, generator=g, **sampler_options)``
+    in chunks of ``batch_size`` with one ``torch.Generator`` seeded by
+    ``seed``; the NLL from ``model.log_prob(test.x, **nll_options)`` in
+    chunks. Runs under ``torch.no_grad()`` in eval mode (the model's mode is
+    restored afterwards) and leaves the global RNG as it found it.
+    """
+    from genzoo.data import load_dataset
+
+    test = load_dataset(data_name, "test")
+    capabilities = set(getattr(model, "capabilities", ()))
+    metrics: dict = {
+        "data": data_name,
+        "model": getattr(model, "family", "") or type(model).__name__,
+        "seed": int(seed),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    notes = []
+    say = _printer(progress)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            if SAMPLE in capabilities:
+                samples, seconds = draw_samples(model, n_samples, test.shape, seed=seed, batch_size=batch_size,
+                                                options=sampler_options, say=say)
+                metrics.update(n_samples=int(n_samples), sample_seconds=seconds,
+                               samples_per_second=n_samples / max(seconds, 1e-9))
+                with one_thread():  # small matrices: threads only add spin-waiting on shared cores
+                    if data_name == "digits":
+                        say("digits sample metrics")
+                        metrics.update(digits_sample_metrics(samples))
+                    elif data_name.startswith("toy2d"):
+                        say("toy2d sample metrics")
+                        metrics.update(toy2d_sample_metrics(samples, data_name))
+            else:
+                notes.append("model cannot sample: no sample-quality metrics")
+            if nll and LOG_PROB in capabilities:
+                metrics.update(likelihood_metrics(model, test, seed=seed, batch_size=batch_size,
+                                                  options=nll_options, say=say))
+            elif nll:
+                notes.append("model has no log_prob: no NLL")
+    finally:
+        model.train(was_training)
+    if notes:
+        metrics["notes"] = "; ".join(notes)
+    return metrics
+
+
+# ---- sampling -----------------------------------------------------------
+
+
+def draw_samples(model, n: int, shape: tuple, *, seed: int, batch_size: int, options: dict | None,
+                 say=lambda *_: None) -> tuple[torch.Tensor, float]:
+    """``n`` samples as a float32 CPU tensor of shape (n, *shape), and the seconds they took."""
+    if n < 10:
+        raise GenzooError(f"n_samples must be at least 10 for sample metrics, got {n}")
+    device = model_device(model)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    chunks = []
+    start = time.perf_counter()
+    with _seeded_global_rng(seed, device):  # for models that draw some noise from the global RNG
+        for i in range(0, n, batch_size):
+            m = min(batch_size, n - i)
+            x = model.sample(m, generator=generator, **(options or {}))
+            x = torch.as_tensor(x).detach().to("cpu", torch.float32)
+            if tuple(x.shape) != (m, *shape):
+                raise GenzooError(f"{type(model).__name__}.sample({m}) returned shape {tuple(x.shape)}; "
+                                  f"this dataset needs {(m, *shape)}")
+            chunks.append(x)
+            say(f"sampled {i + m}/{n}")
+    seconds = time.perf_counter() - start
+    return torch.cat(chunks), seconds
+
+
+@contextlib.contextmanager
+def _seeded_global_rng(seed: int, device: torch.device):
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        yield
+
+
+# ---- digits ---------------------------------------------------------------
+
+
+def digits_sample_metrics(samples: torch.Tensor) -> dict:
+    """FD, PRDC and class metrics of digits samples (levels) against the test set, with floors."""
+    from genzoo.eval.evaluator import get_digits_evaluator
+
+    evaluator = get_digits_evaluator()
+    floor_n = min(len(samples), 1000)
+    scores = _digits_scores(evaluator, evaluator.features(samples), evaluator.predict(samples))
+    floor = _digits_floor(evaluator.version, evaluator.weights_sha256, floor_n)
+    out = {}
+    for name, value in scores.items():
+        out[name] = value
+        out[name + "_floor"] = floor[name]
+    out.update(
+        floor_n=floor_n,
+        evaluator_version=evaluator.version,
+        evaluator_sha256=evaluator.weights_sha256[:12],
+        evaluator_test_accuracy=evaluator.test_accuracy,
+    )
+    return out
+
+
+def _digits_scores(evaluator, features: torch.Tensor, predicted: torch.Tensor) -> dict:
+    test_features, test_labels = _digits_test_reference(evaluator.version, evaluator.weights_sha256)
+    return {
+        "fd_digits": frechet_distance(features, test_features),
+        **prdc(real=test_features, fake=features, k=DEFAULT_K),
+        "class_coverage": class_coverage(predicted, 10),
+        "class_kl": class_kl(predicted, test_labels, 10),
+    }
+
+
+@lru_cache(maxsize=4)
+def _digits_test_reference(version: str, sha: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Test-set features and true labels (cached per evaluator; arguments are the cache key)."""
+    from genzoo.data import load_dataset
+    from genzoo.eval.evaluator import get_digits_evaluator
+
+    test = load_dataset("digits", "test")
+    return get_digits_evaluator().features(test.x), test.y
+
+
+@lru_cache(maxsize=16)
+def _digits_floor(version: str, sha: str, n: int) -> dict:
+    """The scores of ``n`` real training images (a fixed random subset) in place of samples."""
+    from genzoo.data import load_dataset
+    from genzoo.eval.evaluator import get_digits_evaluator
+
+    evaluator = get_digits_evaluator()
+    train = load_dataset("digits", "train")
+    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(FLOOR_SEED))[:n]
+    x = train.x[idx]
+    return _digits_scores(evaluator, evaluator.features(x), evaluator.predict(x))
+
+
+# ---- toy2d ----------------------------------------------------------------
+
+
+def toy2d_sample_metrics(samples: torch.Tensor, data_name: str) -> dict:
+    """MMD^2 of samples against the test reference points, and the same for real training points."""
+    from genzoo.data import load_dataset
+
+    reference, self_kernel = _toy2d_reference(data_name)
+    train = load_dataset(data_name, "train").x
+    floor_n = min(len(samples), len(train))
+    return {
+        "mmd2": toy2d.mmd2(samples, reference, y_self_kernel=self_kernel),
+        "mmd2_floor": _toy2d_floor(data_name, floor_n),
+        "floor_n": floor_n,
+        "mmd_reference_points": len(reference),
+    }
+
+
+@lru_cache(maxsize=8)
+def _toy2d_reference(data_name: str) -> tuple[torch.Tensor, float]:
+    from genzoo.data import load_dataset
+
+    reference = toy2d.reference_points(load_dataset(data_name, "test").x)
+    return reference, toy2d.mean_self_kernel(reference)
+
+
+@lru_cache(maxsize=32)
+def _toy2d_floor(data_name: str, n: int) -> float:
+    from genzoo.data import load_dataset
+
+    reference, self_kernel = _toy2d_reference(data_name)
+    train = load_dataset(data_name, "train").x  # i.i.d. draws: the first n are a random subset
+    return toy2d.mmd2(train[:n], reference, y_self_kernel=self_kernel)
+
+
+# ---- likelihood -----------------------------------------------------------
+
+
+def likelihood_metrics(model, test, *, seed: int, batch_size: int, options: dict | None, say=lambda *_: None) -> dict:
+    """Test NLL: nats/image and bits/dim for discrete images, nats/point for points."""
+    start = time.perf_counter()
+    with _seeded_global_rng(seed, model_device(model)):  # stochastic bounds (IWAE, diffusion) repeat exactly
+        nll = per_example_nll(model, test.x, batch_size=batch_size, options=options,
+                                         progress=lambda i, n: say(f"log_prob {i}/{n}"))
+    summary = summarize_nll(nll, test.dims)
+    out = {"likelihood": str(getattr(model, "likelihood", None) or "unknown")}
+    if test.kind == "image":
+        out.update(nll_nats_per_image=summary["nats_per_example"], nll_bits_per_dim=summary["bits_per_dim"])
+    else:
+        out["nll_nats_per_point"] = summary["nats_per_example"]
+    out.update(nll_std_err_nats=summary["std_err"], nll_seconds=time.perf_counter() - start)
+    return out
+
+
+# ---- rendering ------------------------------------------------------------
+
+# (key, label, which way is better); the floor is looked up as key + "_floor".
+_ROWS = [
+    ("fd_digits", "FD (digits features)", "lower"),
+    ("precision", "precision (k=5)", "higher"),
+    ("recall", "recall (k=5)", "higher"),
+    ("density", "density (k=5)", "~1"),
+    ("coverage", "coverage (k=5)", "higher"),
+    ("class_coverage", "class coverage", "higher"),
+    ("class_kl", "class KL (nats)", "lower"),
+    ("mmd2", "MMD^2 (RBF mix)", "lower"),
+    ("nll_nats_per_image", "test NLL (nats/image)", "lower"),
+    ("nll_bits_per_dim", "test NLL (bits/dim)", "lower"),
+    ("nll_nats_per_point", "test NLL (nats/point)", "lower"),
+    ("samples_per_second", "samples / second", "higher"),
+    ("parameters", "parameters", ""),
+]
+
+
+def format_report(metrics: dict) -> str:
+    """A readable text table of ``evaluate``'s result, floors beside scores."""
+    head = f"{metrics.get('model', 'model')} on {metrics.get('data', '?')}"
+    if "n_samples" in metrics:
+        head += f"  ({metrics['n_samples']} samples, seed {metrics.get('seed', 0)})"
+    lines = [head, f"{'metric':<24}{'score':>12}{'floor':>12}  better"]
+    for key, label, better in _ROWS:
+        if key not in metrics:
+            continue
+        floor = metrics.get(key + "_floor")
+        lines.append(f"{label:<24}{_fmt(metrics[key]):>12}{_fmt(floor) if floor is not None else '-':>12}  {better}")
+    if "floor_n" in metrics:
+        lines.append(f"floor: real training data in place of samples (n={metrics['floor_n']})")
+    if "likelihood" in metrics:
+        lines.append(f"likelihood: {metrics['likelihood']}, standard error of the NLL "
+                     f"±{_fmt(metrics.get('nll_std_err_nats'))} nats")
+    if "evaluator_version" in metrics:
+        lines.append(f"evaluator: {metrics['evaluator_version']} (weights {metrics.get('evaluator_sha256', '?')}), "
+                     f"test accuracy {metrics['evaluator_test_accuracy']:.4f}")
+    if "notes" in metrics:
+        lines.append(f"notes: {metrics['notes']}")
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        if value != 0 and abs(value) < 1e-3:
+            return f"{value:.3e}"
+        return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.4f}"
+    return str(value)
+
+
+def _printer(enabled: bool, every_seconds: float = 2.0):
+    """Progress lines on stderr; "i/n" counters at most every few seconds, plus their last step."""
+    last = [-math.inf]
+
+    def say(message: str) -> None:
+        if not enabled:
+            return
+        done, _, total = message.rpartition(" ")[2].partition("/")
+        counter = bool(total) and done.isdigit() and total.isdigit()
+        now = time.monotonic()
+        if counter and done != total and now - last[0] < every_seconds:
+            return
+        last[0] = now
+        print(f"[eval] {message}", file=sys.stderr, flush=True)
+
+    return say
