@@ -1,3 +1,8 @@
 """Every built-in family; importing this module registers them (see genzoo.registry)."""
 
 from genzoo.models.base import Batch, BatchRandom, GenerativeModel, ModelConfig, Updater  # noqa: F401
+from genzoo.models import vae  # noqa: F401
+from genzoo.models import diffusion  # noqa: F401
+from genzoo.models import pixelcnn  # noqa: F401
+from genzoo.models import realnvp  # noqa: F401
+from genzoo.models import glow  # noqa: F401

@@ -1,0 +1,111 @@
+"""Glow (Kingma & Dhariwal, 2018): actnorm, invertible 1x1 convolution, affine coupling, multi-scale.
+
+Images: [-1, 1] -> logit space, then per level
+
+    squeeze -> steps_per_level x [actnorm -> invertible 1x1 conv -> affine coupling] -> factor out half
+
+(no factoring out after the last level). Points: ``steps`` x [actnorm ->
+invertible linear -> affine coupling], the same step on vectors.
+
+Actnorm initialises itself from the first training batch (zero mean, unit
+variance per channel) and remembers it in a buffer; the 1x1 convolutions are
+LU-parametrised; couplings split the channels in halves and use Glow's
+stable scale sigmoid(raw + 2) (or a tanh-bounded log-scale). The
+likelihood, dequantization and sampling live in ``genzoo.models.flows``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from genzoo.errors import GenzooError, unknown
+from genzoo.models.base import ModelConfig
+from genzoo.models.flows import FlowModel
+from genzoo.nn.flow_layers import (
+    SCALE_FUNCTIONS,
+    ActNorm,
+    AffineCoupling,
+    FlowLayer,
+    FlowSequence,
+    InvertibleLinear,
+    LogitTransform,
+    MultiScale,
+    Squeeze,
+    channel_mask,
+    conv_conditioner,
+    mlp_conditioner,
+)
+from genzoo.registry import register
+
+PREPROCESSING = ("logit", "none")
+
+
+@dataclass
+class GlowConfig(ModelConfig):
+    hidden: int = 128  # conditioner width: channels (images) or units (points)
+    hidden_layers: int = 2  # images: 3x3 conv + (hidden_layers - 1) 1x1 convs; points: Linear layers
+    dropout: float = 0.0  # in the conditioners (training only; digits has just 1000 training images)
+    coupling_scale: str = "sigmoid"  # "sigmoid": scale = sigmoid(raw + 2) (Glow); "tanh": bounded log-scale
+    scale_bound: float = 3.0  # for coupling_scale="tanh"
+    # images
+    levels: int = 2  # squeeze ... factor out, this many times (8x8 digits: at most 3)
+    steps_per_level: int = 8
+    preprocess: str = "logit"  # "logit" or "none" (model y in [-1, 1] directly)
+    logit_alpha: float = 0.05
+    # points
+    steps: int = 8
+
+
+@register(
+    "glow",
+    description="Glow flow: actnorm, LU invertible 1x1 conv, affine coupling, multi-scale; exact density (bound on digits)",
+    data_kinds=("image", "points"),
+)
+class Glow(FlowModel):
+    config_class = GlowConfig
+
+    @classmethod
+    def default_config(cls, data_spec: dict, variant: str = "") -> GlowConfig:
+        if data_spec.get("kind") == "image":
+            return GlowConfig(data=data_spec, variant=variant, hidden=128, levels=2, steps_per_level=8, dropout=0.2)
+        return GlowConfig(data=data_spec, variant=variant, hidden=64, hidden_layers=2, steps=8)
+
+    @classmethod
+    def default_train(cls, data_spec: dict) -> dict:
+        if data_spec.get("kind") == "image":
+            return {"batch_size": 64, "lr": 1e-3, "weight_decay": 0.0, "grad_clip": 100.0, "steps": 1500}
+        return {"batch_size": 256, "lr": 2e-3, "weight_decay": 0.0, "grad_clip": 100.0, "steps": 5000}
+
+    def build_flow(self, config: GlowConfig) -> FlowLayer:
+        if config.preprocess not in PREPROCESSING:
+            raise unknown("preprocess", config.preprocess, PREPROCESSING)
+        if config.coupling_scale not in SCALE_FUNCTIONS:
+            raise unknown("coupling_scale", config.coupling_scale, SCALE_FUNCTIONS)
+        if min(config.hidden, config.hidden_layers) < 1:
+            raise GenzooError("hidden and hidden_layers must be >= 1")
+        if len(self.shape) == 1:
+            net = lambda c_in, c_out: mlp_conditioner(c_in, c_out, config.hidden, config.hidden_layers, config.dropout)  # noqa: E731
+            return FlowSequence([self._step(self.dims, net) for _ in range(config.steps)])
+        if config.levels < 1 or config.steps_per_level < 1:
+            raise GenzooError("levels and steps_per_level must be >= 1")
+        net = lambda c_in, c_out: conv_conditioner(c_in, c_out, config.hidden, config.hidden_layers, config.dropout)  # noqa: E731
+        stages, shape = [], self.shape
+        for level in range(config.levels):
+            squeeze = Squeeze()
+            shape = squeeze.output_shape(shape)
+            stages.append(FlowSequence([squeeze, *[self._step(shape[0], net) for _ in range(config.steps_per_level)]]))
+            if level < config.levels - 1:
+                shape = (shape[0] - shape[0] // 2, *shape[1:])
+        layers = [LogitTransform(config.logit_alpha)] if config.preprocess == "logit" else []
+        return FlowSequence([*layers, MultiScale(stages, self.shape)])
+
+    def _step(self, channels: int, net) -> FlowSequence:
+        """One step of flow: actnorm -> invertible 1x1 conv (or linear) -> affine coupling on channel halves."""
+        mask = channel_mask(channels)
+        given = int(mask.sum())
+        coupling = AffineCoupling(mask, net(given, 2 * (channels - given)),
+                                  scale=self.config.coupling_scale, scale_bound=self.config.scale_bound)
+        return FlowSequence([ActNorm(channels), InvertibleLinear(channels), coupling])
+
+
+__all__ = ["Glow", "GlowConfig"]

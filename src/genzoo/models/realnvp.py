@@ -1,0 +1,124 @@
+"""RealNVP (Dinh et al., 2017): affine couplings with checkerboard and channel masks, multi-scale.
+
+Images: [-1, 1] -> logit space, then per scale
+
+    checkerboard couplings -> squeeze -> channel couplings -> factor out half the channels
+
+and after the last scale ``final_couplings`` checkerboard couplings on what
+remains. Masks alternate, so every value is transformed in turn.
+Points: ``coupling_layers`` MLP couplings with alternating masks.
+
+Log-scales are soft-clamped, s = bound * tanh(raw / bound), and every
+coupling starts as the identity (zero-initialised last layer). The
+likelihood, dequantization and sampling live in ``genzoo.models.flows``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from genzoo.errors import GenzooError, unknown
+from genzoo.models.base import ModelConfig
+from genzoo.models.flows import FlowModel
+from genzoo.nn.flow_layers import (
+    AffineCoupling,
+    FlowLayer,
+    FlowSequence,
+    LogitTransform,
+    MultiScale,
+    Squeeze,
+    alternating_mask,
+    channel_mask,
+    checkerboard_mask,
+    conv_conditioner,
+    mlp_conditioner,
+)
+from genzoo.registry import register
+
+PREPROCESSING = ("logit", "none")
+
+
+@dataclass
+class RealNVPConfig(ModelConfig):
+    hidden: int = 64  # conditioner width: channels (images) or units (points)
+    hidden_layers: int = 2  # hidden layers per conditioner network
+    dropout: float = 0.0  # in the conditioners (training only; digits has just 1000 training images)
+    scale_bound: float = 3.0  # log-scales soft-clamped to (-bound, bound)
+    # images
+    scales: int = 2  # each: checkerboard couplings, squeeze, channel couplings, factor out half
+    couplings_per_mask: int = 3  # couplings of each mask type per scale
+    final_couplings: int = 4  # checkerboard couplings after the last scale
+    preprocess: str = "logit"  # "logit": model logit((y + 1) / 2) (RealNVP); "none": y in [-1, 1] directly
+    logit_alpha: float = 0.05
+    # points
+    coupling_layers: int = 8  # alternating-mask MLP couplings
+
+
+@register(
+    "realnvp",
+    description="RealNVP flow: checkerboard/channel affine couplings, multi-scale; exact density (bound on digits)",
+    data_kinds=("image", "points"),
+)
+class RealNVP(FlowModel):
+    config_class = RealNVPConfig
+
+    @classmethod
+    def default_config(cls, data_spec: dict, variant: str = "") -> RealNVPConfig:
+        if data_spec.get("kind") == "image":
+            return RealNVPConfig(data=data_spec, variant=variant, hidden=64, hidden_layers=2, scales=2, dropout=0.2)
+        return RealNVPConfig(data=data_spec, variant=variant, hidden=64, hidden_layers=2, coupling_layers=8)
+
+    @classmethod
+    def default_train(cls, data_spec: dict) -> dict:
+        if data_spec.get("kind") == "image":
+            return {"batch_size": 64, "lr": 1e-3, "weight_decay": 0.0, "grad_clip": 100.0, "steps": 2000}
+        return {"batch_size": 256, "lr": 2e-3, "weight_decay": 0.0, "grad_clip": 100.0, "steps": 5000}
+
+    def build_flow(self, config: RealNVPConfig) -> FlowLayer:
+        if config.preprocess not in PREPROCESSING:
+            raise unknown("preprocess", config.preprocess, PREPROCESSING)
+        if min(config.hidden, config.hidden_layers) < 1:
+            raise GenzooError("hidden and hidden_layers must be >= 1")
+        if len(self.shape) == 1:
+            return self._points_flow(config)
+        return self._image_flow(config)
+
+    def _coupling(self, mask, net) -> AffineCoupling:
+        return AffineCoupling(mask, net, scale="tanh", scale_bound=self.config.scale_bound)
+
+    def _points_flow(self, config: RealNVPConfig) -> FlowSequence:
+        d = self.dims
+        layers = []
+        for i in range(config.coupling_layers):
+            mask = alternating_mask(d, parity=i % 2)
+            given = int(mask.sum())
+            layers.append(self._coupling(mask, mlp_conditioner(given, 2 * (d - given), config.hidden, config.hidden_layers, config.dropout)))
+        return FlowSequence(layers)
+
+    def _image_flow(self, config: RealNVPConfig) -> FlowSequence:
+        if config.scales < 0 or config.couplings_per_mask < 1:
+            raise GenzooError("scales must be >= 0 and couplings_per_mask >= 1")
+        shape = self.shape
+        conv = lambda c_in, c_out: conv_conditioner(c_in, c_out, config.hidden, config.hidden_layers, config.dropout)  # noqa: E731
+        stages = []
+        for _ in range(config.scales):
+            c, h, w = shape
+            layers = [self._coupling(checkerboard_mask(h, w, i % 2), conv(c, 2 * c)) for i in range(config.couplings_per_mask)]
+            layers.append(Squeeze())
+            c, h, w = layers[-1].output_shape(shape)
+            for i in range(config.couplings_per_mask):
+                mask = channel_mask(c, first_half=i % 2 == 0)
+                layers.append(self._coupling(mask, conv(int(mask.sum()), 2 * int((~mask).sum()))))
+            stages.append(FlowSequence(layers))
+            shape = (c - c // 2, h, w)  # MultiScale factors out the first half of the channels
+        c, h, w = shape
+        if h * w < 2 and config.final_couplings:
+            raise GenzooError(f"after {config.scales} scales the image is {h}x{w}: too small for checkerboard couplings")
+        stages.append(FlowSequence(
+            [self._coupling(checkerboard_mask(h, w, i % 2), conv(c, 2 * c)) for i in range(config.final_couplings)]
+        ))
+        layers = [LogitTransform(config.logit_alpha)] if config.preprocess == "logit" else []
+        return FlowSequence([*layers, MultiScale(stages, self.shape)])
+
+
+__all__ = ["RealNVP", "RealNVPConfig"]
