@@ -55,3 +55,15 @@ def test_train_sample_info_resume(tmp_path):
     assert "no option" in bad.output
     cond = run("sample", out, "--condition", "3", "-o", png, ok=False)
     assert "class conditioning" in cond.output
+
+
+def test_a_given_budget_replaces_the_family_default_budget():
+    from genzoo import api
+    from genzoo.data import load_dataset
+    from genzoo.registry import get_family
+
+    digits = load_dataset("digits", "train")
+    vae = get_family("vae").model_class
+    assert api.train_config_for(vae, digits, minutes=5).steps is None  # not capped by the family's default steps
+    assert api.train_config_for(vae, digits, steps=7).steps == 7
+    assert api.train_config_for(vae, digits).steps == vae.default_train(digits.spec()).get("steps", 2000)

@@ -181,7 +181,7 @@ def trained_gated():
     """A small Gated PixelCNN trained briefly on digits (about 10 s on one thread)."""
     torch.manual_seed(0)
     data = load_dataset("digits", "train")
-    model = build("gated-pixelcnn", data.spec(), channels=16, head_channels=32, layers=4)
+    model = build("gated-pixelcnn", data.spec(), channels=16, head_channels=32, layers=4, dropout=0.0)
     opt = Updater(model.configure_optimizers(lr=5e-3, weight_decay=0.0), grad_clip=1.0)
     g = torch.Generator().manual_seed(0)
     for step in range(120):

@@ -59,7 +59,11 @@ def build_model(family: str, data: Dataset, variant: str | None = None, override
 
 def train_config_for(model_cls, data: Dataset, **settings) -> TrainConfig:
     """TrainConfig defaults, then the family's defaults for this data, then the caller's settings."""
-    merged = {**model_cls.default_train(data.spec()), **{k: v for k, v in settings.items() if v is not None}}
+    family = model_cls.default_train(data.spec())
+    given = {k: v for k, v in settings.items() if v is not None}
+    if "steps" in given or "minutes" in given:  # the caller's budget replaces the family's default budget
+        family = {k: v for k, v in family.items() if k not in ("steps", "minutes")}
+    merged = {**family, **given}
     bad = set(merged) - set(TrainConfig.fields())
     if bad:
         raise GenzooError(f"unknown training setting(s) {sorted(bad)}; valid: {', '.join(TrainConfig.fields())}")

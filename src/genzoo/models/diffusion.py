@@ -11,6 +11,13 @@ and sampled back to integer levels. ``log_prob`` is the variational bound
 of Ho et al. (Sec. 3.3) on the log-probability of the *discrete* data: prior
 KL + T-1 Gaussian KL terms + a discretized Gaussian decoder over the bins.
 Points use a Gaussian decoder density instead (a bound on a density).
+Reported numbers use the full sum over all T steps (``timesteps_subset=None``);
+a stratified subset of K steps is an unbiased, cheaper estimate of the same bound.
+
+Backbones: images get ``genzoo.nn.unet.UNet`` (default widths 32 at 8x8 and
+64 at 4x4, 0.54M parameters; measured 1.6-1.9x the training steps/s of a
+0.65M-parameter diffusers UNet2DModel on 8x8 digits at batch 128 on CPU),
+points a time-conditioned residual MLP.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from genzoo.models.base import LABEL_CONDITION, LOG_PROB, SAMPLE, Batch, Generat
 from genzoo.nn.mlp import ResidualMLP
 from genzoo.nn.unet import UNet
 from genzoo.registry import register
-from genzoo.sampling.diffusion import SAMPLERS, sampling_timesteps
+from genzoo.sampling.diffusion import SAMPLERS
 from genzoo.sampling.schedules import SCHEDULES, make_schedule
 
 PREDICTIONS = ("eps", "v")
@@ -298,8 +305,9 @@ class DiffusionModel(GenerativeModel):
         Every KL term uses one draw of x_t ~ q(x_t | x_0), so the result is an
         unbiased estimate of the bound. ``timesteps_subset=None`` (what genzoo
         reports) sums all T-1 KL terms; ``timesteps_subset=K`` instead draws one
-        step from each of K equal strata of 1..T-1 and weights it by the
-        stratum's size: still unbiased for the bound, ~T/K times cheaper, noisier.
+        step from each of at most K strata of 1..T-1 (geometrically growing, see
+        ``_kl_timesteps``) and weights it by the stratum's size: still unbiased
+        for the bound, ~T/K times cheaper, noisier.
         ``condition=None`` scores under the unconditional model (the null class).
         The default generator is seeded with 0, so repeated calls agree.
 
@@ -338,11 +346,21 @@ class DiffusionModel(GenerativeModel):
         return -torch.cat(out).float().cpu() if out else torch.empty(0)
 
     def _kl_timesteps(self, subset: int | None, generator: torch.Generator) -> list[tuple[int, float]]:
-        """(step index, weight) pairs for the KL terms at indices 1..T-1 (Ho's t = 2..T)."""
+        """(step index, weight) pairs for the KL terms at indices 1..T-1 (Ho's t = 2..T).
+
+        A subset draws one step per stratum and weights it by the stratum's size.
+        Strata grow geometrically with t: the terms at the smallest t are by far
+        the largest (the reverse steps there are narrowest), so those are
+        evaluated one by one and only the long, flat tail is sampled. With equal
+        strata a 100-step estimate of a trained digits model usually missed the
+        few large terms and came out ~20 nats above the full sum.
+        """
         T = self.config.timesteps
         if subset is None:
             return [(t, 1.0) for t in range(1, T)]
-        edges = torch.linspace(1, T, subset + 1, dtype=torch.float64).round().long().tolist()
+        # edge i: T^(i/K), but at least i + 1, so the first strata are single steps and there are K of them
+        edges = sorted({max(round(T ** (i / subset)), i + 1) for i in range(subset + 1)})
+        edges[0], edges[-1] = 1, T
         terms = []
         for lo, hi in zip(edges[:-1], edges[1:]):  # stratum [lo, hi)
             t = lo + int(torch.randint(hi - lo, (1,), generator=generator))
@@ -418,4 +436,4 @@ def _log1mexp(a: torch.Tensor) -> torch.Tensor:
     return torch.where(a > -math.log(2), torch.log(-torch.expm1(a)), torch.log1p(-torch.exp(a)))
 
 
-__all__ = ["DiffusionConfig", "DiffusionModel", "discretized_gaussian_log_likelihood", "sampling_timesteps"]
+__all__ = ["DiffusionConfig", "DiffusionModel", "discretized_gaussian_log_likelihood", "log_normal_interval"]
