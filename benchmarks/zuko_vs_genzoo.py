@@ -15,7 +15,7 @@ no EMA. Only the flow code differs.
    reported as a ratio genzoo / zuko.
 
 Needs the bench extra: pip install -e '.[bench]'.
-Run: .venv/bin/python benchmarks/zuko_vs_genzoo.py --steps 3000 --out benchmarks/results
+Run: .venv/bin/python benchmarks/zuko_vs_genzoo.py --steps 2000 --out benchmarks/results  (about 4 minutes on 2 shared cores)
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def markdown(results: list[dict], args) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--transforms", type=int, default=8)

@@ -6,6 +6,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 out=${1:-runs/demo}
 if [ -d "$out/checkpoint" ]; then out="$out-$(date +%Y%m%d-%H%M%S)"; fi
-.venv/bin/genzoo train diffusion --data digits --minutes "${GENZOO_DEMO_MINUTES:-5}" --out "$out"
+.venv/bin/genzoo train diffusion --data digits --minutes "${GENZOO_DEMO_MINUTES:-5}" --out "$out" --no-eval
 .venv/bin/genzoo eval "$out"
 echo "samples: $out/samples/   checkpoint: $out/checkpoint/   curves: $out/loss.png"

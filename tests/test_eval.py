@@ -311,3 +311,27 @@ def test_evaluate_toy2d_reports_mmd_floor_and_nll():
     expected = (0.5 * test.double().square().sum(1) + math.log(2 * math.pi)).mean().item()
     assert m["nll_nats_per_point"] == pytest.approx(expected, rel=1e-6)
     assert "MMD" in format_report(m)
+
+
+def test_non_finite_samples_are_reported_and_the_likelihood_still_measured():
+    import torch
+    from torch import nn
+
+    from genzoo.eval import evaluate
+
+    class NaNSampler(nn.Module):
+        family, capabilities, likelihood = "nan-sampler", frozenset({"sample", "log_prob"}), "exact"
+
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(()))
+
+        def sample(self, n, *, condition=None, generator=None, **_):
+            return torch.full((n, 1, 8, 8), float("nan"))
+
+        def log_prob(self, x, **_):
+            return torch.full((len(x),), -100.0)
+
+    m = evaluate(NaNSampler(), "digits", n_samples=20)
+    assert "NaN" in m["sample_error"] and "fd_digits" not in m
+    assert abs(m["nll_nats_per_image"] - 100.0) < 1e-6

@@ -292,7 +292,7 @@ def trained_moons(moons):
     for family in FAMILIES:
         torch.manual_seed(0)
         untrained = build(family, points_spec())
-        model = _fit(build(family, points_spec()), train, steps=250, batch_size=256, lr=3e-3)
+        model = _fit(build(family, points_spec()), train, steps=150, batch_size=256, lr=5e-3)
         out[family] = (untrained, model)
     return out
 
@@ -303,7 +303,7 @@ def test_learns_moons(family, moons, trained_moons):
     untrained, model = trained_moons[family]
     untrained.initialize(test[:256])  # the fair baseline for Glow: actnorm fitted to the data's scale
     before, after = -untrained.log_prob(test).mean().item(), -model.log_prob(test).mean().item()
-    assert after < before - 0.5, (before, after)
+    assert after < before - 0.4, (before, after)
     assert after < 3.3  # a standard normal fitted to moons scores about 3.5
 
 
@@ -337,7 +337,7 @@ def test_learns_digits(family):
         overrides.update(levels=2, steps_per_level=3)
     untrained = build(family, train.spec(), **overrides)
     untrained.initialize(train.x[:64])
-    model = _fit(build(family, train.spec(), **overrides), train.x, steps=120, batch_size=64, lr=3e-3)
+    model = _fit(build(family, train.spec(), **overrides), train.x, steps=80, batch_size=64, lr=3e-3)
     before = -untrained.log_prob(test, samples=2).mean().item()
     after = -model.log_prob(test, samples=2).mean().item()
     assert after < before - 20, (before, after)

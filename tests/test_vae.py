@@ -211,6 +211,8 @@ def test_samples_are_levels_and_reproducible(trained_digits):
     assert torch.equal(a, a.round()) and a.min() >= 0 and a.max() <= 16
     mean = model.sample(10, generator=torch.Generator().manual_seed(3), mode="mean", temperature=0.5)
     assert torch.equal(mean, mean.round()) and not torch.equal(mean, a)
+    prior_mean = model.sample(3, temperature=0.0, mode="mean")  # z = 0 for every sample
+    assert torch.equal(prior_mean[0], prior_mean[1]) and torch.equal(prior_mean[0], prior_mean[2])
     x = load_dataset("digits", "test").x[:5]
     assert model.reconstruct(x).shape == x.shape
     mean_z, log_var = model.encode(x)

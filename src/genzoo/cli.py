@@ -268,6 +268,7 @@ def bench(
     out_dir: Path = typer.Option(Path("bench_runs"), "--out", "-o"),
     n: int = typer.Option(1000, "--n", help="samples for sample-quality metrics"),
     nll_opt: Optional[List[str]] = typer.Option(None, "--nll-opt", help="FAMILY.KEY=VALUE likelihood option, e.g. vae.k=1000"),
+    sample_opt: Optional[List[str]] = typer.Option(None, "--sample-opt", help="FAMILY.KEY=VALUE sampler option, e.g. diffusion.steps=50"),
     seed: int = typer.Option(0),
 ) -> None:
     """Train every family on the same data with the same budget; write a Markdown/JSON table and an HTML report."""
@@ -278,15 +279,27 @@ def bench(
         if minutes is None and steps is None:
             raise GenzooError("give a budget per family: --minutes M or --steps N")
         names = [f.strip() for f in families_.split(",")] if families_ else None
-        per_family = {}
-        for key, value in api.parse_assignments(nll_opt).items():
-            fam, _, opt_name = key.partition(".")
-            per_family.setdefault(fam, {})[opt_name] = value
-        report = run_bench(data, families=names, minutes=minutes, steps=steps, out_dir=out_dir, n_samples=n, nll_options=per_family, seed=seed)
+        report = run_bench(
+            data, families=names, minutes=minutes, steps=steps, out_dir=out_dir, n_samples=n,
+            nll_options=_per_family(nll_opt), sample_options=_per_family(sample_opt), seed=seed,
+        )
     except GenzooError as e:
         _fail(e)
     out.print(report["markdown"])
     out.print(f"report: {out_dir / 'report.html'}  table: {out_dir / 'results.md'}, {out_dir / 'results.json'}")
+
+
+def _per_family(items: list[str] | None) -> dict[str, dict]:
+    """['vae.k=1000', 'diffusion.steps=20'] -> {'vae': {'k': 1000}, 'diffusion': {'steps': 20}}"""
+    from genzoo import api
+
+    out: dict[str, dict] = {}
+    for key, value in api.parse_assignments(items).items():
+        family, dot, option = key.partition(".")
+        if not dot or not option:
+            raise GenzooError(f"expected FAMILY.KEY=VALUE, got {key}={value}")
+        out.setdefault(family, {})[option] = value
+    return out
 
 
 def main() -> None:  # pragma: no cover

@@ -28,6 +28,8 @@ COLUMNS = [
     ("class_kl", "class KL", "{:.3f}"),
     ("mmd2", "MMD^2", "{:.4f}"),
     ("samples_per_second", "samples/s", "{:.1f}"),
+    ("notes", "notes", "{}"),
+    ("error", "error", "{}"),
 ]
 FLOOR_SUFFIX = "_floor"
 

@@ -47,7 +47,12 @@ def run_bench(
     for name in names:
         run_dir = out_dir / f"{name}-{data.replace(':', '-').replace('/', '_')}"
         t0 = time.perf_counter()
-        model, summary = api.train(name, data, out=run_dir, steps=steps, minutes=minutes, seed=seed, progress=progress)
+        try:
+            model, summary = api.train(name, data, out=run_dir, steps=steps, minutes=minutes, seed=seed, progress=progress)
+        except GenzooError as e:  # one family failing must not lose the others' results
+            rows.append({"family": name, "error": str(e), "run": str(run_dir)})
+            write_reports(rows, data, out_dir, budget={"minutes": minutes, "steps": steps})
+            continue
         metrics = evaluate(
             model, data, n_samples=n_samples, nll_options=(nll_options or {}).get(name),
             sampler_options=(sample_options or {}).get(name), seed=seed, progress=progress,

@@ -81,13 +81,17 @@ def evaluate(
                                                 options=sampler_options, say=say)
                 metrics.update(n_samples=int(n_samples), sample_seconds=seconds,
                                samples_per_second=n_samples / max(seconds, 1e-9))
-                with one_thread():  # small matrices: threads only add spin-waiting on shared cores
-                    if data_name == "digits":
-                        say("digits sample metrics")
-                        metrics.update(digits_sample_metrics(samples))
-                    elif data_name.startswith("toy2d"):
-                        say("toy2d sample metrics")
-                        metrics.update(toy2d_sample_metrics(samples, data_name))
+                try:
+                    with one_thread():  # small matrices: threads only add spin-waiting on shared cores
+                        if data_name == "digits":
+                            say("digits sample metrics")
+                            metrics.update(digits_sample_metrics(samples))
+                        elif data_name.startswith("toy2d"):
+                            say("toy2d sample metrics")
+                            metrics.update(toy2d_sample_metrics(samples, data_name))
+                except GenzooError as e:  # bad samples must not hide the likelihood: report both
+                    metrics["sample_error"] = str(e)
+                    notes.append(f"sampling failed: {e}")
             else:
                 notes.append("model cannot sample: no sample-quality metrics")
             if nll and LOG_PROB in capabilities:

@@ -163,7 +163,7 @@ class DiffusionModel(GenerativeModel):
 
     @classmethod
     def sampler_options(cls) -> dict:
-        return {"sampler": "ddpm", "steps": None, "guidance": 1.0, "eta": 0.0, "batch_size": 256}
+        return {"sampler": "dpmpp2m", "steps": None, "guidance": 1.0, "eta": 0.0, "batch_size": 256}
 
     # ---- data scale ------------------------------------------------------
     def to_model_space(self, x: torch.Tensor) -> torch.Tensor:
@@ -237,7 +237,7 @@ class DiffusionModel(GenerativeModel):
         *,
         condition=None,
         generator: torch.Generator | None = None,
-        sampler: str = "ddpm",
+        sampler: str = "dpmpp2m",
         steps: int | None = None,
         guidance: float = 1.0,
         eta: float = 0.0,

@@ -72,6 +72,9 @@ class Glow(FlowModel):
 
     @classmethod
     def default_train(cls, data_spec: dict) -> dict:
+        # Measured on digits (2 shared CPU cores): without dropout the test NLL was 93.3 nats after
+        # 1000 steps and 97.0 after 1250 (overfitting: train 75); with dropout 0.2, 92.4 after 1250
+        # and 91.5 after 1500 steps.
         if data_spec.get("kind") == "image":
             return {"batch_size": 64, "lr": 1e-3, "weight_decay": 0.0, "grad_clip": 100.0, "steps": 1500}
         return {"batch_size": 256, "lr": 2e-3, "weight_decay": 0.0, "grad_clip": 100.0, "steps": 5000}

@@ -1,0 +1,50 @@
+"""Merge several `genzoo bench` output folders (and lone `genzoo eval` runs) into one report.
+
+Used when the families of one bench were run as parallel processes:
+  .venv/bin/python benchmarks/merge_bench.py --out benchmarks/results/bench_digits_5min \
+      bench_runs/digits-5min-b bench_runs/digits-5min-c bench_runs/digits-5min/diffusion-digits
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from genzoo.bench.report import write_reports
+
+
+def rows_from(path: Path) -> tuple[list[dict], dict]:
+    if (path / "results.json").is_file():
+        res = json.loads((path / "results.json").read_text())
+        return res["rows"], res["budget"]
+    row = json.loads((path / "eval.json").read_text())  # a single run evaluated by `genzoo eval`
+    row.setdefault("train_steps", row.pop("trained_steps", None))
+    pngs = sorted((path / "samples").glob("*.png"))
+    row["samples_png"] = str(pngs[-1]) if pngs else None
+    return [row], {}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("sources", nargs="+", type=Path)
+    ap.add_argument("--data", default="digits")
+    ap.add_argument("--out", type=Path, required=True, help="prefix: writes PREFIX.md, PREFIX.json, PREFIX.html")
+    args = ap.parse_args()
+    rows, budget = [], {}
+    for src in args.sources:
+        r, b = rows_from(src)
+        rows += r
+        budget = budget or b
+    rows.sort(key=lambda r: r["family"])
+    tmp = args.out.parent / (args.out.name + "_tmp")
+    write_reports(rows, args.data, tmp, budget)
+    for name, ext in (("results.md", ".md"), ("results.json", ".json"), ("report.html", ".html")):
+        shutil.move(tmp / name, args.out.with_suffix(ext))
+    tmp.rmdir()
+    print((args.out.with_suffix(".md")).read_text())
+
+
+if __name__ == "__main__":
+    main()
