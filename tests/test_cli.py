@@ -67,3 +67,16 @@ def test_a_given_budget_replaces_the_family_default_budget():
     assert api.train_config_for(vae, digits, minutes=5).steps is None  # not capped by the family's default steps
     assert api.train_config_for(vae, digits, steps=7).steps == 7
     assert api.train_config_for(vae, digits).steps == vae.default_train(digits.spec()).get("steps", 2000)
+
+
+def test_complete_fills_in_the_bottom_half_and_refuses_models_that_cannot(tmp_path):
+    out = tmp_path / "pcnn"
+    run("train", "pixelcnn", "--data", "digits", "--steps", "3", "--batch-size", "16", "--out", out, "--no-eval",
+        "--set", "channels=8", "--set", "layers=2", "--set", "head_channels=8")
+    png = tmp_path / "done.png"
+    result = run("complete", out, "--given", "top-half", "--images", "2", "--per-image", "2", "-o", png)
+    assert png.stat().st_size > 0 and "completions" in result.output
+    assert "valid masks" in run("complete", out, "--given", "diagonal", "-o", png, ok=False).output
+    gan = tmp_path / "gan"
+    run("train", "test-twoopt", "--data", "toy2d:moons", "--steps", "2", "--batch-size", "16", "--out", gan, "--no-eval")
+    assert "cannot complete" in run("complete", gan, "-o", png, ok=False).output
