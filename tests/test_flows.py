@@ -123,6 +123,18 @@ def test_layer_inverts_and_logdet_matches_autograd(name, layer, shape, draw):
         assert logdet[i].item() == pytest.approx(brute_force_logdet(lambda v: layer(v)[0], x[i]).item(), abs=1e-8), name
 
 
+@pytest.mark.parametrize("scale", ["sigmoid", "tanh"])
+def test_coupling_inverse_stays_finite_far_in_the_tails(scale):
+    """Glow's plain sigmoid scale has no floor, so its inverse could divide by ~0 (NaN samples)."""
+    torch.manual_seed(0)
+    coupling = perturb(AffineCoupling(alternating_mask(2, 0), mlp_conditioner(1, 2, 16, 2), scale=scale), scale=1.0)
+    z = torch.tensor([[1e4, 1.0], [-1e4, 1.0], [300.0, -2.0], [-300.0, -2.0]])
+    x = coupling.inverse(z)
+    assert torch.isfinite(x).all()
+    shift, log_s = coupling._shift_log_scale(z[:, :1])
+    assert (log_s.abs() <= coupling.scale_bound + 1e-6).all()
+
+
 def test_checkerboard_and_alternating_masks_pass_half_through():
     mask = checkerboard_mask(4, 4, 0)
     assert mask.shape == (1, 4, 4) and mask.sum() == 8 and not (mask & checkerboard_mask(4, 4, 1)).any()

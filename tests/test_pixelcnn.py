@@ -194,7 +194,7 @@ def trained_gated():
 def test_learns_digits(trained_gated):
     x = load_dataset("digits", "test").x
     nll = -trained_gated.log_prob(x).mean().item()
-    assert nll < 125, nll  # untrained: about 181 nats
+    assert nll < 110, nll  # untrained: about 181 nats; this reaches about 88
 
 
 # ---- generation -----------------------------------------------------------------

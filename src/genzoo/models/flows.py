@@ -21,6 +21,7 @@ weighted form, tighter as K grows). ``log_prob`` reports that bound, so
 from __future__ import annotations
 
 import math
+import warnings
 from contextlib import contextmanager
 
 import torch
@@ -178,7 +179,19 @@ class FlowModel(GenerativeModel):
     # ---- latents and generation ------------------------------------------------
     def _to_data(self, y: torch.Tensor) -> torch.Tensor:
         """Model coordinates -> data as stored: levels (as floats) for discrete images."""
-        return from_signed_unit(y.clamp(-1, 1), self.levels) if self.levels else y
+        if not self.levels:
+            return y
+        bad = ~torch.isfinite(y)
+        if bad.any():
+            # A latent far in the tails can overflow an inverse; say so rather than return NaN pixels
+            # that would fail every downstream metric. The bounded coupling scales make this rare.
+            rows = int(bad.flatten(1).any(1).sum())
+            warnings.warn(f"{self.family}: {rows} of {len(y)} samples overflowed in the inverse flow; "
+                          "non-finite pixels were replaced (inf by the edge level, NaN by the middle one); "
+                          "try a lower temperature",
+                          RuntimeWarning, stacklevel=3)
+            y = torch.nan_to_num(y, nan=0.0, posinf=1.0, neginf=-1.0)
+        return from_signed_unit(y.clamp(-1, 1), self.levels)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:

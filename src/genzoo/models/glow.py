@@ -10,8 +10,12 @@ invertible linear -> affine coupling], the same step on vectors.
 Actnorm initialises itself from the first training batch (zero mean, unit
 variance per channel) and remembers it in a buffer; the 1x1 convolutions are
 LU-parametrised; couplings split the channels in halves and use Glow's
-stable scale sigmoid(raw + 2) (or a tanh-bounded log-scale). The
+stable scale sigmoid(raw + 2), floored at exp(-scale_bound) so that sampling
+cannot overflow (or a tanh-bounded log-scale). The
 likelihood, dequantization and sampling live in ``genzoo.models.flows``.
+
+On images the conditioners use dropout 0.2 by default: digits has only 1000
+training images, and without it the test NLL gets worse after ~1000 steps.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ class GlowConfig(ModelConfig):
     hidden_layers: int = 2  # images: 3x3 conv + (hidden_layers - 1) 1x1 convs; points: Linear layers
     dropout: float = 0.0  # in the conditioners (training only; digits has just 1000 training images)
     coupling_scale: str = "sigmoid"  # "sigmoid": scale = sigmoid(raw + 2) (Glow); "tanh": bounded log-scale
-    scale_bound: float = 3.0  # for coupling_scale="tanh"
+    scale_bound: float = 3.0  # |log-scale| <= scale_bound (for "sigmoid": the floor that keeps sampling finite)
     # images
     levels: int = 2  # squeeze ... factor out, this many times (8x8 digits: at most 3)
     steps_per_level: int = 8
@@ -74,7 +78,7 @@ class Glow(FlowModel):
     def default_train(cls, data_spec: dict) -> dict:
         # Measured on digits (2 shared CPU cores): without dropout the test NLL was 93.3 nats after
         # 1000 steps and 97.0 after 1250 (overfitting: train 75); with dropout 0.2, 92.4 after 1250
-        # and 91.5 after 1500 steps.
+        # and 91.4 after 1500 steps.
         if data_spec.get("kind") == "image":
             return {"batch_size": 64, "lr": 1e-3, "weight_decay": 0.0, "grad_clip": 100.0, "steps": 1500}
         return {"batch_size": 256, "lr": 2e-3, "weight_decay": 0.0, "grad_clip": 100.0, "steps": 5000}
@@ -87,27 +91,27 @@ class Glow(FlowModel):
         if min(config.hidden, config.hidden_layers) < 1:
             raise GenzooError("hidden and hidden_layers must be >= 1")
         if len(self.shape) == 1:
-            net = lambda c_in, c_out: mlp_conditioner(c_in, c_out, config.hidden, config.hidden_layers, config.dropout)  # noqa: E731
-            return FlowSequence([self._step(self.dims, net) for _ in range(config.steps)])
+            return FlowSequence([self._step(self.dims) for _ in range(config.steps)])
         if config.levels < 1 or config.steps_per_level < 1:
             raise GenzooError("levels and steps_per_level must be >= 1")
-        net = lambda c_in, c_out: conv_conditioner(c_in, c_out, config.hidden, config.hidden_layers, config.dropout)  # noqa: E731
         stages, shape = [], self.shape
         for level in range(config.levels):
             squeeze = Squeeze()
             shape = squeeze.output_shape(shape)
-            stages.append(FlowSequence([squeeze, *[self._step(shape[0], net) for _ in range(config.steps_per_level)]]))
+            stages.append(FlowSequence([squeeze, *[self._step(shape[0]) for _ in range(config.steps_per_level)]]))
             if level < config.levels - 1:
                 shape = (shape[0] - shape[0] // 2, *shape[1:])
         layers = [LogitTransform(config.logit_alpha)] if config.preprocess == "logit" else []
         return FlowSequence([*layers, MultiScale(stages, self.shape)])
 
-    def _step(self, channels: int, net) -> FlowSequence:
+    def _step(self, channels: int) -> FlowSequence:
         """One step of flow: actnorm -> invertible 1x1 conv (or linear) -> affine coupling on channel halves."""
+        cfg = self.config
         mask = channel_mask(channels)
         given = int(mask.sum())
-        coupling = AffineCoupling(mask, net(given, 2 * (channels - given)),
-                                  scale=self.config.coupling_scale, scale_bound=self.config.scale_bound)
+        make = mlp_conditioner if len(self.shape) == 1 else conv_conditioner
+        net = make(given, 2 * (channels - given), cfg.hidden, cfg.hidden_layers, cfg.dropout)
+        coupling = AffineCoupling(mask, net, scale=cfg.coupling_scale, scale_bound=cfg.scale_bound)
         return FlowSequence([ActNorm(channels), InvertibleLinear(channels), coupling])
 
 

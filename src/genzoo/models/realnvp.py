@@ -11,6 +11,9 @@ Points: ``coupling_layers`` MLP couplings with alternating masks.
 Log-scales are soft-clamped, s = bound * tanh(raw / bound), and every
 coupling starts as the identity (zero-initialised last layer). The
 likelihood, dequantization and sampling live in ``genzoo.models.flows``.
+
+On images the conditioners use dropout 0.2 by default: digits has only 1000
+training images, and without it the test NLL gets worse after ~1000 steps.
 """
 
 from __future__ import annotations
@@ -86,40 +89,40 @@ class RealNVP(FlowModel):
             return self._points_flow(config)
         return self._image_flow(config)
 
-    def _coupling(self, mask, net) -> AffineCoupling:
-        return AffineCoupling(mask, net, scale="tanh", scale_bound=self.config.scale_bound)
+    def _coupling(self, mask, channels: int = 0) -> AffineCoupling:
+        """An affine coupling whose conditioner maps the given part to (shift, log-scale) of the free part."""
+        cfg = self.config
+        if mask.ndim > 1:  # checkerboard: the conv net sees all C channels, masked, and returns 2C
+            net = conv_conditioner(channels, 2 * channels, cfg.hidden, cfg.hidden_layers, cfg.dropout)
+        else:
+            given, free = int(mask.sum()), int((~mask).sum())
+            make = mlp_conditioner if len(self.shape) == 1 else conv_conditioner
+            net = make(given, 2 * free, cfg.hidden, cfg.hidden_layers, cfg.dropout)
+        return AffineCoupling(mask, net, scale="tanh", scale_bound=cfg.scale_bound)
 
     def _points_flow(self, config: RealNVPConfig) -> FlowSequence:
-        d = self.dims
-        layers = []
-        for i in range(config.coupling_layers):
-            mask = alternating_mask(d, parity=i % 2)
-            given = int(mask.sum())
-            layers.append(self._coupling(mask, mlp_conditioner(given, 2 * (d - given), config.hidden, config.hidden_layers, config.dropout)))
-        return FlowSequence(layers)
+        masks = [alternating_mask(self.dims, parity=i % 2) for i in range(config.coupling_layers)]
+        return FlowSequence([self._coupling(m) for m in masks])
 
     def _image_flow(self, config: RealNVPConfig) -> FlowSequence:
         if config.scales < 0 or config.couplings_per_mask < 1:
             raise GenzooError("scales must be >= 0 and couplings_per_mask >= 1")
-        shape = self.shape
-        conv = lambda c_in, c_out: conv_conditioner(c_in, c_out, config.hidden, config.hidden_layers, config.dropout)  # noqa: E731
-        stages = []
+        n = config.couplings_per_mask
+        shape, stages = self.shape, []
         for _ in range(config.scales):
             c, h, w = shape
-            layers = [self._coupling(checkerboard_mask(h, w, i % 2), conv(c, 2 * c)) for i in range(config.couplings_per_mask)]
+            layers = [self._coupling(checkerboard_mask(h, w, i % 2), c) for i in range(n)]
             layers.append(Squeeze())
             c, h, w = layers[-1].output_shape(shape)
-            for i in range(config.couplings_per_mask):
-                mask = channel_mask(c, first_half=i % 2 == 0)
-                layers.append(self._coupling(mask, conv(int(mask.sum()), 2 * int((~mask).sum()))))
+            layers += [self._coupling(channel_mask(c, first_half=i % 2 == 0)) for i in range(n)]
             stages.append(FlowSequence(layers))
             shape = (c - c // 2, h, w)  # MultiScale factors out the first half of the channels
         c, h, w = shape
         if h * w < 2 and config.final_couplings:
-            raise GenzooError(f"after {config.scales} scales the image is {h}x{w}: too small for checkerboard couplings")
-        stages.append(FlowSequence(
-            [self._coupling(checkerboard_mask(h, w, i % 2), conv(c, 2 * c)) for i in range(config.final_couplings)]
-        ))
+            raise GenzooError(f"after {config.scales} scales the image is {h}x{w}: too small for checkerboard "
+                              "couplings; use fewer scales")
+        final = [self._coupling(checkerboard_mask(h, w, i % 2), c) for i in range(config.final_couplings)]
+        stages.append(FlowSequence(final))
         layers = [LogitTransform(config.logit_alpha)] if config.preprocess == "logit" else []
         return FlowSequence([*layers, MultiScale(stages, self.shape)])
 
