@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -108,6 +109,16 @@ class GenerativeModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    @contextmanager
+    def _eval_mode(self):
+        """Eval mode for the block (no dropout), then the caller's mode back."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield
+        finally:
+            self.train(was_training)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

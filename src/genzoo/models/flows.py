@@ -102,15 +102,6 @@ class FlowModel(GenerativeModel):
             raise GenzooError(f"this model expects integer levels 0..{self.levels - 1}; got other values")
         return x
 
-    @contextmanager
-    def _eval_mode(self):
-        was_training = self.training
-        self.eval()
-        try:
-            yield
-        finally:
-            self.train(was_training)
-
     # ---- training ------------------------------------------------------------
     def _nll(self, batch: Batch) -> torch.Tensor:
         """Per-example NLL (nats) of one dequantization draw: an unbiased estimate of the bound's mean."""

@@ -34,7 +34,6 @@ what lies below it.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -234,15 +233,6 @@ class _AutoregressiveImageModel(GenerativeModel):
         if ((x != x.round()) | (x < 0) | (x > self.levels - 1)).any():
             raise GenzooError(f"this model expects integer levels 0..{self.levels - 1}; got other values")
         return x
-
-    @contextmanager
-    def _eval_mode(self):
-        was_training = self.training
-        self.eval()
-        try:
-            yield
-        finally:
-            self.train(was_training)
 
     # ---- training ----------------------------------------------------------
     def loss(self, batch: Batch) -> torch.Tensor:

@@ -23,7 +23,6 @@ which equals the ELBO at k = 1 and tightens towards log p(x) as k grows.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -333,15 +332,6 @@ class VAE(GenerativeModel):
         if self.levels and ((x != x.round()) | (x < 0) | (x > self.levels - 1)).any():
             raise GenzooError(f"this model expects integer levels 0..{self.levels - 1}; got other values")
         return x
-
-    @contextmanager
-    def _eval_mode(self):
-        was_training = self.training
-        self.eval()
-        try:
-            yield
-        finally:
-            self.train(was_training)
 
     # ---- training ---------------------------------------------------------
     def _elbo_terms(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
