@@ -89,9 +89,13 @@ def train(
     seed = settings.get("seed") or 0
     model = build_model(family, train_data, variant, model_overrides, seed)
     config = train_config_for(type(model), train_data, **settings)
-    trainer = Trainer(model, train_data, config, out_dir=out, data_name=data)
+    trainer = Trainer(model, train_data, config, out_dir=out, data_name=data, val_data=_validation_split(data, config))
     summary = trainer.fit()
-    return trainer.sampling_model, summary
+    return trainer.selected_model, summary
+
+
+def _validation_split(data: str, config: TrainConfig) -> Dataset | None:
+    return load_dataset(data, "val") if config.val_every else None
 
 
 def _resume(out, **settings):
@@ -108,9 +112,10 @@ def _resume(out, **settings):
     for key in ("steps", "minutes", "device", "progress"):  # a resumed run may get a new budget or device
         if settings.get(key) is not None:
             saved[key] = settings[key]
-    trainer = Trainer(model, train_data, TrainConfig(**saved), out_dir=out, data_name=run["data"])
+    config = TrainConfig(**saved)
+    trainer = Trainer(model, train_data, config, out_dir=out, data_name=run["data"], val_data=_validation_split(run["data"], config))
     summary = trainer.fit(resume=True)
-    return trainer.sampling_model, summary
+    return trainer.selected_model, summary
 
 
 def load(run: str | Path, device: str = "cpu"):
@@ -124,8 +129,10 @@ def run_info(run: str | Path) -> dict:
 
     ckpt = resolve_checkpoint(run)
     meta = read_config(ckpt)
-    root = ckpt.parent if ckpt.name.startswith("checkpoint") else ckpt
+    root = ckpt.parent if ckpt.name.startswith(("checkpoint", "best")) else ckpt
     info = {"checkpoint": str(ckpt), "family": meta["family"], "model_config": meta["config"]}
+    if (ckpt / "selection.json").is_file():
+        info["selected"] = json.loads((ckpt / "selection.json").read_text())
     for name in ("run.json", "eval.json"):
         if (root / name).is_file():
             info[name.removesuffix(".json")] = json.loads((root / name).read_text())
@@ -133,7 +140,7 @@ def run_info(run: str | Path) -> dict:
     if log.is_file():
         lines = [ln for ln in log.read_text().splitlines() if ln.strip()]
         info["last_metrics"] = json.loads(lines[-1]) if lines else None
-    state = ckpt / "trainer_state.pt"
+    state = resolve_checkpoint(root, prefer_best=False) / "trainer_state.pt" if root != ckpt else ckpt / "trainer_state.pt"
     if state.is_file():
         s = torch.load(state, map_location="cpu", weights_only=False)
         info["trained_steps"], info["train_seconds"] = s["step"], round(s["elapsed"], 1)

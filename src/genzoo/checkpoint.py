@@ -49,12 +49,16 @@ def write_atomic_file(path: Path, data: bytes | str) -> None:
     os.replace(tmp, path)
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """Accept a run folder or a checkpoint folder; fall back to ``.old`` if a swap was interrupted."""
+def resolve_checkpoint(path: str | Path, prefer_best: bool = True) -> Path:
+    """Accept a run folder or a checkpoint folder; fall back to ``.old`` if a swap was interrupted.
+
+    In a run folder the weights selected on validation (``best/``) come first, unless
+    ``prefer_best`` is off (resuming needs ``checkpoint/``, which has the trainer state)."""
     path = Path(path)
     if not path.exists():
         raise GenzooError(f"{path} does not exist; pass a run folder made by `genzoo train` or a checkpoint folder")
-    for cand in (path, path / "checkpoint", path.with_name(path.name + ".old"), path / "checkpoint.old"):
+    inside = ("best", "checkpoint", "best.old", "checkpoint.old") if prefer_best else ("checkpoint", "checkpoint.old")
+    for cand in (path, path.with_name(path.name + ".old"), *(path / name for name in inside)):
         if (cand / "config.json").is_file() and (cand / "model.safetensors").is_file():
             return cand
     raise GenzooError(f"{path} holds no checkpoint (config.json + model.safetensors); was training stopped before its first save?")

@@ -58,6 +58,8 @@ def train(
     ema_decay: Optional[float] = typer.Option(None, help="EMA decay (0 turns EMA off)"),
     checkpoint_every: Optional[int] = typer.Option(None, help="steps between checkpoints"),
     sample_every: Optional[int] = typer.Option(None, help="steps between sample grids (0: at the end)"),
+    val_every: Optional[int] = typer.Option(None, help="steps between validation losses; the best weights go to best/ (0: off)"),
+    patience: Optional[int] = typer.Option(None, help="stop after this many validations without improvement (0: never)"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="model config field, KEY=VALUE (repeatable)"),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="evaluate the model when training ends"),
 ) -> None:
@@ -69,6 +71,7 @@ def train(
         settings = dict(
             steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, seed=seed, device=device, precision=precision,
             checkpoint_every=checkpoint_every, sample_every=sample_every, ema_decay=ema_decay,
+            val_every=val_every, patience=patience,
         )
         model, summary = api.train(family, data, variant=variant, out=out_dir, resume=resume, model_overrides=api.parse_assignments(set_), **settings)
     except GenzooError as e:
@@ -79,6 +82,8 @@ def train(
     if not _is_main_process():
         return
     out.print(f"trained {summary['steps']} steps in {summary['train_seconds']:.0f} s ({summary['steps_per_s']:.2f} steps/s) -> {out_dir}")
+    if "best_step" in summary:
+        out.print(f"best validation loss {summary['best_val_loss']:.4f} at step {summary['best_step']}: {out_dir}/best is what eval and sample use")
     if evaluate:
         _evaluate_and_print(out_dir, n=1000, sampler_opts={}, nll=True, nll_opts={})
 

@@ -78,6 +78,7 @@ def save_samples(x: torch.Tensor, path: str | Path, data_spec: dict, reference: 
 def save_loss_curve(metrics_jsonl: str | Path, path: str | Path) -> Path | None:
     """Every numeric training metric against step, one panel each."""
     rows = [json.loads(line) for line in Path(metrics_jsonl).read_text().splitlines() if line.strip()]
+    val = [r for r in rows if r.get("event") == "val"]
     rows = [r for r in rows if r.get("event", "train") == "train"]
     if not rows:
         return None
@@ -87,7 +88,10 @@ def save_loss_curve(metrics_jsonl: str | Path, path: str | Path) -> Path | None:
     fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4 * max(1, len(keys)), 3), squeeze=False)
     steps = [r["step"] for r in rows]
     for ax, k in zip(axes[0], keys):
-        ax.plot(steps, [r.get(k, float("nan")) for r in rows])
+        ax.plot(steps, [r.get(k, float("nan")) for r in rows], label="train")
+        if k == "loss" and val:  # the validation loss is the same objective on held-out data
+            ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation")
+            ax.legend()
         ax.set_title(k)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

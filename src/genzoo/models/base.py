@@ -96,6 +96,21 @@ class GenerativeModel(nn.Module):
         """Per-example log-likelihood in nats of the data as stored (discrete levels where discrete)."""
         raise GenzooError(f"{self.family} has no likelihood; families with one: see `genzoo list`")
 
+    @torch.no_grad()
+    def validation_loss(self, x: torch.Tensor, y: torch.Tensor | None = None, *, batch_size: int = 256, seed: int = 0) -> float | None:
+        """The training objective on held-out data, with noise fixed by ``seed`` so that values from
+        different steps compare; the Trainer keeps the weights where it is lowest. None when the
+        family has no single loss (adversarial families), which turns validation off."""
+        if type(self).loss is GenerativeModel.loss:
+            return None
+        total = 0.0
+        with self._eval_mode():
+            for i, start in enumerate(range(0, len(x), batch_size)):
+                xb = x[start : start + batch_size].to(self.device)
+                yb = y[start : start + batch_size].to(self.device) if y is not None else None
+                total += float(self.loss(Batch(xb, yb, BatchRandom(seed, i, len(xb), 0, self.device)))) * len(xb)
+        return total / len(x)
+
     @classmethod
     def sampler_options(cls) -> dict[str, Any]:
         """Options ``sample`` accepts, with defaults: the CLI validates against these."""

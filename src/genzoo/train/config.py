@@ -28,6 +28,8 @@ class TrainConfig:
     sample_every: int = 0  # 0: a sample grid at the end only
     log_every: int = 25
     num_samples: int = 64  # images in each sample grid
+    val_every: int = 250  # steps between validation losses on the val split (0: none); the best weights are kept
+    patience: int = 0  # stop after this many validations without improvement (0: train to the budget)
     progress: bool = True
 
     def __post_init__(self):
@@ -39,6 +41,8 @@ class TrainConfig:
             raise GenzooError(f"--minutes must be positive, got {self.minutes}")
         if self.batch_size < 1:
             raise GenzooError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.val_every < 0 or self.patience < 0:
+            raise GenzooError(f"val_every and patience must be >= 0, got {self.val_every} and {self.patience}")
         if self.schedule not in ("cosine", "constant"):
             raise GenzooError(f"unknown schedule {self.schedule!r}; valid: cosine, constant")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):

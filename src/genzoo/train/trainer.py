@@ -4,7 +4,10 @@ A family supplies ``configure_optimizers`` and ``training_step`` (which calls
 ``opt.step(name, loss)`` once per update, as often as it likes). The Trainer
 owns the rest: the step or time budget, LR schedule, gradient clipping,
 EMA, precision, multi-process gradient averaging, atomic checkpoints, exact
-resume, progress, ``metrics.jsonl``, sample grids and the loss curve.
+resume, progress, ``metrics.jsonl``, sample grids and the loss curve,
+and model selection: every ``val_every`` steps it measures the family's loss
+on the validation split and keeps the best weights in ``best/`` (small
+datasets such as digits are overfitted well within a CPU budget).
 
 Exact resume holds because nothing the loop does depends on hidden state:
 the batch for step s is a function of (seed, s) and so is the per-example
@@ -15,6 +18,7 @@ model buffers and the global RNG are saved.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import time
@@ -33,6 +37,7 @@ from genzoo.train.progress import ProgressReporter
 from genzoo.train.schedule import base_lrs, lr_multiplier, set_lr
 
 CHECKPOINT = "checkpoint"
+BEST = "best"  # the sampling weights with the lowest validation loss
 TIMING_STEPS = 20  # steps measured before a --minutes budget is turned into a step count
 
 
@@ -55,7 +60,15 @@ def batch_indices(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor
 
 
 class Trainer:
-    def __init__(self, model: GenerativeModel, data: Dataset, config: TrainConfig, out_dir: str | Path | None = None, data_name: str | None = None):
+    def __init__(
+        self,
+        model: GenerativeModel,
+        data: Dataset,
+        config: TrainConfig,
+        out_dir: str | Path | None = None,
+        data_name: str | None = None,
+        val_data: Dataset | None = None,
+    ):
         self.config = config
         self.device = resolve_device(config.device)
         self.dist = distributed.setup(self.device)
@@ -75,6 +88,10 @@ class Trainer:
         self.total_steps = config.steps
         self.elapsed = 0.0  # training seconds, summed over resumed runs
         self.history: list[dict] = []
+        self.val_data = val_data if config.val_every and val_data is not None and len(val_data.x) else None
+        self.best: dict | None = None  # {"step", "val_loss"} of the best validation so far
+        self._best_state: dict | None = None
+        self._since_best = 0  # validations since the best one
         if self.dist.world_size > 1:
             distributed.broadcast_module(self.model)
             if self.ema:
@@ -150,10 +167,14 @@ class Trainer:
                 if self.step % cfg.log_every == 0 or out_of_time or self.step == self.total_steps:
                     self._log(window, progress, local)
                     window = {}
-                if self.out_dir and (self.step % cfg.checkpoint_every == 0):
-                    self.save_checkpoint()
                 if self.out_dir and cfg.sample_every and self.step % cfg.sample_every == 0:
                     self.save_sample_grid()
+                last = out_of_time or self.step == self.total_steps
+                if self.val_data is not None and (self.step % cfg.val_every == 0 or last):
+                    if self._validate() and not last:
+                        break  # patience ran out
+                if self.out_dir and (self.step % cfg.checkpoint_every == 0):
+                    self.save_checkpoint()
                 if out_of_time:
                     break
         except FloatingPointError as e:
@@ -172,12 +193,52 @@ class Trainer:
                 from genzoo.viz import save_loss_curve
 
                 save_loss_curve(self.out_dir / "metrics.jsonl", self.out_dir / "loss.png")
-        return {
+        summary = {
             "steps": self.step,
             "train_seconds": round(self.elapsed, 2),
             "steps_per_s": round((self.step - start_step) / max(1e-9, self.elapsed - start_elapsed), 3),
             "final": self.history[-1] if self.history else {},
         }
+        if self.best:
+            summary.update(best_step=self.best["step"], best_val_loss=self.best["val_loss"])
+        return summary
+
+    # ---- validation and model selection -----------------------------------
+    def _validate(self) -> bool:
+        """Log the validation loss; keep the weights if they are the best yet. True when patience ran out."""
+        model = self.sampling_model
+        value = model.validation_loss(self.val_data.x, self.val_data.y, batch_size=max(self.config.batch_size, 256), seed=self.config.seed)
+        if value is None:  # the family has no single loss to select on
+            self.val_data = None
+            return False
+        row = {"event": "val", "step": self.step, "time": round(self.elapsed, 3), "val_loss": round(value, 6)}
+        self.history.append(row)
+        if self.out_dir and self.dist.is_main:
+            with open(self.out_dir / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+        if math.isfinite(value) and (self.best is None or value < self.best["val_loss"]):
+            self.best = {"step": self.step, "val_loss": value}
+            self._best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self._since_best = 0
+            if self.out_dir and self.dist.is_main:
+                write_atomic_dir(self.out_dir / BEST, self._write_best)
+            return False
+        self._since_best += 1
+        return bool(self.config.patience) and self._since_best >= self.config.patience
+
+    def _write_best(self, tmp: Path) -> None:
+        self.sampling_model.save_pretrained(tmp, self._best_state)
+        (tmp / "selection.json").write_text(json.dumps({**self.best, "split": "val", "metric": "validation loss"}))
+
+    @property
+    def selected_model(self) -> GenerativeModel:
+        """The model to evaluate and sample: the best weights on validation when there was validation,
+        else the sampling (EMA) weights."""
+        if self._best_state is None or self.best["step"] == self.step:
+            return self.sampling_model
+        model = copy.deepcopy(self.sampling_model)
+        model.load_state_dict(self._best_state)
+        return model.eval()
 
     def _log(self, window: dict, progress: ProgressReporter, local: int) -> None:
         means = distributed.mean_metrics({k: sum(v) / len(v) for k, v in window.items() if v}, self.dist)
@@ -220,6 +281,8 @@ class Trainer:
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "rng": torch.get_rng_state(),
+            "best": self.best,
+            "since_best": self._since_best,
             "train_config": self.config.to_dict(),
             "data": self.data_name,
         }
@@ -235,7 +298,7 @@ class Trainer:
             raise GenzooError("--resume needs the run folder (--out) of the run to continue")
         from genzoo.checkpoint import resolve_checkpoint
 
-        ckpt = resolve_checkpoint(self.out_dir)
+        ckpt = resolve_checkpoint(self.out_dir, prefer_best=False)
         state = load_trainer_state(ckpt)
         try:
             self.model.load_state_dict(state["model"])
@@ -249,6 +312,11 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"])
         self.step, self.total_steps, self.elapsed = state["step"], state["total_steps"], state["elapsed"]
+        self.best, self._since_best = state.get("best"), state.get("since_best", 0)
+        if self.best and (self.out_dir / BEST / "model.safetensors").is_file():
+            from safetensors.torch import load_file
+
+            self._best_state = load_file(str(self.out_dir / BEST / "model.safetensors"))
         if self.config.steps is not None and self.config.steps != self.total_steps:
             self.total_steps = self.config.steps  # the user extended (or shortened) the run
         # Drop log lines written after the checkpoint we resume from, so the log has no repeats.
