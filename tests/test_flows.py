@@ -229,7 +229,7 @@ def test_registered_with_capabilities_and_likelihood_kind():
     for family, cls in FAMILIES.items():
         info = get_family(family)
         assert info.model_class is cls and set(info.data_kinds) == {"image", "points"}
-        assert {SAMPLE, LOG_PROB} <= cls.capabilities and cls.likelihood == "exact"
+        assert {SAMPLE, LOG_PROB} <= cls.capabilities and cls.likelihood == "exact; bound on discrete data"
         assert cls.sampler_options() == {"temperature": 1.0}
         assert cls.default_train(image_spec())["batch_size"] > 0 and cls.default_train(points_spec())["steps"] > 0
         assert build(family, image_spec()).likelihood == "bound"  # dequantized discrete data

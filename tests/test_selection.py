@@ -66,6 +66,7 @@ def test_best_weights_are_kept_and_loaded(tmp_path):
     assert summary["best_step"] == 10 and summary["best_val_loss"] == 3.0
     assert [r["step"] for r in val_rows(tmp_path / "run")] == [5, 10, 15, 20, 25, 30]
     assert json.loads((tmp_path / "run" / "best" / "selection.json").read_text())["step"] == 10
+    assert (tmp_path / "run" / "samples" / "best_step_000010.png").is_file()  # a grid of what eval will use
     assert state_equal(trainer.selected_model.state_dict(), snapshots[1])
     assert resolve_checkpoint(tmp_path / "run").name == "best"  # eval and sample use the selected weights
     assert state_equal(load_model(tmp_path / "run").state_dict(), snapshots[1])

@@ -111,6 +111,22 @@ def test_minutes_budget_stops_and_fixes_the_schedule():
     assert t.total_steps is not None
 
 
+def test_minutes_budget_is_re_estimated_after_a_slow_start():
+    import time
+
+    model, data = make_model()
+    step_fn = model.training_step
+
+    def slow_start(batch, step, opt):  # the first steps are 10x slower than the rest
+        time.sleep(0.03 if step < 20 else 0.003)
+        return step_fn(batch, step, opt)
+
+    model.training_step = slow_start
+    summary = Trainer(model, data, cfg(steps=None, minutes=0.05)).fit()
+    # From the first 20 steps alone the run would end after about 100 steps and 1 of its 3 seconds.
+    assert summary["train_seconds"] > 0.8 * 3 and summary["steps"] > 200
+
+
 def test_nan_loss_is_a_clear_error_and_keeps_the_checkpoint(tmp_path):
     model, data = make_model()
     trainer = Trainer(model, data, cfg(steps=30), out_dir=tmp_path)

@@ -7,4 +7,4 @@ class GenzooError(Exception):
 
 def unknown(kind: str, name: str, valid) -> GenzooError:
     valid = sorted(valid)
-    return GenzooError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(valid)}")
+    return GenzooError(f"unknown {kind} {name!r}; choose one of: {', '.join(valid)}")

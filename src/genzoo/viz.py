@@ -19,6 +19,20 @@ def _matplotlib():
     return plt
 
 
+def save_square_panels(fig, axes, path: Path, title: str = "") -> Path:
+    """Finish side-by-side 2-D panels (equal aspect, no ticks, optional title) and write the PNG."""
+    for ax in axes:
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _matplotlib().close(fig)
+    return path
+
+
 def image_grid(x: torch.Tensor, levels: int | None, nrow: int | None = None, scale: int = 4, pad: int = 1) -> np.ndarray:
     """(N, C, H, W) levels (or values in [0, 1]) -> one uint8 image of tiles, upscaled for viewing."""
     x = x.detach().float().cpu()
@@ -55,15 +69,7 @@ def save_points(samples: torch.Tensor, path: str | Path, reference: torch.Tensor
         pts = pts.detach().cpu().numpy()
         ax.hist2d(pts[:, 0], pts[:, 1], bins=120, range=[[-4.5, 4.5], [-4.5, 4.5]], cmap="magma")
         ax.set_title(name)
-        ax.set_aspect("equal")
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_square_panels(fig, axes[0], path, title)
 
 
 def save_samples(x: torch.Tensor, path: str | Path, data_spec: dict, reference: torch.Tensor | None = None) -> Path:

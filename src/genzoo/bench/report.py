@@ -14,6 +14,7 @@ COLUMNS = [
     ("family", "family", "{}"),
     ("parameters", "params", "{:,}"),
     ("train_steps", "steps", "{}"),
+    ("selected_step", "selected at", "{}"),  # the step whose weights had the lowest validation loss
     ("train_seconds", "train s", "{:.0f}"),
     ("nll_nats_per_image", "NLL nats/image", "{:.2f}"),
     ("nll_bits_per_dim", "bits/dim", "{:.3f}"),

@@ -62,6 +62,7 @@ def run_bench(
             "variant": model.config.variant,
             "parameters": model.num_parameters(),
             "train_steps": summary["steps"],
+            "selected_step": summary.get("best_step"),
             "train_seconds": summary["train_seconds"],
             "run": str(run_dir),
             "samples_png": _last_png(run_dir),
@@ -75,5 +76,6 @@ def run_bench(
 
 
 def _last_png(run_dir: Path) -> str | None:
-    pngs = sorted((run_dir / "samples").glob("*.png"))
+    """The grid of the evaluated weights: those selected on validation, else the last."""
+    pngs = sorted((run_dir / "samples").glob("best_step_*.png")) or sorted((run_dir / "samples").glob("step_*.png"))
     return str(pngs[-1]) if pngs else None

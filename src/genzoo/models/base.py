@@ -135,6 +135,17 @@ class GenerativeModel(nn.Module):
         finally:
             self.train(was_training)
 
+    def _check_data(self, x) -> torch.Tensor:
+        """``x`` as floats on the model's device, or a clear error when it is not this model's data
+        (wrong shape, or not integer levels where the data is discrete)."""
+        shape, levels = tuple(self.data_spec["shape"]), self.data_spec.get("levels")
+        x = torch.as_tensor(x, dtype=torch.float32, device=self.device)
+        if tuple(x.shape[1:]) != shape:
+            raise GenzooError(f"expected data of shape (N, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
+        if levels and ((x != x.round()) | (x < 0) | (x > levels - 1)).any():
+            raise GenzooError(f"this model expects integer levels 0..{levels - 1}; got other values")
+        return x
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

@@ -47,7 +47,7 @@ def save_density_plot(model, data, path: str | Path, *, bounds: float = 4.5, res
     title gives the share of the model's probability mass inside the plotted
     box (a grid sum), a quick check that the density is normalised.
     """
-    from genzoo.viz import _matplotlib
+    from genzoo.viz import _matplotlib, save_square_panels
 
     points = getattr(data, "x", data)
     points = torch.as_tensor(points).detach().float().cpu()
@@ -65,16 +65,7 @@ def save_density_plot(model, data, path: str | Path, *, bounds: float = 4.5, res
     ax_data.set_title(f"data ({len(points)} points)")
     ax_model.imshow(density.numpy(), origin="lower", extent=(-bounds, bounds, -bounds, bounds), cmap="magma")
     ax_model.set_title(f"{getattr(model, 'family', '') or 'model'} density (mass in box {mass:.3f})")
-    for ax in (ax_data, ax_model):
-        ax.set_aspect("equal")
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_square_panels(fig, (ax_data, ax_model), path, title)
 
 
 __all__ = ["density_grid", "save_density_plot"]

@@ -166,6 +166,10 @@ class _AutoregressiveImageModel(GenerativeModel):
         self.net = self.network_class(config, self.shape, self.levels)
 
     @classmethod
+    def default_train(cls, data_spec: dict) -> dict:
+        return dict(_DIGITS_TRAIN)
+
+    @classmethod
     def _validate(cls, config) -> tuple[tuple[int, int, int], int]:
         spec = config.data
         shape, levels = spec.get("shape"), spec.get("levels")
@@ -225,14 +229,6 @@ class _AutoregressiveImageModel(GenerativeModel):
         if y is None:
             raise GenzooError(f"this {self.family} is class-conditional (num_classes > 0): give labels")
         return self.check_condition(y, n)
-
-    def _check_data(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.as_tensor(x, dtype=torch.float32, device=self.device)
-        if tuple(x.shape[1:]) != self.shape:
-            raise GenzooError(f"expected images of shape (N, {', '.join(map(str, self.shape))}), got {tuple(x.shape)}")
-        if ((x != x.round()) | (x < 0) | (x > self.levels - 1)).any():
-            raise GenzooError(f"this model expects integer levels 0..{self.levels - 1}; got other values")
-        return x
 
     # ---- training ----------------------------------------------------------
     def loss(self, batch: Batch) -> torch.Tensor:
@@ -345,10 +341,6 @@ class PixelCNN(_AutoregressiveImageModel):
     config_class = PixelCNNConfig
     network_class = PixelCNNNet
 
-    @classmethod
-    def default_train(cls, data_spec: dict) -> dict:
-        return dict(_DIGITS_TRAIN)
-
 
 @register(
     "gated-pixelcnn",
@@ -359,7 +351,3 @@ class PixelCNN(_AutoregressiveImageModel):
 class GatedPixelCNN(_AutoregressiveImageModel):
     config_class = GatedPixelCNNConfig
     network_class = GatedPixelCNNNet
-
-    @classmethod
-    def default_train(cls, data_spec: dict) -> dict:
-        return dict(_DIGITS_TRAIN)

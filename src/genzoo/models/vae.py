@@ -325,14 +325,6 @@ class VAE(GenerativeModel):
         eps = torch.randn(mean.shape, generator=generator, device=gen_device).to(mean.device)
         return mean + log_std.exp() * eps
 
-    def _check_data(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.as_tensor(x, dtype=torch.float32, device=self.device)
-        if tuple(x.shape[1:]) != self.shape:
-            raise GenzooError(f"expected data of shape (N, {', '.join(map(str, self.shape))}), got {tuple(x.shape)}")
-        if self.levels and ((x != x.round()) | (x < 0) | (x > self.levels - 1)).any():
-            raise GenzooError(f"this model expects integer levels 0..{self.levels - 1}; got other values")
-        return x
-
     # ---- training ---------------------------------------------------------
     def _elbo_terms(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mean reconstruction loss (-log p(x|z), one z per example), mean KL, and the KL as charged

@@ -39,6 +39,7 @@ from genzoo.train.schedule import base_lrs, lr_multiplier, set_lr
 CHECKPOINT = "checkpoint"
 BEST = "best"  # the sampling weights with the lowest validation loss
 TIMING_STEPS = 20  # steps measured before a --minutes budget is turned into a step count
+RETIME_AT = 0.1  # ... and re-measured over the first tenth of the budget, while the LR is still near its peak
 
 
 def resolve_device(name: str) -> torch.device:
@@ -132,6 +133,7 @@ class Trainer:
         run_t0 = time.perf_counter()
         start_elapsed, start_step = self.elapsed, self.step
         timing_t0 = None
+        retime = None  # (time, step) at which the first estimate was made, for the second one
         self.model.train()
         try:
             while self.total_steps is None or self.step < self.total_steps:
@@ -153,15 +155,20 @@ class Trainer:
 
                 # A --minutes budget becomes a fixed step count after a short timing, so the
                 # LR schedule (and a resumed run) knows where it ends.
+                # The first estimate comes from a few steps and can be far off (a busy machine, a
+                # slow start), so it is made once more over the first tenth of the budget.
                 if self.total_steps is None:
                     done = self.step - start_step
                     if done == 3:  # skip the first, slower steps
                         timing_t0 = time.perf_counter()
                     elif done == TIMING_STEPS:
                         per_step = (time.perf_counter() - timing_t0) / (TIMING_STEPS - 3)
-                        est = self.step + int(max(0.0, budget_s - self.elapsed) / per_step)
-                        self.total_steps = int(distributed.agree(max(est, self.step + 1), self.dist, op=torch.distributed.ReduceOp.MIN))
-                        progress.set_total(self.total_steps)
+                        self._set_total_from_budget(per_step, budget_s, progress)
+                        retime = (time.perf_counter(), self.step)
+                elif retime and self.elapsed - start_elapsed >= RETIME_AT * budget_s and self.step - retime[1] >= TIMING_STEPS:
+                    per_step = (time.perf_counter() - retime[0]) / max(1, self.step - retime[1])
+                    self._set_total_from_budget(per_step, budget_s, progress)
+                    retime = None
                 out_of_time = distributed.agree(float(self.elapsed >= budget_s), self.dist) > 0
 
                 if self.step % cfg.log_every == 0 or out_of_time or self.step == self.total_steps:
@@ -189,6 +196,8 @@ class Trainer:
         if self.out_dir:
             self.save_checkpoint()
             self.save_sample_grid()
+            if self.best and self.best["step"] != self.step:  # also show what eval and sample will use
+                self.save_sample_grid(self.selected_model, f"best_step_{self.best['step']:06d}.png")
             if self.dist.is_main:
                 from genzoo.viz import save_loss_curve
 
@@ -239,6 +248,11 @@ class Trainer:
         model = copy.deepcopy(self.sampling_model)
         model.load_state_dict(self._best_state)
         return model.eval()
+
+    def _set_total_from_budget(self, per_step: float, budget_s: float, progress: ProgressReporter) -> None:
+        est = self.step + int(max(0.0, budget_s - self.elapsed) / per_step)
+        self.total_steps = int(distributed.agree(max(est, self.step + 1), self.dist, op=torch.distributed.ReduceOp.MIN))
+        progress.set_total(self.total_steps)
 
     def _log(self, window: dict, progress: ProgressReporter, local: int) -> None:
         means = distributed.mean_metrics({k: sum(v) / len(v) for k, v in window.items() if v}, self.dist)
@@ -325,12 +339,12 @@ class Trainer:
             kept = [ln for ln in log.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= self.step]
             log.write_text("".join(ln + "\n" for ln in kept))
 
-    def save_sample_grid(self) -> Path | None:
+    def save_sample_grid(self, model: GenerativeModel | None = None, name: str | None = None) -> Path | None:
         if not self.dist.is_main or "sample" not in self.model.capabilities:
             return None
         from genzoo.viz import save_samples
 
-        model = self.sampling_model
+        model = model or self.sampling_model
         g = torch.Generator(device=self.device).manual_seed(self.config.seed)
         n = self.config.num_samples if self.data.kind == "image" else 5000
         was_training = model.training
@@ -339,4 +353,5 @@ class Trainer:
             x = model.sample(n, generator=g)
         model.train(was_training)
         ref = self.data.x[:5000] if self.data.kind == "points" else None
-        return save_samples(x, self.out_dir / "samples" / f"step_{self.step:06d}.png", self.model.data_spec, reference=ref)
+        name = name or f"step_{self.step:06d}.png"
+        return save_samples(x, self.out_dir / "samples" / name, self.model.data_spec, reference=ref)
