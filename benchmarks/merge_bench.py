@@ -3,6 +3,10 @@
 Used when the families of one bench were run as parallel processes:
   .venv/bin/python benchmarks/merge_bench.py --out benchmarks/results/bench_digits_5min \
       bench_runs/digits-5min-b bench_runs/digits-5min-c bench_runs/digits-5min/diffusion-digits
+
+Runs made before the bench had a "selected at" column get it here from their
+``best/selection.json``, with a sample grid of those selected weights (what the
+Trainer now writes itself at the end of a run).
 """
 
 from __future__ import annotations
@@ -26,6 +30,27 @@ def rows_from(path: Path) -> tuple[list[dict], dict]:
     return [row], {}
 
 
+def fill_selection(row: dict) -> dict:
+    run = Path(row.get("run", ""))
+    sel = run / "best" / "selection.json"
+    if not sel.is_file() or row.get("selected_step") is not None:
+        return row
+    row["selected_step"] = json.loads(sel.read_text())["step"]
+    grid = run / "samples" / f"best_step_{row['selected_step']:06d}.png"
+    if not grid.is_file():
+        import torch
+
+        from genzoo import api
+        from genzoo.viz import save_samples
+
+        model = api.load(run).eval()
+        with torch.no_grad():
+            x = model.sample(64, generator=torch.Generator().manual_seed(0))
+        save_samples(x, grid, model.data_spec)
+    row["samples_png"] = str(grid)
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("sources", nargs="+", type=Path)
@@ -35,7 +60,7 @@ def main() -> None:
     rows, budget = [], {}
     for src in args.sources:
         r, b = rows_from(src)
-        rows += r
+        rows += [fill_selection(row) for row in r]
         budget = budget or b
     rows.sort(key=lambda r: r["family"])
     tmp = args.out.parent / (args.out.name + "_tmp")
