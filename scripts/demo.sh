@@ -9,4 +9,4 @@ if [ -d "$out/checkpoint" ]; then out="$out-$(date +%Y%m%d-%H%M%S)"; fi
 .venv/bin/genzoo train diffusion --data digits --minutes "${GENZOO_DEMO_MINUTES:-5}" --out "$out" --no-eval
 # 100 stratified timesteps estimate the diffusion bound ~10x faster (full sum: genzoo eval RUN)
 .venv/bin/genzoo eval "$out" --nll-opt timesteps_subset=100
-echo "samples: $out/samples/   checkpoint: $out/checkpoint/   curves: $out/loss.png"
+echo "samples: $out/samples/   checkpoint: $out/checkpoint/   curves (train and validation loss): $out/loss.png"

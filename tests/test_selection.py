@@ -96,6 +96,15 @@ def test_resume_remembers_the_best(tmp_path):
     assert state_equal(resumed.selected_model.state_dict(), best_on_disk)
 
 
+def test_validation_can_be_logged_without_selecting(tmp_path):
+    model, data = flow()
+    trainer = Trainer(model, data, cfg(select_best=False, patience=1, ema_decay=None), out_dir=tmp_path / "run", val_data=load_dataset(DATA, "val"))
+    scripted_losses(model, [5.0, 1.0, 3.0, 4.0, 5.0, 6.0])
+    summary = trainer.fit()
+    assert len(val_rows(tmp_path / "run")) == 6 and summary["steps"] == 30 and "best_step" not in summary
+    assert resolve_checkpoint(tmp_path / "run").name == "checkpoint"
+
+
 def test_families_without_a_single_loss_train_without_validation(tmp_path):
     data = load_dataset("toy2d:8gaussians", "train")
     model = TwoOptimizerGAN(TwoOptConfig(data=data.spec()))

@@ -60,6 +60,7 @@ def train(
     sample_every: Optional[int] = typer.Option(None, help="steps between sample grids (0: at the end)"),
     val_every: Optional[int] = typer.Option(None, help="steps between validation losses; the best weights go to best/ (0: off)"),
     patience: Optional[int] = typer.Option(None, help="stop after this many validations without improvement (0: never)"),
+    select_best: Optional[bool] = typer.Option(None, "--select-best/--no-select-best", help="keep the best weights on validation (default: per family)"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="model config field, KEY=VALUE (repeatable)"),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="evaluate the model when training ends"),
 ) -> None:
@@ -71,7 +72,7 @@ def train(
         settings = dict(
             steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, seed=seed, device=device, precision=precision,
             checkpoint_every=checkpoint_every, sample_every=sample_every, ema_decay=ema_decay,
-            val_every=val_every, patience=patience,
+            val_every=val_every, patience=patience, select_best=select_best,
         )
         model, summary = api.train(family, data, variant=variant, out=out_dir, resume=resume, model_overrides=api.parse_assignments(set_), **settings)
     except GenzooError as e:
@@ -223,10 +224,25 @@ def _evaluate_and_print(run: Path, n: int, sampler_opts: dict, nll: bool, nll_op
     metrics = {"family": model.family, "data": data_name, "parameters": model.num_parameters(), **metrics}
     if "train_seconds" in info:
         metrics["train_seconds"], metrics["trained_steps"] = info["train_seconds"], info["trained_steps"]
-    root = Path(info["checkpoint"]).parent
-    write_atomic_file(root / "eval.json", json.dumps(metrics, indent=2))
+    ckpt = Path(info["checkpoint"])
+    metrics["weights"] = ckpt.name
+    if "selected" in info:
+        metrics["selected_step"] = info["selected"]["step"]
+    root = ckpt.parent
+    # eval.json describes the weights a run's eval/sample use by default; other folders get their own file
+    name = "eval.json" if _default_weights(root) == ckpt else f"eval_{ckpt.name}.json"
+    write_atomic_file(root / name, json.dumps(metrics, indent=2))
     out.print(format_report(metrics))
     return metrics
+
+
+def _default_weights(root: Path) -> Path | None:
+    from genzoo.checkpoint import resolve_checkpoint
+
+    try:
+        return resolve_checkpoint(root)
+    except GenzooError:
+        return None
 
 
 @app.command("eval")

@@ -153,9 +153,13 @@ class DiffusionModel(GenerativeModel):
 
     @classmethod
     def default_train(cls, data_spec: dict) -> dict:
+        # No selection on the validation loss: the simple (unweighted eps) loss is not what diffusion
+        # is judged on. Measured on digits (5 quiet minutes, benchmarks/README.md): the val loss was
+        # lowest at step 1000 of 2970, yet the final weights were better on both FD_digits (55.5 vs
+        # 69.7) and the variational bound (160.6 vs 162.2 nats/image). The val loss is still logged.
         if data_spec.get("kind") == "image":
-            return {"batch_size": 128, "lr": 2e-3, "weight_decay": 0.0, "ema_decay": 0.999, "grad_clip": 1.0}
-        return {"batch_size": 256, "lr": 1e-3, "weight_decay": 0.0, "ema_decay": 0.999, "grad_clip": 1.0}
+            return {"batch_size": 128, "lr": 2e-3, "weight_decay": 0.0, "ema_decay": 0.999, "grad_clip": 1.0, "select_best": False}
+        return {"batch_size": 256, "lr": 1e-3, "weight_decay": 0.0, "ema_decay": 0.999, "grad_clip": 1.0, "select_best": False}
 
     def configure_optimizers(self, lr: float, weight_decay: float, betas=(0.9, 0.999)) -> dict[str, torch.optim.Optimizer]:
         # fused AdamW: one kernel over all parameters instead of ~10 small ops per tensor (about 10% of a CPU step here)

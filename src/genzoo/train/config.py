@@ -30,6 +30,7 @@ class TrainConfig:
     num_samples: int = 64  # images in each sample grid
     val_every: int = 250  # steps between validation losses on the val split (0: none); the best weights are kept
     patience: int = 0  # stop after this many validations without improvement (0: train to the budget)
+    select_best: bool = True  # keep the weights with the lowest validation loss (False: only log it)
     progress: bool = True
 
     def __post_init__(self):

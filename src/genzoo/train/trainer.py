@@ -225,6 +225,8 @@ class Trainer:
         if self.out_dir and self.dist.is_main:
             with open(self.out_dir / "metrics.jsonl", "a") as fh:
                 fh.write(json.dumps(row) + "\n")
+        if not self.config.select_best:  # the family's loss is not what its users select on
+            return False
         if math.isfinite(value) and (self.best is None or value < self.best["val_loss"]):
             self.best = {"step": self.step, "val_loss": value}
             self._best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
