@@ -80,3 +80,21 @@ def test_complete_fills_in_the_bottom_half_and_refuses_models_that_cannot(tmp_pa
     gan = tmp_path / "gan"
     run("train", "test-twoopt", "--data", "toy2d:moons", "--steps", "2", "--batch-size", "16", "--out", gan, "--no-eval")
     assert "cannot complete" in run("complete", gan, "-o", png, ok=False).output
+
+
+def test_interpolate_draws_rows_and_refuses_bad_pairs_and_models_that_cannot(tmp_path):
+    out = tmp_path / "glow"
+    run("train", "glow", "--data", "digits", "--steps", "2", "--batch-size", "16", "--out", out, "--no-eval",
+        "--set", "hidden=8", "--set", "levels=1", "--set", "steps_per_level=1")
+    png = tmp_path / "interp.png"
+    result = run("interpolate", out, "--pair", "0,5", "--pair", "1,2", "--steps", "6", "-o", png)
+    assert "2 interpolations of 6 images" in result.output
+    from PIL import Image
+
+    w, h = Image.open(png).size
+    assert w > 2.5 * h  # two rows of six tiles
+    assert "two test-image indices" in run("interpolate", out, "--pair", "3", "-o", png, ok=False).output
+    assert "must lie in 0..446" in run("interpolate", out, "--pair", "0,447", "-o", png, ok=False).output
+    vae = tmp_path / "vae"
+    run("train", "vae", "--data", "digits", "--steps", "2", "--batch-size", "16", "--out", vae, "--no-eval")
+    assert "cannot interpolate" in run("interpolate", vae, "-o", png, ok=False).output

@@ -386,6 +386,7 @@ def test_trainer_checkpoint_keeps_actnorm_and_samples(tmp_path):
                          model_overrides=SMALL[("glow", "points")])
     loaded = api.load(tmp_path / "run")
     assert all(bool(a.initialized) for a in loaded.modules() if isinstance(a, ActNorm))
+    assert (tmp_path / "run" / "density.png").stat().st_size > 0  # flows on 2-D points draw their density
     x = load_dataset("toy2d:moons", "test").x[:50]
     assert torch.allclose(loaded.log_prob(x), model.log_prob(x), atol=1e-5)
 

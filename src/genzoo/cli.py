@@ -212,6 +212,49 @@ def complete(
     out.print(f"wrote {images} x {per_image} completions to {output} (each row: original, observed part, completions)")
 
 
+@app.command()
+def interpolate(
+    run: Path = typer.Argument(..., help="run or checkpoint folder of a model that can interpolate (the flows)"),
+    pair: Optional[List[str]] = typer.Option(None, "--pair", help="two test-image indices A,B (repeatable; default 0,1 2,3 4,5 6,7)"),
+    steps: int = typer.Option(10, help="images per row, both ends included"),
+    method: str = typer.Option("slerp", help="slerp or linear"),
+    output: Path = typer.Option(Path("interpolation.png"), "--output", "-o"),
+) -> None:
+    """Decode the latent path between two test images; one row per pair."""
+    import torch
+
+    from genzoo import api
+    from genzoo.data import load_dataset
+    from genzoo.models.base import INTERPOLATE
+    from genzoo.viz import save_image_grid
+
+    try:
+        model = api.load(run)
+        if INTERPOLATE not in model.capabilities:
+            raise GenzooError(f"{model.family} cannot interpolate; families that can: see `genzoo list` (capability 'interpolate')")
+        data_name = api.run_info(run).get("run", {}).get("data") or model.data_spec["name"]
+        test = load_dataset(data_name, "test")
+        if test.kind != "image":
+            raise GenzooError("interpolate draws images; this model was trained on points")
+        pairs = [_index_pair(p, len(test.x)) for p in (pair or ["0,1", "2,3", "4,5", "6,7"])]
+        with torch.no_grad():
+            rows = [model.interpolate(test.x[a], test.x[b], steps, method=method) for a, b in pairs]
+        save_image_grid(torch.cat(rows), output, levels=model.data_spec.get("levels"), nrow=steps)
+    except GenzooError as e:
+        _fail(e)
+    out.print(f"wrote {len(pairs)} interpolations of {steps} images to {output}")
+
+
+def _index_pair(text: str, n: int) -> tuple[int, int]:
+    try:
+        a, b = (int(v) for v in text.split(","))
+    except ValueError:
+        raise GenzooError(f"--pair takes two test-image indices like 3,17; got {text!r}") from None
+    if not (0 <= a < n and 0 <= b < n):
+        raise GenzooError(f"--pair indices must lie in 0..{n - 1}; got {text!r}")
+    return a, b
+
+
 def _evaluate_and_print(run: Path, n: int, sampler_opts: dict, nll: bool, nll_opts: dict, seed: int = 0) -> dict:
     from genzoo import api
     from genzoo.checkpoint import write_atomic_file

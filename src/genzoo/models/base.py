@@ -30,6 +30,7 @@ TEXT_CONDITION = "text_condition"
 COMPLETE = "complete"  # fill in a partly observed example
 TRANSLATE = "translate"
 INFILL = "infill"
+INTERPOLATE = "interpolate"  # decode a path between two examples' latents
 
 
 @dataclass
@@ -110,6 +111,10 @@ class GenerativeModel(nn.Module):
                 yb = y[start : start + batch_size].to(self.device) if y is not None else None
                 total += float(self.loss(Batch(xb, yb, BatchRandom(seed, i, len(xb), 0, self.device)))) * len(xb)
         return total / len(x)
+
+    def save_plots(self, directory: Path, data) -> list[Path]:
+        """Family-specific pictures written at the end of training (e.g. a flow's 2-D density)."""
+        return []
 
     @classmethod
     def sampler_options(cls) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -30,7 +31,7 @@ import torch
 from genzoo.data.base import dequantize, from_signed_unit, to_signed_unit
 from genzoo.errors import GenzooError, unknown
 from genzoo.eval.likelihood import bin_log_volume
-from genzoo.models.base import LOG_PROB, SAMPLE, Batch, GenerativeModel, ModelConfig, Updater
+from genzoo.models.base import INTERPOLATE, LOG_PROB, SAMPLE, Batch, GenerativeModel, ModelConfig, Updater
 from genzoo.nn.flow_layers import BatchDropout, FlowLayer
 
 LOG_2PI = math.log(2 * math.pi)
@@ -61,7 +62,7 @@ def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
 class FlowModel(GenerativeModel):
     """Base of the flow families: subclasses build ``self.flow`` (data -> flat latent) in ``build_flow``."""
 
-    capabilities = frozenset({SAMPLE, LOG_PROB})
+    capabilities = frozenset({SAMPLE, LOG_PROB, INTERPOLATE})
     likelihood = LikelihoodKind()
     image_train_steps: ClassVar[int] = 2000  # each family's measured default on digits (see its default_train)
 
@@ -100,6 +101,14 @@ class FlowModel(GenerativeModel):
     @classmethod
     def sampler_options(cls) -> dict:
         return {"temperature": 1.0}
+
+    def save_plots(self, directory, data) -> list:
+        """2-D points: the learned density beside the data (``density.png``)."""
+        if self.shape != (2,):
+            return []
+        from genzoo.models.flow_plots import save_density_plot
+
+        return [save_density_plot(self, data, Path(directory) / "density.png", title=f"{self.family} on {data.name}")]
 
     # ---- the density ---------------------------------------------------------
     def log_density(self, y: torch.Tensor) -> torch.Tensor:

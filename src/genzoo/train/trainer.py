@@ -199,6 +199,8 @@ class Trainer:
             if self.best and self.best["step"] != self.step:  # also show what eval and sample will use
                 self.save_sample_grid(self.selected_model, f"best_step_{self.best['step']:06d}.png")
             if self.dist.is_main:
+                self.selected_model.save_plots(self.out_dir, self.data)
+            if self.dist.is_main:
                 from genzoo.viz import save_loss_curve
 
                 save_loss_curve(self.out_dir / "metrics.jsonl", self.out_dir / "loss.png")
