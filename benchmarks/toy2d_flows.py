@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/toy2d_flows.py --steps 5000 --out benchmarks/results/toy2d
 
 Each run trains with the family's default points config and settings, except
-the step count; the Trainer writes ``density.png`` into the run folder and
-this script copies it next to the table. The NLL is exact (continuous data),
+the step count; the Trainer writes ``density.png`` into the run folder, and
+this script puts them together into one overview, ``toy2d_densities.png``
+(rows: sets; columns: data, then each family's density). The NLL is exact (continuous data),
 on the 10,000 fixed test points, with the standard error over points.
 """
 
@@ -23,6 +24,29 @@ from genzoo.data import load_dataset
 from genzoo.data.toy2d import GENERATORS
 
 FAMILIES = ("realnvp", "glow")
+
+
+def overview(runs: Path, sets: list[str], path: Path, tile: int = 220) -> None:
+    """One PNG: per set, the data panel and each family's density panel, cropped from the runs' density.png."""
+    from PIL import Image, ImageDraw
+
+    sheet = Image.new("RGB", (tile * (1 + len(FAMILIES)), (tile + 18) * len(sets) + 18), "white")
+    draw = ImageDraw.Draw(sheet)
+    for c, title in enumerate(("data", *FAMILIES)):
+        draw.text((c * tile + tile // 2 - 20, 3), title, fill="black")
+    for r, shape in enumerate(sets):
+        y = 18 + r * (tile + 18)
+        draw.text((4, y + 2), shape, fill="black")
+        for c, family in enumerate(FAMILIES):
+            img = Image.open(runs / f"{family}-{shape}" / "density.png").convert("RGB")
+            w, h = img.size
+            halves = [img.crop((0, 0, w // 2, h)), img.crop((w // 2, 0, w, h))]  # data | model density
+            panels = ([halves[0]] if c == 0 else []) + [halves[1]]
+            for k, panel in enumerate(panels):
+                col = 0 if (c == 0 and k == 0) else 1 + c
+                box = panel.crop((30, 62, panel.width - 30, panel.height - 10))  # the axes only, no titles
+                sheet.paste(box.resize((tile, tile)), (col * tile, y + 14))
+    sheet.quantize(colors=128).save(path, optimize=True)  # a palette keeps the PNG small
 
 
 def main() -> None:
@@ -50,10 +74,10 @@ def main() -> None:
                 "test_nll": round(float(nll.mean()), 4), "std_err": round(float(nll.std() / len(nll) ** 0.5), 4),
                 "wall_seconds": round(time.perf_counter() - t0, 1),
             }
-            shutil.copy(run / "density.png", args.out / f"{family}_{shape}_density.png")
             rows.append(row)
             print(json.dumps(row), flush=True)
     (args.out / "toy2d_flows.json").write_text(json.dumps(rows, indent=2))
+    overview(args.runs, args.sets.split(","), args.out / "toy2d_densities.png")
     lines = [f"### RealNVP and Glow on toy2d, {args.steps} steps each: test NLL in nats/point (exact)", "",
              "| set | " + " | ".join(FAMILIES) + " |", "|---|" + "---|" * len(FAMILIES)]
     for shape in args.sets.split(","):
