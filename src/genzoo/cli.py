@@ -172,6 +172,21 @@ def observed_mask(kind: str, shape: tuple[int, ...]):
     return m
 
 
+def _model_and_test_images(run: Path, capability: str, verb: str):
+    """The run's model, checked for ``capability``, and the test split of the images it was trained on."""
+    from genzoo import api
+    from genzoo.data import load_dataset
+
+    model = api.load(run)
+    if capability not in model.capabilities:
+        raise GenzooError(f"{model.family} cannot {verb}; families that can: see `genzoo list` (capability '{capability}')")
+    data_name = api.run_info(run).get("run", {}).get("data") or model.data_spec["name"]
+    test = load_dataset(data_name, "test")
+    if test.kind != "image":
+        raise GenzooError(f"{verb} works on images; this model was trained on {test.kind}")
+    return model, test
+
+
 @app.command()
 def complete(
     run: Path = typer.Argument(..., help="run or checkpoint folder of a model that can complete images"),
@@ -185,19 +200,11 @@ def complete(
     """Fill in a partly observed test image; rows: the original, then completions."""
     import torch
 
-    from genzoo import api
-    from genzoo.data import load_dataset
     from genzoo.models.base import COMPLETE
     from genzoo.viz import save_image_grid
 
     try:
-        model = api.load(run)
-        if COMPLETE not in model.capabilities:
-            raise GenzooError(f"{model.family} cannot complete images; families that can: see `genzoo list` (capability 'complete')")
-        data_name = api.run_info(run).get("run", {}).get("data") or model.data_spec["name"]
-        test = load_dataset(data_name, "test")
-        if test.kind != "image":
-            raise GenzooError("completion needs image data")
+        model, test = _model_and_test_images(run, COMPLETE, "complete images")
         x = test.x[:images]
         mask = observed_mask(given, test.shape).expand_as(x)
         options = {"temperature": temperature} if temperature is not None else {}
@@ -223,19 +230,11 @@ def interpolate(
     """Decode the latent path between two test images; one row per pair."""
     import torch
 
-    from genzoo import api
-    from genzoo.data import load_dataset
     from genzoo.models.base import INTERPOLATE
     from genzoo.viz import save_image_grid
 
     try:
-        model = api.load(run)
-        if INTERPOLATE not in model.capabilities:
-            raise GenzooError(f"{model.family} cannot interpolate; families that can: see `genzoo list` (capability 'interpolate')")
-        data_name = api.run_info(run).get("run", {}).get("data") or model.data_spec["name"]
-        test = load_dataset(data_name, "test")
-        if test.kind != "image":
-            raise GenzooError("interpolate draws images; this model was trained on points")
+        model, test = _model_and_test_images(run, INTERPOLATE, "interpolate")
         pairs = [_index_pair(p, len(test.x)) for p in (pair or ["0,1", "2,3", "4,5", "6,7"])]
         with torch.no_grad():
             rows = [model.interpolate(test.x[a], test.x[b], steps, method=method) for a, b in pairs]
