@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from genzoo.bench.report import write_reports
+from genzoo.bench.runner import _last_png
 
 
 def rows_from(path: Path) -> tuple[list[dict], dict]:
@@ -25,8 +26,7 @@ def rows_from(path: Path) -> tuple[list[dict], dict]:
         return res["rows"], res["budget"]
     row = json.loads((path / "eval.json").read_text())  # a single run evaluated by `genzoo eval`
     row.setdefault("train_steps", row.pop("trained_steps", None))
-    pngs = sorted((path / "samples").glob("*.png"))
-    row["samples_png"] = str(pngs[-1]) if pngs else None
+    row["samples_png"] = _last_png(path)
     return [row], {}
 
 
@@ -43,7 +43,7 @@ def fill_selection(row: dict) -> dict:
         from genzoo import api
         from genzoo.viz import save_samples
 
-        model = api.load(run).eval()
+        model = api.load(run)
         with torch.no_grad():
             x = model.sample(64, generator=torch.Generator().manual_seed(0))
         save_samples(x, grid, model.data_spec)

@@ -17,11 +17,10 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
-
 from genzoo import api
 from genzoo.data import load_dataset
 from genzoo.data.toy2d import GENERATORS
+from genzoo.eval.toy2d import test_nll
 
 FAMILIES = ("realnvp", "glow")
 
@@ -66,12 +65,11 @@ def main() -> None:
                 shutil.rmtree(run)
             t0 = time.perf_counter()
             model, summary = api.train(family, f"toy2d:{shape}", out=run, steps=args.steps, progress=False)
-            with torch.no_grad():
-                nll = -model.eval().log_prob(test.x)
+            nll = test_nll(model, test.x)
             row = {
                 "set": shape, "family": family, "parameters": model.num_parameters(), "steps": summary["steps"],
                 "selected_step": summary.get("best_step"), "train_seconds": summary["train_seconds"],
-                "test_nll": round(float(nll.mean()), 4), "std_err": round(float(nll.std() / len(nll) ** 0.5), 4),
+                "test_nll": round(nll["nll_nats_per_point"], 4), "std_err": round(nll["nll_std_err_nats"], 4),
                 "wall_seconds": round(time.perf_counter() - t0, 1),
             }
             rows.append(row)

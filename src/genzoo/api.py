@@ -123,13 +123,23 @@ def load(run: str | Path, device: str = "cpu"):
     return load_model(run, device)
 
 
+def run_data(run: str | Path, model) -> str:
+    """The dataset a run was trained on (its run.json), else the one named in the model's data spec."""
+    from genzoo.checkpoint import resolve_checkpoint, run_root
+
+    run_file = run_root(resolve_checkpoint(run)) / "run.json"
+    if run_file.is_file():
+        return json.loads(run_file.read_text())["data"]
+    return model.data_spec["name"]
+
+
 def run_info(run: str | Path) -> dict:
     """What a run folder holds: family, data, configs, last logged metrics, evaluation."""
-    from genzoo.checkpoint import read_config, resolve_checkpoint
+    from genzoo.checkpoint import read_config, resolve_checkpoint, run_root
 
     ckpt = resolve_checkpoint(run)
     meta = read_config(ckpt)
-    root = ckpt.parent if ckpt.name.startswith(("checkpoint", "best")) else ckpt
+    root = run_root(ckpt)
     info = {"checkpoint": str(ckpt), "family": meta["family"], "model_config": meta["config"]}
     if (ckpt / "selection.json").is_file():
         info["selected"] = json.loads((ckpt / "selection.json").read_text())
@@ -140,7 +150,7 @@ def run_info(run: str | Path) -> dict:
     if log.is_file():
         lines = [ln for ln in log.read_text().splitlines() if ln.strip()]
         info["last_metrics"] = json.loads(lines[-1]) if lines else None
-    state = resolve_checkpoint(root, prefer_best=False) / "trainer_state.pt" if root != ckpt else ckpt / "trainer_state.pt"
+    state = resolve_checkpoint(root, prefer_best=False) / "trainer_state.pt"  # best/ holds weights only
     if state.is_file():
         s = torch.load(state, map_location="cpu", weights_only=False)
         info["trained_steps"], info["train_seconds"] = s["step"], round(s["elapsed"], 1)

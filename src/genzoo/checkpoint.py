@@ -49,6 +49,14 @@ def write_atomic_file(path: Path, data: bytes | str) -> None:
     os.replace(tmp, path)
 
 
+WEIGHT_FOLDERS = ("best", "checkpoint", "best.old", "checkpoint.old")  # inside a run folder, in order of preference
+
+
+def run_root(checkpoint: Path) -> Path:
+    """The run folder a resolved checkpoint folder belongs to (itself when it stands alone)."""
+    return checkpoint.parent if checkpoint.name in WEIGHT_FOLDERS else checkpoint
+
+
 def resolve_checkpoint(path: str | Path, prefer_best: bool = True) -> Path:
     """Accept a run folder or a checkpoint folder; fall back to ``.old`` if a swap was interrupted.
 
@@ -57,7 +65,7 @@ def resolve_checkpoint(path: str | Path, prefer_best: bool = True) -> Path:
     path = Path(path)
     if not path.exists():
         raise GenzooError(f"{path} does not exist; pass a run folder made by `genzoo train` or a checkpoint folder")
-    inside = ("best", "checkpoint", "best.old", "checkpoint.old") if prefer_best else ("checkpoint", "checkpoint.old")
+    inside = WEIGHT_FOLDERS if prefer_best else ("checkpoint", "checkpoint.old")
     for cand in (path, path.with_name(path.name + ".old"), *(path / name for name in inside)):
         if (cand / "config.json").is_file() and (cand / "model.safetensors").is_file():
             return cand

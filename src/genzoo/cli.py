@@ -74,7 +74,7 @@ def train(
             checkpoint_every=checkpoint_every, sample_every=sample_every, ema_decay=ema_decay,
             val_every=val_every, patience=patience, select_best=select_best,
         )
-        model, summary = api.train(family, data, variant=variant, out=out_dir, resume=resume, model_overrides=api.parse_assignments(set_), **settings)
+        _, summary = api.train(family, data, variant=variant, out=out_dir, resume=resume, model_overrides=api.parse_assignments(set_), **settings)
     except GenzooError as e:
         _fail(e)
     except KeyboardInterrupt:
@@ -95,7 +95,12 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _sampler_options(model, given: dict) -> dict:
+def _sampler_options(model, opt: list[str] | None, **named) -> dict:
+    """The named sampler flags that were given plus ``--opt KEY=VALUE`` items, checked against the family's options."""
+    from genzoo import api
+
+    given = {k: v for k, v in named.items() if v is not None}
+    given.update(api.parse_assignments(opt))
     allowed = type(model).sampler_options()
     bad = set(given) - set(allowed)
     if bad:
@@ -133,9 +138,7 @@ def sample(
         model = api.load(run, device)
         if SAMPLE not in model.capabilities:
             raise GenzooError(f"{model.family} cannot sample")
-        given = {k: v for k, v in dict(sampler=sampler, steps=steps, guidance=guidance, temperature=temperature).items() if v is not None}
-        given.update(api.parse_assignments(opt))
-        options = _sampler_options(model, given)
+        options = _sampler_options(model, opt, sampler=sampler, steps=steps, guidance=guidance, temperature=temperature)
         if condition is not None:
             model.check_condition(condition, n)  # refuses clearly when the model takes no labels
         g = torch.Generator(device=device).manual_seed(seed)
@@ -180,8 +183,7 @@ def _model_and_test_images(run: Path, capability: str, verb: str):
     model = api.load(run)
     if capability not in model.capabilities:
         raise GenzooError(f"{model.family} cannot {verb}; families that can: see `genzoo list` (capability '{capability}')")
-    data_name = api.run_info(run).get("run", {}).get("data") or model.data_spec["name"]
-    test = load_dataset(data_name, "test")
+    test = load_dataset(api.run_data(run, model), "test")
     if test.kind != "image":
         raise GenzooError(f"{verb} works on images; this model was trained on {test.kind}")
     return model, test
@@ -254,23 +256,23 @@ def _index_pair(text: str, n: int) -> tuple[int, int]:
     return a, b
 
 
-def _evaluate_and_print(run: Path, n: int, sampler_opts: dict, nll: bool, nll_opts: dict, seed: int = 0) -> dict:
+def _evaluate_and_print(run: Path, n: int, sampler_opts: dict, nll: bool, nll_opts: dict, seed: int = 0, model=None) -> dict:
     from genzoo import api
-    from genzoo.checkpoint import write_atomic_file
+    from genzoo.checkpoint import run_root, write_atomic_file
     from genzoo.eval import evaluate, format_report
 
-    model = api.load(run)
+    model = model or api.load(run)
     info = api.run_info(run)
-    data_name = info.get("run", {}).get("data") or model.data_spec.get("name")
+    data_name = info.get("run", {}).get("data") or model.data_spec["name"]
     metrics = evaluate(model, data_name, n_samples=n, sampler_options=sampler_opts, nll=nll, nll_options=nll_opts, seed=seed, progress=True)
-    metrics = {"family": model.family, "data": data_name, "parameters": model.num_parameters(), **metrics}
+    metrics = {"family": model.family, **metrics}  # evaluate reports data and parameters itself
     if "train_seconds" in info:
         metrics["train_seconds"], metrics["trained_steps"] = info["train_seconds"], info["trained_steps"]
     ckpt = Path(info["checkpoint"])
     metrics["weights"] = ckpt.name
     if "selected" in info:
         metrics["selected_step"] = info["selected"]["step"]
-    root = ckpt.parent
+    root = run_root(ckpt)
     # eval.json describes the weights a run's eval/sample use by default; other folders get their own file
     name = "eval.json" if _default_weights(root) == ckpt else f"eval_{ckpt.name}.json"
     write_atomic_file(root / name, json.dumps(metrics, indent=2))
@@ -304,9 +306,8 @@ def eval_cmd(
 
     try:
         model = api.load(run)
-        given = {k: v for k, v in dict(sampler=sampler, steps=steps, guidance=guidance).items() if v is not None}
-        given.update(api.parse_assignments(opt))
-        _evaluate_and_print(run, n, _sampler_options(model, given), nll, api.parse_assignments(nll_opt), seed)
+        options = _sampler_options(model, opt, sampler=sampler, steps=steps, guidance=guidance)
+        _evaluate_and_print(run, n, options, nll, api.parse_assignments(nll_opt), seed, model=model)
     except GenzooError as e:
         _fail(e)
 
@@ -357,11 +358,11 @@ def _per_family(items: list[str] | None) -> dict[str, dict]:
     from genzoo import api
 
     out: dict[str, dict] = {}
-    for key, value in api.parse_assignments(items).items():
-        family, dot, option = key.partition(".")
-        if not dot or not option:
-            raise GenzooError(f"expected FAMILY.KEY=VALUE, got {key}={value}")
-        out.setdefault(family, {})[option] = value
+    for item in items or []:
+        family, dot, assignment = item.partition(".")  # family names keep their hyphens (gated-pixelcnn)
+        if not dot or not assignment:
+            raise GenzooError(f"expected FAMILY.KEY=VALUE, got {item}")
+        out.setdefault(family.strip(), {}).update(api.parse_assignments([assignment]))
     return out
 
 

@@ -48,7 +48,8 @@ def _cell(row: dict, key: str, fmt: str) -> str:
 def _table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     cols = [(k, t, f) for k, t, f in COLUMNS if any(k in r for r in rows)]
     body = [[_cell(r, k, f) for k, _, f in cols] for r in rows]
-    floors = {k: rows[0].get(k + FLOOR_SUFFIX) for k, _, _ in cols if rows and rows[0].get(k + FLOOR_SUFFIX) is not None}
+    scored = next((r for r in rows if any(k.endswith(FLOOR_SUFFIX) for k in r)), {})  # error rows have no floors
+    floors = {k: scored[k + FLOOR_SUFFIX] for k, _, _ in cols if scored.get(k + FLOOR_SUFFIX) is not None}
     if floors:
         body.append(["real-vs-real floor"] + [_cell(floors, k, f) if k in floors else "" for k, _, f in cols[1:]])
     return [t for _, t, _ in cols], body

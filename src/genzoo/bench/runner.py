@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from genzoo.bench.report import write_reports
+from genzoo.checkpoint import write_atomic_file
 from genzoo.data import load_dataset
 from genzoo.errors import GenzooError
 from genzoo.registry import families, get_family
@@ -44,6 +45,7 @@ def run_bench(
         if kind not in info.data_kinds:
             raise GenzooError(f"{name} does not handle {kind} data")
     rows = []
+    budget = {"minutes": minutes, "steps": steps}
     for name in names:
         run_dir = out_dir / f"{name}-{data.replace(':', '-').replace('/', '_')}"
         t0 = time.perf_counter()
@@ -51,7 +53,7 @@ def run_bench(
             model, summary = api.train(name, data, out=run_dir, steps=steps, minutes=minutes, seed=seed, progress=progress)
         except GenzooError as e:  # one family failing must not lose the others' results
             rows.append({"family": name, "error": str(e), "run": str(run_dir)})
-            write_reports(rows, data, out_dir, budget={"minutes": minutes, "steps": steps})
+            write_reports(rows, data, out_dir, budget)
             continue
         metrics = evaluate(
             model, data, n_samples=n_samples, nll_options=(nll_options or {}).get(name),
@@ -60,7 +62,6 @@ def run_bench(
         row = {
             "family": name,
             "variant": model.config.variant,
-            "parameters": model.num_parameters(),
             "train_steps": summary["steps"],
             "selected_step": summary.get("best_step"),
             "train_seconds": summary["train_seconds"],
@@ -69,10 +70,10 @@ def run_bench(
             "wall_seconds": round(time.perf_counter() - t0, 1),
             **metrics,
         }
-        (run_dir / "eval.json").write_text(json.dumps(row, indent=2))
+        write_atomic_file(run_dir / "eval.json", json.dumps(row, indent=2))
         rows.append(row)
-        write_reports(rows, data, out_dir, budget={"minutes": minutes, "steps": steps})  # partial results survive a crash
-    return write_reports(rows, data, out_dir, budget={"minutes": minutes, "steps": steps})
+        write_reports(rows, data, out_dir, budget)  # partial results survive a crash
+    return write_reports(rows, data, out_dir, budget)
 
 
 def _last_png(run_dir: Path) -> str | None:

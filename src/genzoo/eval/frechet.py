@@ -18,7 +18,6 @@ import warnings
 
 import numpy as np
 import torch
-from scipy import linalg
 
 from genzoo.errors import GenzooError
 
@@ -89,6 +88,7 @@ def one_blas_thread():
 
 
 def _quiet_sqrtm(a: np.ndarray) -> np.ndarray:
+    from scipy import linalg  # here, not at import: every command imports genzoo.eval through the flows
     # scipy warns on singular input; the accuracy is checked by the caller instead.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", linalg.LinAlgWarning)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,8 +152,27 @@ class GenerativeModel(nn.Module):
             raise GenzooError(f"this model expects integer levels 0..{levels - 1}; got other values")
         return x
 
+    def _bind_data_spec(self) -> dict:
+        """Set ``shape``, ``levels`` and ``dims`` from the config's data spec (returned), or refuse clearly."""
+        spec = self.config.data
+        if not spec or not spec.get("shape"):
+            name = type(self).__name__
+            raise GenzooError(f"{name} needs a data spec with a shape; build it with {name}.default_config(dataset.spec())")
+        self.shape = tuple(spec["shape"])
+        self.levels = spec.get("levels")
+        self.dims = math.prod(self.shape)
+        return spec
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def _labels(self, y, n: int) -> torch.Tensor | None:
+        """Labels for a class-conditional model (None for an unconditional one); refuses a missing label."""
+        if not getattr(self.config, "num_classes", 0):
+            return None
+        if y is None:
+            raise GenzooError(f"this {self.family} is class-conditional (num_classes > 0): give labels (batch.y / condition=)")
+        return self.check_condition(y, n)
 
     def check_condition(self, condition, n: int) -> torch.Tensor | None:
         """Turn ``condition`` (an int or a sequence of class ids) into a (n,) tensor, or refuse clearly."""
@@ -240,10 +260,10 @@ class BatchRandom:
         return self._rows(t, local)
 
     def randn_like(self, x: torch.Tensor) -> torch.Tensor:
-        return self.randn(len(x), *x.shape[1:]).to(x.dtype)
+        return self.randn(len(x), *x.shape[1:]).to(x)  # x's dtype and device
 
     def rand_like(self, x: torch.Tensor) -> torch.Tensor:
-        return self.rand(len(x), *x.shape[1:]).to(x.dtype)
+        return self.rand(len(x), *x.shape[1:]).to(x)
 
 
 class Updater:
@@ -287,6 +307,11 @@ class Updater:
             self.scaler.update()
         else:
             opt.step()
+
+
+def generator_device(generator: torch.Generator | None, default: torch.device | str = "cpu") -> torch.device:
+    """Where random numbers from ``generator`` are drawn (torch's default generator lives on the CPU)."""
+    return generator.device if generator is not None else torch.device(default)
 
 
 def _all_reduce_mean(params: list[torch.nn.Parameter], world_size: int) -> None:

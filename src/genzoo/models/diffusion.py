@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from genzoo.data.base import from_signed_unit, to_signed_unit
 from genzoo.errors import GenzooError
-from genzoo.models.base import LABEL_CONDITION, LOG_PROB, SAMPLE, Batch, GenerativeModel, ModelConfig
+from genzoo.models.base import LABEL_CONDITION, LOG_PROB, SAMPLE, Batch, GenerativeModel, ModelConfig, generator_device
 from genzoo.nn.mlp import ResidualMLP
 from genzoo.nn.unet import UNet
 from genzoo.registry import register
@@ -81,10 +81,8 @@ class DiffusionModel(GenerativeModel):
 
     def __init__(self, config: DiffusionConfig):
         super().__init__(config)
+        spec = self._bind_data_spec()
         self._validate(config)
-        spec = config.data
-        self.shape = tuple(spec["shape"])
-        self.levels = spec.get("levels")
         self.schedule = make_schedule(config.schedule, config.timesteps)
         backbone = config.backbone or ("unet" if spec.get("kind") == "image" else "mlp")
         if backbone == "unet":
@@ -99,18 +97,13 @@ class DiffusionModel(GenerativeModel):
                 dropout=config.dropout,
             )
         else:
-            dims = math.prod(self.shape)
-            self.net = ResidualMLP(dims, config.width, config.depth, num_classes=config.num_classes, dropout=config.dropout)
-        self.backbone = backbone
-        is_image = spec.get("kind") == "image"
-        clip = config.clip_x0 if config.clip_x0 is not None else (1.0 if is_image else 0.0)
+            self.net = ResidualMLP(self.dims, config.width, config.depth, num_classes=config.num_classes, dropout=config.dropout)
+        clip = config.clip_x0 if config.clip_x0 is not None else (1.0 if spec.get("kind") == "image" else 0.0)
         self.clip = clip if clip > 0 else None
 
     @staticmethod
     def _validate(config: DiffusionConfig) -> None:
         spec = config.data
-        if not spec or "shape" not in spec:
-            raise GenzooError("diffusion needs the dataset spec in config.data (use DiffusionModel.default_config(dataset.spec()))")
         if config.prediction not in PREDICTIONS:
             raise GenzooError(f"unknown prediction {config.prediction!r}; valid: {', '.join(PREDICTIONS)}")
         if config.schedule not in SCHEDULES:
@@ -210,7 +203,7 @@ class DiffusionModel(GenerativeModel):
         n = len(x0)
         # All randomness from batch.rng: identical whether the batch runs in one process or is split.
         t = batch.rng.randint(self.config.timesteps, n).to(x0.device)
-        noise = batch.rng.randn_like(x0).to(x0.device)
+        noise = batch.rng.randn_like(x0)
         y = None
         if self.config.num_classes:
             drop = batch.rng.rand(n).to(x0.device) < self.config.p_uncond
@@ -274,23 +267,18 @@ class DiffusionModel(GenerativeModel):
             options["generator"] = generator
         if sampler == "ddim":
             options["eta"] = eta
-        was_training = self.training
-        self.eval()
-        try:
-            chunks = []
-            with torch.no_grad():
-                for start in range(0, n, batch_size):
-                    m = min(batch_size, n - start)
-                    y_chunk = y[start : start + m] if y is not None else None
-                    noise_device = generator.device if generator is not None else self.device
-                    noise = torch.randn((m, *self.shape), generator=generator, device=noise_device).to(self.device)
+        noise_device = generator_device(generator, default=self.device)
+        chunks = []
+        with torch.no_grad(), self._eval_mode():
+            for start in range(0, n, batch_size):
+                m = min(batch_size, n - start)
+                y_chunk = y[start : start + m] if y is not None else None
+                noise = torch.randn((m, *self.shape), generator=generator, device=noise_device).to(self.device)
 
-                    def denoise(x_t, t, y_chunk=y_chunk):
-                        return self.predict_x0(x_t, t, y_chunk, guidance)
+                def denoise(x_t, t, y_chunk=y_chunk):
+                    return self.predict_x0(x_t, t, y_chunk, guidance)
 
-                    chunks.append(self.to_data_space(sample_fn(denoise, self.schedule, noise, **options)).cpu())
-        finally:
-            self.train(was_training)
+                chunks.append(self.to_data_space(sample_fn(denoise, self.schedule, noise, **options)).cpu())
         return torch.cat(chunks) if chunks else torch.empty((0, *self.shape))
 
     # ---- likelihood (variational bound) ------------------------------------
@@ -322,11 +310,8 @@ class DiffusionModel(GenerativeModel):
         known distribution, these are the tight choices: for N(mu, 0.3^2) points
         "posterior" leaves a gap of 0.40 nats per dimension and "beta" 0.002.
         """
+        x = self._check_data(x)
         n = len(x)
-        if tuple(x.shape[1:]) != self.shape:
-            raise GenzooError(f"log_prob expects examples of shape {self.shape}, got {tuple(x.shape[1:])}")
-        if self.levels and ((x != x.round()) | (x < 0) | (x > self.levels - 1)).any():
-            raise GenzooError(f"log_prob expects integer levels 0..{self.levels - 1} (the data as stored)")
         y = self.check_condition(condition, n)
         T = self.config.timesteps
         if timesteps_subset is not None and not 1 <= timesteps_subset <= T - 1:
@@ -337,16 +322,11 @@ class DiffusionModel(GenerativeModel):
         if variance not in ("posterior", "beta"):
             raise GenzooError(f"unknown reverse variance {variance!r}; valid: posterior, beta")
 
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                out = [
-                    self._negative_bound(x[i : i + batch_size].to(self.device), y[i : i + batch_size] if y is not None else None, terms, generator, variance)
-                    for i in range(0, n, batch_size)
-                ]
-        finally:
-            self.train(was_training)
+        with torch.no_grad(), self._eval_mode():
+            out = [
+                self._negative_bound(x[i : i + batch_size], y[i : i + batch_size] if y is not None else None, terms, generator, variance)
+                for i in range(0, n, batch_size)
+            ]
         return -torch.cat(out).float().cpu() if out else torch.empty(0)
 
     def _kl_timesteps(self, subset: int | None, generator: torch.Generator) -> list[tuple[int, float]]:

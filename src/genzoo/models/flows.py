@@ -27,12 +27,21 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
+from torch import nn
 
 from genzoo.data.base import dequantize, from_signed_unit, to_signed_unit
 from genzoo.errors import GenzooError, unknown
-from genzoo.eval.likelihood import bin_log_volume
-from genzoo.models.base import INTERPOLATE, LOG_PROB, SAMPLE, Batch, GenerativeModel, ModelConfig, Updater
-from genzoo.nn.flow_layers import BatchDropout, FlowLayer
+from genzoo.eval.likelihood import bin_log_volume, nats_to_bits_per_dim
+from genzoo.models.base import INTERPOLATE, LOG_PROB, SAMPLE, Batch, GenerativeModel, ModelConfig, Updater, generator_device
+from genzoo.nn.flow_layers import (
+    BatchDropout,
+    FlowLayer,
+    FlowSequence,
+    LogitTransform,
+    MultiScale,
+    conv_conditioner,
+    mlp_conditioner,
+)
 
 LOG_2PI = math.log(2 * math.pi)
 PREPROCESSING = ("logit", "none")  # image flows model logit((y + 1) / 2), or y in [-1, 1] directly
@@ -68,28 +77,34 @@ class FlowModel(GenerativeModel):
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)
-        spec = config.data
-        if not spec or not spec.get("shape"):
-            raise GenzooError(f"{type(self).__name__} needs a data spec with a shape; "
-                              f"build it with {type(self).__name__}.default_config(dataset.spec())")
-        self.shape = tuple(spec["shape"])
-        self.levels = spec.get("levels")
-        self.dims = math.prod(self.shape)
+        self._bind_data_spec()
         if len(self.shape) not in (1, 3):
             raise GenzooError(f"flows handle (C, H, W) images or (D,) points; got per-example shape {self.shape}")
         if len(self.shape) == 1 and self.dims < 2:
             raise GenzooError("a coupling flow needs at least 2 dimensions")
-        if getattr(config, "preprocess", "none") not in PREPROCESSING:
+        if config.preprocess not in PREPROCESSING:
             raise unknown("preprocess", config.preprocess, PREPROCESSING)
         if min(config.hidden, config.hidden_layers) < 1:
             raise GenzooError("hidden and hidden_layers must be >= 1")
         self.flow = self.build_flow(config)
+        self._dropouts = [m for m in self.flow.modules() if isinstance(m, BatchDropout)]  # found once, not per step
         out = self.flow.output_shape(self.shape)
         if out != (self.dims,):
             raise GenzooError(f"internal: the flow maps {self.shape} to {out}, expected ({self.dims},)")
 
     def build_flow(self, config) -> FlowLayer:
         raise NotImplementedError
+
+    # ---- builder pieces both image flows use ----------------------------------
+    def _conditioner(self, given: int, out: int) -> nn.Module:
+        """The coupling network: an MLP on points, convolutions on images (width, depth, dropout from the config)."""
+        make = mlp_conditioner if len(self.shape) == 1 else conv_conditioner
+        return make(given, out, self.config.hidden, self.config.hidden_layers, self.config.dropout)
+
+    def _multiscale_image_flow(self, stages: list[FlowLayer]) -> FlowSequence:
+        """The preprocessing (logit or none), then the stages with half the channels factored out after each."""
+        layers = [LogitTransform(self.config.logit_alpha)] if self.config.preprocess == "logit" else []
+        return FlowSequence([*layers, MultiScale(stages, self.shape)])
 
     @classmethod
     def default_train(cls, data_spec: dict) -> dict:
@@ -130,23 +145,20 @@ class FlowModel(GenerativeModel):
     @contextmanager
     def _dropout_from(self, rng):
         """Dropout masks for this step come from ``batch.rng`` (split-proof, exactly resumable)."""
-        dropouts = [m for m in self.modules() if isinstance(m, BatchDropout)]
-        for m in dropouts:
+        for m in self._dropouts:
             m.rng = rng
         try:
             yield
         finally:
-            for m in dropouts:
+            for m in self._dropouts:
                 m.rng = None
 
     def loss(self, batch: Batch) -> torch.Tensor:
         return self._nll(batch).mean()
 
     def training_step(self, batch: Batch, step: int, opt: Updater) -> dict[str, float]:
-        loss = self.loss(batch)
-        opt.step("main", loss)
-        value = loss.item()
-        return {"loss": value, "bits_per_dim": value / (self.dims * math.log(2))}
+        logs = super().training_step(batch, step, opt)
+        return {**logs, "bits_per_dim": nats_to_bits_per_dim(logs["loss"], self.dims)}
 
     @torch.no_grad()
     def initialize(self, x: torch.Tensor, seed: int = 0) -> "FlowModel":
@@ -224,7 +236,7 @@ class FlowModel(GenerativeModel):
             raise GenzooError(f"{self.family} is unconditional: sample without condition=")
         if temperature < 0:
             raise GenzooError(f"temperature must be >= 0, got {temperature}")
-        gen_device = generator.device if generator is not None else torch.device("cpu")
+        gen_device = generator_device(generator)
         z = torch.randn(n, self.dims, generator=generator, device=gen_device).to(self.device)
         return self.decode(z * temperature)
 

@@ -32,12 +32,8 @@ from genzoo.nn.flow_layers import (
     FlowLayer,
     FlowSequence,
     InvertibleLinear,
-    LogitTransform,
-    MultiScale,
     Squeeze,
     channel_mask,
-    conv_conditioner,
-    mlp_conditioner,
 )
 from genzoo.registry import register
 
@@ -91,16 +87,14 @@ class Glow(FlowModel):
             stages.append(FlowSequence([squeeze, *[self._step(shape[0]) for _ in range(config.steps_per_level)]]))
             if level < config.levels - 1:
                 shape = (shape[0] - shape[0] // 2, *shape[1:])
-        layers = [LogitTransform(config.logit_alpha)] if config.preprocess == "logit" else []
-        return FlowSequence([*layers, MultiScale(stages, self.shape)])
+        return self._multiscale_image_flow(stages)
 
     def _step(self, channels: int) -> FlowSequence:
         """One step of flow: actnorm -> invertible 1x1 conv (or linear) -> affine coupling on channel halves."""
         cfg = self.config
         mask = channel_mask(channels)
         given = int(mask.sum())
-        make = mlp_conditioner if len(self.shape) == 1 else conv_conditioner
-        net = make(given, 2 * (channels - given), cfg.hidden, cfg.hidden_layers, cfg.dropout)
+        net = self._conditioner(given, 2 * (channels - given))
         coupling = AffineCoupling(mask, net, scale=cfg.coupling_scale, scale_bound=cfg.scale_bound)
         return FlowSequence([ActNorm(channels), InvertibleLinear(channels), coupling])
 

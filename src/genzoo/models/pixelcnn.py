@@ -42,8 +42,9 @@ from torch import nn
 
 from genzoo.data.base import to_signed_unit
 from genzoo.errors import GenzooError, unknown
+from genzoo.eval.likelihood import nats_to_bits_per_dim
 from genzoo.models.base import (COMPLETE, LABEL_CONDITION, LOG_PROB, SAMPLE, Batch, GenerativeModel, ModelConfig,
-                                Updater)
+                                Updater, generator_device)
 from genzoo.nn.masked import GatedLayer, MaskedConv2d, MaskedResidualBlock, condition_bias
 from genzoo.registry import register
 
@@ -162,7 +163,8 @@ class _AutoregressiveImageModel(GenerativeModel):
 
     def __init__(self, config):
         super().__init__(config)
-        self.shape, self.levels = self._validate(config)
+        self._validate(config)
+        self._bind_data_spec()
         self.net = self.network_class(config, self.shape, self.levels)
 
     @classmethod
@@ -170,7 +172,7 @@ class _AutoregressiveImageModel(GenerativeModel):
         return dict(_DIGITS_TRAIN)
 
     @classmethod
-    def _validate(cls, config) -> tuple[tuple[int, int, int], int]:
+    def _validate(cls, config) -> None:
         spec = config.data
         shape, levels = spec.get("shape"), spec.get("levels")
         if not shape or len(shape) != 3:
@@ -192,7 +194,6 @@ class _AutoregressiveImageModel(GenerativeModel):
             raise GenzooError(f"layers must be >= 1, got {config.layers}")
         if config.num_classes < 0 or not 0 <= config.dropout < 1:
             raise GenzooError("num_classes must be >= 0 and dropout in [0, 1)")
-        return tuple(shape), int(levels)
 
     # ---- configuration ---------------------------------------------------
     @classmethod
@@ -223,13 +224,6 @@ class _AutoregressiveImageModel(GenerativeModel):
         log_probs = self.logits(x, y, rng).log_softmax(1)
         return log_probs.gather(1, x.long().unsqueeze(1)).flatten(1).sum(1)
 
-    def _labels(self, y, n: int) -> torch.Tensor | None:
-        if not self.config.num_classes:
-            return None
-        if y is None:
-            raise GenzooError(f"this {self.family} is class-conditional (num_classes > 0): give labels")
-        return self.check_condition(y, n)
-
     # ---- training ----------------------------------------------------------
     def loss(self, batch: Batch) -> torch.Tensor:
         """Mean negative log-likelihood in nats per image (dropout masks drawn from ``batch.rng``)."""
@@ -237,10 +231,8 @@ class _AutoregressiveImageModel(GenerativeModel):
         return -self._log_prob_given(batch.x, y, batch.rng).mean()
 
     def training_step(self, batch: Batch, step: int, opt: Updater) -> dict[str, float]:
-        loss = self.loss(batch)
-        opt.step("main", loss)
-        nats = loss.detach().item()
-        return {"loss": nats, "bits_per_dim": nats / (math.prod(self.shape) * math.log(2))}
+        logs = super().training_step(batch, step, opt)
+        return {**logs, "bits_per_dim": nats_to_bits_per_dim(logs["loss"], self.dims)}
 
     # ---- likelihood --------------------------------------------------------
     @torch.no_grad()
@@ -277,7 +269,7 @@ class _AutoregressiveImageModel(GenerativeModel):
         y = self.check_condition(condition, n)
         if self.config.num_classes and y is None:
             y = torch.randint(self.config.num_classes, (n,), generator=generator,
-                              device=_generator_device(generator)).to(self.device)
+                              device=generator_device(generator)).to(self.device)
         x = torch.zeros(n, *self.shape, device=self.device)
         return self._fill(x, torch.ones_like(x, dtype=torch.bool), y, generator, temperature)
 
@@ -318,16 +310,12 @@ class _AutoregressiveImageModel(GenerativeModel):
         return x
 
 
-def _generator_device(generator: torch.Generator | None) -> torch.device:
-    return generator.device if generator is not None else torch.device("cpu")
-
-
 def _draw(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
     """One level per row of (N, L) logits, by inverse CDF with uniforms from ``generator``."""
     if temperature == 0:
         return logits.argmax(1).float()
     cdf = (logits / temperature).softmax(1).cumsum(1)
-    u = torch.rand(len(logits), 1, generator=generator, device=_generator_device(generator)).to(cdf.device)
+    u = torch.rand(len(logits), 1, generator=generator, device=generator_device(generator)).to(cdf.device)
     return (cdf < u).sum(1).clamp(max=logits.shape[1] - 1).float()
 
 

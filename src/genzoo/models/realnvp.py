@@ -27,14 +27,11 @@ from genzoo.nn.flow_layers import (
     AffineCoupling,
     FlowLayer,
     FlowSequence,
-    LogitTransform,
-    MultiScale,
     Squeeze,
     alternating_mask,
     channel_mask,
     checkerboard_mask,
     conv_conditioner,
-    mlp_conditioner,
 )
 from genzoo.registry import register
 
@@ -85,9 +82,7 @@ class RealNVP(FlowModel):
         if mask.ndim > 1:  # checkerboard: the conv net sees all C channels, masked, and returns 2C
             net = conv_conditioner(channels, 2 * channels, cfg.hidden, cfg.hidden_layers, cfg.dropout)
         else:
-            given, free = int(mask.sum()), int((~mask).sum())
-            make = mlp_conditioner if len(self.shape) == 1 else conv_conditioner
-            net = make(given, 2 * free, cfg.hidden, cfg.hidden_layers, cfg.dropout)
+            net = self._conditioner(int(mask.sum()), 2 * int((~mask).sum()))
         return AffineCoupling(mask, net, scale="tanh", scale_bound=cfg.scale_bound)
 
     def _points_flow(self, config: RealNVPConfig) -> FlowSequence:
@@ -113,8 +108,7 @@ class RealNVP(FlowModel):
                               "couplings; use fewer scales")
         final = [self._coupling(checkerboard_mask(h, w, i % 2), c) for i in range(config.final_couplings)]
         stages.append(FlowSequence(final))
-        layers = [LogitTransform(config.logit_alpha)] if config.preprocess == "logit" else []
-        return FlowSequence([*layers, MultiScale(stages, self.shape)])
+        return self._multiscale_image_flow(stages)
 
 
 __all__ = ["RealNVP", "RealNVPConfig"]

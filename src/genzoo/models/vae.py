@@ -40,7 +40,9 @@ from genzoo.models.base import (
     GenerativeModel,
     ModelConfig,
     Updater,
+    generator_device,
 )
+from genzoo.nn.masked import dropout
 from genzoo.registry import register
 
 VARIANTS = {"vae": {"beta": 1.0}, "beta-vae": {"beta": 4.0}}
@@ -89,10 +91,7 @@ class _MLP(nn.Module):
 
     def forward(self, h: torch.Tensor, noise: BatchRandom | None = None, p: float = 0.0) -> torch.Tensor:
         for layer in self.layers:
-            h = F.silu(layer(h))
-            if noise is not None and p > 0:
-                keep = noise.rand(len(h), h.shape[1]).to(h.device) >= p
-                h = h * keep / (1 - p)
+            h = dropout(F.silu(layer(h)), p, noise is not None, noise)
         return h
 
 
@@ -164,12 +163,7 @@ class VAE(GenerativeModel):
 
     def __init__(self, config: VAEConfig):
         super().__init__(config)
-        spec = config.data
-        if not spec.get("shape"):
-            raise GenzooError("VAE needs a data spec with a shape; build it with VAE.default_config(dataset.spec())")
-        self.shape = tuple(spec["shape"])
-        self.levels = spec.get("levels")
-        self.dims = math.prod(self.shape)
+        self._bind_data_spec()
         arch = config.architecture or ("conv" if len(self.shape) == 3 else "mlp")
         if arch not in ("conv", "mlp"):
             raise unknown("architecture", arch, ("conv", "mlp"))
@@ -258,14 +252,6 @@ class VAE(GenerativeModel):
         return {"temperature": 1.0, "mode": "sample"}
 
     # ---- the two networks -------------------------------------------------
-    def _labels(self, y, n: int) -> torch.Tensor | None:
-        """Labels for the conditional model (None for the unconditional one)."""
-        if not self.config.num_classes:
-            return None
-        if y is None:
-            raise GenzooError("this VAE is class-conditional (num_classes > 0): give labels (batch.y / condition=)")
-        return self.check_condition(y, n)
-
     def _encoder_input(self, x: torch.Tensor) -> torch.Tensor:
         # Discrete levels go to the centres of their bins in [-1, 1]; continuous values pass as they are.
         return to_signed_unit(x, self.levels) if self.levels else x
@@ -316,7 +302,7 @@ class VAE(GenerativeModel):
         return self._gaussian(params)[0]
 
     def _sample_output(self, params: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        gen_device = generator.device if generator is not None else torch.device("cpu")
+        gen_device = generator_device(generator)
         if self.levels:  # inverse-CDF sampling of each pixel's categorical
             cdf = self._level_log_probs(params).exp().cumsum(1)
             u = torch.rand(cdf[:, :1].shape, generator=generator, device=gen_device).to(cdf.device)
@@ -430,7 +416,7 @@ class VAE(GenerativeModel):
         if temperature < 0:
             raise GenzooError(f"temperature must be >= 0, got {temperature}")
         y = self.check_condition(condition, n)
-        gen_device = generator.device if generator is not None else torch.device("cpu")
+        gen_device = generator_device(generator)
         if self.config.num_classes and y is None:
             y = torch.randint(self.config.num_classes, (n,), generator=generator, device=gen_device).to(self.device)
         z = torch.randn(n, self.config.latent_dim, generator=generator, device=gen_device).to(self.device)

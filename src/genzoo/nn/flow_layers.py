@@ -209,7 +209,7 @@ class BatchDropout(nn.Module):
     def forward(self, x):
         if not self.training or self.p == 0:
             return x
-        u = self.rng.rand(len(x), *x.shape[1:]).to(x) if self.rng is not None else torch.rand_like(x)
+        u = self.rng.rand_like(x) if self.rng is not None else torch.rand_like(x)
         return x * (u >= self.p) / (1 - self.p)
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from genzoo.checkpoint import load_trainer_state, write_atomic_dir
+from genzoo.checkpoint import load_trainer_state, resolve_checkpoint, write_atomic_dir
 from genzoo.data import Dataset
 from genzoo.errors import GenzooError
 from genzoo.models.base import Batch, BatchRandom, GenerativeModel, Updater
@@ -92,6 +92,7 @@ class Trainer:
         self.val_data = val_data if config.val_every and val_data is not None and len(val_data.x) else None
         self.best: dict | None = None  # {"step", "val_loss"} of the best validation so far
         self._best_state: dict | None = None
+        self._selected: tuple[int, GenerativeModel] | None = None  # (best step, a model holding its weights)
         self._since_best = 0  # validations since the best one
         if self.dist.world_size > 1:
             distributed.broadcast_module(self.model)
@@ -196,11 +197,11 @@ class Trainer:
         if self.out_dir:
             self.save_checkpoint()
             self.save_sample_grid()
-            if self.best and self.best["step"] != self.step:  # also show what eval and sample will use
-                self.save_sample_grid(self.selected_model, f"best_step_{self.best['step']:06d}.png")
+            selected = self.selected_model
+            if selected is not self.sampling_model:  # also show what eval and sample will use
+                self.save_sample_grid(selected, f"best_step_{self.best['step']:06d}.png")
             if self.dist.is_main:
-                self.selected_model.save_plots(self.out_dir, self.data)
-            if self.dist.is_main:
+                selected.save_plots(self.out_dir, self.data)
                 from genzoo.viz import save_loss_curve
 
                 save_loss_curve(self.out_dir / "metrics.jsonl", self.out_dir / "loss.png")
@@ -249,9 +250,11 @@ class Trainer:
         else the sampling (EMA) weights."""
         if self._best_state is None or self.best["step"] == self.step:
             return self.sampling_model
-        model = copy.deepcopy(self.sampling_model)
-        model.load_state_dict(self._best_state)
-        return model.eval()
+        if self._selected is None or self._selected[0] != self.best["step"]:  # one copy per selection
+            model = copy.deepcopy(self.sampling_model)
+            model.load_state_dict(self._best_state)
+            self._selected = (self.best["step"], model.eval())
+        return self._selected[1]
 
     def _set_total_from_budget(self, per_step: float, budget_s: float, progress: ProgressReporter) -> None:
         est = self.step + int(max(0.0, budget_s - self.elapsed) / per_step)
@@ -314,8 +317,6 @@ class Trainer:
     def _load_state(self) -> None:
         if not self.out_dir:
             raise GenzooError("--resume needs the run folder (--out) of the run to continue")
-        from genzoo.checkpoint import resolve_checkpoint
-
         ckpt = resolve_checkpoint(self.out_dir, prefer_best=False)
         state = load_trainer_state(ckpt)
         try:
@@ -351,11 +352,8 @@ class Trainer:
         model = model or self.sampling_model
         g = torch.Generator(device=self.device).manual_seed(self.config.seed)
         n = self.config.num_samples if self.data.kind == "image" else 5000
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
+        with model._eval_mode(), torch.no_grad():
             x = model.sample(n, generator=g)
-        model.train(was_training)
         ref = self.data.x[:5000] if self.data.kind == "points" else None
         name = name or f"step_{self.step:06d}.png"
         return save_samples(x, self.out_dir / "samples" / name, self.model.data_spec, reference=ref)
