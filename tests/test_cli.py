@@ -98,3 +98,33 @@ def test_interpolate_draws_rows_and_refuses_bad_pairs_and_models_that_cannot(tmp
     vae = tmp_path / "vae"
     run("train", "vae", "--data", "digits", "--steps", "2", "--batch-size", "16", "--out", vae, "--no-eval")
     assert "cannot interpolate" in run("interpolate", vae, "-o", png, ok=False).output
+
+
+def test_per_family_options_keep_hyphenated_family_names():
+    from genzoo.cli import _per_family
+
+    assert _per_family(["gated-pixelcnn.temperature=0.5", "vae.k=10", "vae.batch-size=4"]) == {
+        "gated-pixelcnn": {"temperature": 0.5}, "vae": {"k": 10, "batch_size": 4},
+    }
+    with pytest.raises(Exception, match="FAMILY.KEY=VALUE"):
+        _per_family(["k=3"])
+
+
+def test_bench_table_takes_the_floor_from_a_scored_row_when_the_first_failed():
+    from genzoo.bench.report import markdown
+
+    rows = [{"family": "broken", "error": "diverged"}, {"family": "vae", "fd_digits": 80.0, "fd_digits_floor": 35.2}]
+    table = markdown(rows, "digits", {"minutes": 5})
+    assert "real-vs-real floor" in table and "35.20" in table
+
+
+def test_eval_names_the_weights_and_keeps_eval_json_for_the_selected_ones(tmp_path):
+    out = tmp_path / "vae"
+    run("train", "vae", "--data", "digits", "--steps", "4", "--val-every", "2", "--batch-size", "16", "--out", out, "--no-eval")
+    assert (out / "best" / "selection.json").is_file()
+    run("eval", out, "--n", "50", "--no-nll")
+    run("eval", out / "checkpoint", "--n", "50", "--no-nll")
+    selected = json.loads((out / "eval.json").read_text())
+    last = json.loads((out / "eval_checkpoint.json").read_text())  # the last weights do not overwrite eval.json
+    assert selected["weights"] == "best" and selected["selected_step"] in (2, 4) and selected["data"] == "digits"
+    assert last["weights"] == "checkpoint" and "selected_step" not in last
