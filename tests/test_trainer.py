@@ -8,7 +8,7 @@ import torch.multiprocessing as mp
 from genzoo.checkpoint import load_model, write_atomic_dir
 from genzoo.data import load_dataset
 from genzoo.errors import GenzooError
-from genzoo.train import Trainer, TrainConfig, batch_indices
+from genzoo.train import Trainer, TrainConfig, batch_indices, distributed
 from twoopt import TwoOptConfig, TwoOptimizerGAN
 
 DATA = "toy2d:8gaussians"
@@ -178,7 +178,7 @@ def _ddp_worker(rank, world, init_file, out):
     Trainer(model, data, cfg(steps=20)).fit()
     if rank == 0:
         torch.save(model.state_dict(), out)
-    torch.distributed.destroy_process_group()
+    distributed.shutdown()
 
 
 def test_two_processes_match_one_at_the_same_global_batch(tmp_path):

@@ -80,6 +80,9 @@ def train(
     except KeyboardInterrupt:
         console.print(f"interrupted; the last checkpoint is in {out_dir}/checkpoint — continue with --resume")
         raise typer.Exit(130)
+    from genzoo.train import distributed
+
+    distributed.shutdown()  # under torchrun: every rank leaves together; evaluation runs on rank 0 alone
     if not _is_main_process():
         return
     out.print(f"trained {summary['steps']} steps in {summary['train_seconds']:.0f} s ({summary['steps_per_s']:.2f} steps/s) -> {out_dir}")

@@ -37,6 +37,14 @@ def setup(device: torch.device) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
 
 
+def shutdown() -> None:
+    """Leave the process group together: a rank that tears gloo down while another still
+    works (rank 0 saving) can abort ("terminate called without an active exception")."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def broadcast_module(module: torch.nn.Module) -> None:
     """Make every process start from rank 0's weights."""
     for t in list(module.parameters()) + list(module.buffers()):
