@@ -1,6 +1,8 @@
 """A tiny 2-D GAN used to prove the Trainer's contract for multi-optimizer families:
 two optimizers, several critic updates per generator update, and a replay
-buffer (a registered buffer) that must survive checkpoints and resume."""
+buffer that is training state, not weights: it must survive checkpoints and
+resume (per process, in the trainer state) yet stay out of model.safetensors
+and the EMA copy."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from genzoo.models.base import SAMPLE, GenerativeModel, ModelConfig
-from genzoo.registry import register
+from genzoo.family import register
 
 
 @dataclass
@@ -32,8 +34,18 @@ class TwoOptimizerGAN(GenerativeModel):
         c = config
         self.generator = nn.Sequential(nn.Linear(c.noise_dim, c.width), nn.SiLU(), nn.Linear(c.width, 2))
         self.critic = nn.Sequential(nn.Linear(2, c.width), nn.SiLU(), nn.Linear(c.width, 1))
-        self.register_buffer("replay", torch.zeros(c.buffer_size, 2))
-        self.register_buffer("replay_count", torch.zeros((), dtype=torch.long))
+        self.replay = torch.zeros(c.buffer_size, 2)  # a plain tensor: not a parameter, not a buffer
+        self.replay_count = 0
+
+    def training_state(self):
+        return {"replay": self.replay.clone(), "replay_count": self.replay_count}
+
+    def load_training_state(self, state):
+        self.replay, self.replay_count = state["replay"].clone(), int(state["replay_count"])
+
+    def _apply(self, fn, *args, **kwargs):  # .to(device) moves the replay buffer with the weights
+        self.replay = fn(self.replay)
+        return super()._apply(fn, *args, **kwargs)
 
     def configure_optimizers(self, lr, weight_decay, betas=(0.5, 0.999)):
         return {
@@ -53,7 +65,7 @@ class TwoOptimizerGAN(GenerativeModel):
         loss_g = F.softplus(-self.critic(fake)).mean()
         opt.step("generator", loss_g)
         with torch.no_grad():  # shared noise (not per-example), so every process stores the same fakes
-            slot = int(self.replay_count) % self.config.buffer_size
+            slot = self.replay_count % self.config.buffer_size
             k = min(8, self.config.buffer_size - slot)
             z = torch.randn(k, self.config.noise_dim, generator=batch.rng.generator, device=x.device)
             self.replay[slot : slot + k] = self.generator(z)

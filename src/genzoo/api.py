@@ -43,11 +43,8 @@ def build_model(family: str, data: Dataset, variant: str | None = None, override
     info = get_family(family)
     if data.kind not in info.data_kinds:
         raise GenzooError(f"{family} does not handle {data.kind} data; it handles: {', '.join(info.data_kinds)}")
-    variant = variant or next(iter(info.variants))
-    if variant not in info.variants:
-        raise GenzooError(f"unknown variant {variant!r} of {family}; valid variants: {', '.join(info.variants)}")
     cls = info.model_class
-    config = cls.default_config(data.spec(), variant)
+    config = cls.default_config(data.spec(), variant or "")  # applies the variant (and refuses an unknown one)
     fields = {f.name for f in dataclasses.fields(config)}
     bad = set(overrides or {}) - fields
     if bad:
@@ -82,8 +79,14 @@ def train(
     model_overrides: dict | None = None,
     **settings,
 ):
-    """Train ``family`` on dataset ``data``; returns (model for sampling, summary)."""
-    if resume:
+    """Train ``family`` on dataset ``data``; returns (model for sampling, summary).
+
+    ``resume=True`` continues the run in ``out`` from its last checkpoint, or starts fresh (and
+    says so in the summary: ``started_fresh``) when there is none yet, so that a scheduler can
+    re-run one command after any kill."""
+    from genzoo.train import has_checkpoint
+
+    if resume and out and has_checkpoint(out):
         return _resume(out, **settings)
     train_data = load_dataset(data, "train")
     seed = settings.get("seed") or 0
@@ -91,6 +94,8 @@ def train(
     config = train_config_for(type(model), train_data, **settings)
     trainer = Trainer(model, train_data, config, out_dir=out, data_name=data, val_data=_validation_split(data, config))
     summary = trainer.fit()
+    if resume:
+        summary["started_fresh"] = True
     return trainer.selected_model, summary
 
 
@@ -109,7 +114,7 @@ def _resume(out, **settings):
     cls = get_family(run["family"]).model_class
     model = cls(cls.config_class.from_dict(run["model_config"]))
     saved = run["train_config"]
-    for key in ("steps", "minutes", "device", "progress"):  # a resumed run may get a new budget or device
+    for key in ("steps", "minutes", "device", "progress", "checkpoint_every", "checkpoint_minutes"):  # may change on resume
         if settings.get(key) is not None:
             saved[key] = settings[key]
     config = TrainConfig(**saved)
@@ -155,3 +160,22 @@ def run_info(run: str | Path) -> dict:
         s = torch.load(state, map_location="cpu", weights_only=False)
         info["trained_steps"], info["train_seconds"] = s["step"], round(s["elapsed"], 1)
     return info
+
+
+def generate(run: str | Path, n: int, *, seed: int = 0, condition=None, device: str = "cpu", **options):
+    """``n`` samples from the model in a run or checkpoint folder, with their provenance manifest.
+
+    >>> gen = api.generate("runs/vae", 16, seed=3, temperature=0.8)
+    >>> gen.outputs.shape, gen.manifest["checkpoint_sha256"]
+    """
+    from genzoo import provenance
+
+    model, checkpoint = provenance.load_checkpoint(run, device)
+    return provenance.generate(model, n, seed=seed, condition=condition, checkpoint=checkpoint, device=device, **options)
+
+
+def reproduce(manifest, *, outputs=None, checkpoint: str | Path | None = None, device: str | None = None) -> dict:
+    """Replay a generation's manifest (file or dict); ``result["identical"]`` says whether it is bit-identical."""
+    from genzoo import provenance
+
+    return provenance.reproduce(manifest, outputs=outputs, checkpoint=checkpoint, device=device)

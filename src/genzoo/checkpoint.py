@@ -73,34 +73,16 @@ def resolve_checkpoint(path: str | Path, prefer_best: bool = True) -> Path:
 
 
 def read_config(directory: str | Path) -> dict:
-    directory = resolve_checkpoint(directory)
-    try:
-        meta = json.loads((directory / "config.json").read_text())
-        meta["family"], meta["config"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise GenzooError(f"{directory}/config.json is corrupt or not a genzoo config ({e}); retrain or restore it") from e
-    return meta
+    from genzoo.models.base import GenerativeModel
+
+    return GenerativeModel.read_meta(resolve_checkpoint(directory))
 
 
 def load_model(directory: str | Path, map_location="cpu"):
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    """The model in a run folder (its ``best/`` weights first) or a checkpoint folder, any family."""
+    from genzoo.registry import GenerativeModel
 
-    from genzoo.registry import get_family
-
-    directory = resolve_checkpoint(directory)
-    meta = read_config(directory)
-    cls = get_family(meta["family"]).model_class
-    model = cls(cls.config_class.from_dict(meta["config"]))
-    try:
-        state = load_file(str(directory / "model.safetensors"), device=str(map_location))
-    except (SafetensorError, OSError, RuntimeError) as e:
-        raise GenzooError(f"{directory}/model.safetensors is corrupt ({e}); restore it or retrain") from e
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise GenzooError(f"{directory}: weights do not match config.json ({str(e)[:300]})") from e
-    return model.to(map_location).eval()
+    return GenerativeModel.from_pretrained(resolve_checkpoint(directory), map_location)
 
 
 def load_trainer_state(directory: str | Path) -> dict:

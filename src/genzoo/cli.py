@@ -49,14 +49,16 @@ def train(
     steps: Optional[int] = typer.Option(None, help="optimizer steps"),
     minutes: Optional[float] = typer.Option(None, help="wall-clock training budget"),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="run folder (default runs/FAMILY-DATA)"),
-    resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint"),
+    resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint (none yet: start fresh)"),
     batch_size: Optional[int] = typer.Option(None, help="global batch size"),
+    grad_accum: Optional[int] = typer.Option(None, "--grad-accum", help="micro-batches per step (the same update as the whole batch, less memory)"),
     lr: Optional[float] = typer.Option(None, help="peak learning rate"),
     seed: Optional[int] = typer.Option(None, help="random seed (same seed, same weights)"),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:1"),
     precision: Optional[str] = typer.Option(None, help="auto, fp32, bf16, fp16"),
     ema_decay: Optional[float] = typer.Option(None, help="EMA decay (0 turns EMA off)"),
     checkpoint_every: Optional[int] = typer.Option(None, help="steps between checkpoints"),
+    checkpoint_minutes: Optional[float] = typer.Option(None, help="also checkpoint after this many minutes since the last one"),
     sample_every: Optional[int] = typer.Option(None, help="steps between sample grids (0: at the end)"),
     val_every: Optional[int] = typer.Option(None, help="steps between validation losses; the best weights go to best/ (0: off)"),
     patience: Optional[int] = typer.Option(None, help="stop after this many validations without improvement (0: never)"),
@@ -64,17 +66,30 @@ def train(
     set_: Optional[List[str]] = typer.Option(None, "--set", help="model config field, KEY=VALUE (repeatable)"),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="evaluate the model when training ends"),
 ) -> None:
-    """Train a FAMILY on a dataset; writes a checkpoint, samples, metrics.jsonl and loss.png."""
+    """Train a FAMILY on a dataset; writes a checkpoint, samples, metrics.jsonl and loss.png.
+
+    Preemption-safe: SIGTERM or Ctrl-C finishes the step, writes a checkpoint and exits; re-running
+    the same command with --resume continues exactly where it stopped (or starts fresh when the
+    run folder has no checkpoint yet)."""
     from genzoo import api
+    from genzoo.train import Preempted, has_checkpoint
 
     try:
         out_dir = out_dir or Path("runs") / f"{family}-{data.replace(':', '-').replace('/', '_')}"
         settings = dict(
-            steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, seed=seed, device=device, precision=precision,
-            checkpoint_every=checkpoint_every, sample_every=sample_every, ema_decay=ema_decay,
-            val_every=val_every, patience=patience, select_best=select_best,
+            steps=steps, minutes=minutes, batch_size=batch_size, grad_accum=grad_accum, lr=lr, seed=seed, device=device,
+            precision=precision, checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes,
+            sample_every=sample_every, ema_decay=ema_decay, val_every=val_every, patience=patience, select_best=select_best,
         )
+        if resume and _is_main_process():
+            if has_checkpoint(out_dir):
+                console.print(f"resuming {out_dir} from its last checkpoint")
+            else:
+                console.print(f"--resume: {out_dir} has no checkpoint yet; starting fresh")
         _, summary = api.train(family, data, variant=variant, out=out_dir, resume=resume, model_overrides=api.parse_assignments(set_), **settings)
+    except Preempted as e:
+        console.print(str(e))
+        raise typer.Exit(128 + e.signum)
     except GenzooError as e:
         _fail(e)
     except KeyboardInterrupt:
@@ -124,35 +139,68 @@ def sample(
     opt: Optional[List[str]] = typer.Option(None, "--opt", help="other sampler option KEY=VALUE"),
     seed: int = typer.Option(0, help="random seed (same seed, same samples)"),
     device: str = typer.Option("cpu"),
-    output: Path = typer.Option(Path("samples.png"), "--output", "-o", help="PNG grid (images) or plot (points)"),
-    save_array: Optional[Path] = typer.Option(None, "--save-npy", help="also save the raw samples as .npy"),
+    output: Path = typer.Option(Path("samples.png"), "--output", "-o", help="PNG grid (images) or plot (points); its manifest (.json) and raw samples (.npy) go beside it"),
+    save_array: Optional[Path] = typer.Option(None, "--save-npy", help="also save the raw samples as .npy here"),
 ) -> None:
-    """Draw samples from a trained model and write them as a PNG."""
-    import numpy as np
-    import torch
-
-    from genzoo import api
+    """Draw samples from a trained model; write them as a PNG with a provenance manifest (.json) and the raw samples (.npy) beside it."""
+    from genzoo import provenance
     from genzoo.models.base import SAMPLE
     from genzoo.viz import save_samples
 
     try:
         if n < 1:
             raise GenzooError("--n must be at least 1")
-        model = api.load(run, device)
+        if output.suffix.lower() in (".json", ".npy"):
+            raise GenzooError(f"-o names the picture (e.g. grid.png); the manifest (.json) and the raw samples (.npy) are written beside it, got {output}")
+        model, checkpoint = provenance.load_checkpoint(run, device)
         if SAMPLE not in model.capabilities:
             raise GenzooError(f"{model.family} cannot sample")
         options = _sampler_options(model, opt, sampler=sampler, steps=steps, guidance=guidance, temperature=temperature)
         if condition is not None:
             model.check_condition(condition, n)  # refuses clearly when the model takes no labels
-        g = torch.Generator(device=device).manual_seed(seed)
-        with torch.no_grad():
-            x = model.sample(n, condition=condition, generator=g, **options)
-        save_samples(x, output, model.data_spec)
+        gen = provenance.generate(model, n, seed=seed, condition=condition, checkpoint=checkpoint, device=device, **options)
+        manifest_path, array_path = output.with_suffix(".json"), output.with_suffix(".npy")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        save_samples(gen.outputs, output, model.data_spec)
+        provenance.write_array(array_path, gen.outputs)
         if save_array:
-            np.save(save_array, x.cpu().numpy())
+            provenance.write_array(save_array, gen.outputs)
+        # the manifest goes last: where one exists, the files it names are complete
+        provenance.write_manifest(manifest_path, {**gen.manifest, "image": output.name, "array": array_path.name})
     except GenzooError as e:
         _fail(e)
-    out.print(f"wrote {n} samples to {output}")
+    out.print(f"wrote {n} samples to {output}", soft_wrap=True, markup=False)
+    out.print(f"manifest: {manifest_path} (raw samples: {array_path}); replay it with `genzoo reproduce {manifest_path}`", soft_wrap=True, markup=False)
+
+
+@app.command()
+def reproduce(
+    manifest: Path = typer.Argument(..., help="manifest .json that `genzoo sample` wrote beside its PNG"),
+    device: Optional[str] = typer.Option(None, help="replay on this device (default: the recorded one; bit-identity is only promised there)"),
+    checkpoint: Optional[Path] = typer.Option(None, help="use this checkpoint folder instead of the recorded one (if the run moved); its sha256 must match"),
+) -> None:
+    """Regenerate the samples a manifest records and say whether they are bit-identical (exit code 1 if not)."""
+    from genzoo import provenance
+
+    try:
+        result = provenance.reproduce(manifest, checkpoint=checkpoint, device=device)
+    except GenzooError as e:
+        _fail(e)
+    def say(text: str) -> None:
+        out.print(text, soft_wrap=True, markup=False, highlight=False)
+
+    say(f"checkpoint {result['checkpoint']}: sha256 {result['checkpoint_sha256']} matches the manifest")
+    for name, (was, now) in result["version_changes"].items():
+        say(f"note: generated with {name} {was}, now {now}")
+    for note in result["notes"]:
+        say(f"note: {note}")
+    if result["identical"]:
+        say(f"bit-identical: yes (outputs sha256 {result['outputs_sha256']}, checked against {result['compared_with']})")
+        return
+    diff = result["max_abs_diff"]
+    diff = "unknown (no saved array to measure it)" if diff is None else f"{diff:.6g}"
+    say(f"NOT bit-identical: max |diff| = {diff} (outputs sha256 {result['outputs_sha256']}, recorded {result['recorded_sha256']})")
+    raise typer.Exit(1)
 
 
 MASKS = ("top-half", "left-half", "bottom-half", "center")

@@ -6,12 +6,20 @@ from dataclasses import dataclass, field
 
 import torch
 
+from genzoo.family import KINDS
+
+# The rank of ``x`` each kind holds: images (N, C, H, W), points (N, D), tokens (N, T) windows or one (T,) stream.
+RANKS = {"image": (4,), "points": (2,), "tokens": (1, 2)}
+
 
 @dataclass
 class Dataset:
     """One split of a dataset, held in memory.
 
-    ``x`` is float32. For discrete data (``levels`` is set) it holds integer
+    ``kind`` is declared by whoever builds the dataset ("image", "points" or "tokens"), never
+    guessed from the tensor's rank: a (N, T) batch of token windows has the rank of points.
+
+    ``x`` is float32 (token ids: int64). For discrete data (``levels`` is set) it holds integer
     levels ``0 .. levels-1``; models map them to their own scale (see
     ``to_signed_unit`` and ``dequantize``) so that every likelihood is reported
     for the same discrete data. For continuous data (``levels`` is None) it
@@ -25,17 +33,16 @@ class Dataset:
     levels: int | None = None
     num_classes: int = 0
     meta: dict = field(default_factory=dict)
+    kind: str = ""
 
     def __post_init__(self):
-        if self.x.ndim < 2:
-            raise ValueError(f"dataset {self.name!r}: expected (N, ...) data, got shape {tuple(self.x.shape)}")
+        if self.kind not in KINDS:
+            raise ValueError(f"dataset {self.name!r}: declare its kind, one of {', '.join(KINDS)} (got {self.kind!r})")
+        if self.x.ndim not in RANKS[self.kind]:
+            raise ValueError(f"dataset {self.name!r}: {self.kind} data has rank {' or '.join(map(str, RANKS[self.kind]))}, "
+                             f"got shape {tuple(self.x.shape)}")
         if self.y is not None and len(self.y) != len(self.x):
             raise ValueError(f"dataset {self.name!r}: {len(self.x)} examples but {len(self.y)} labels")
-
-    @property
-    def kind(self) -> str:
-        """'image' for (N, C, H, W) data, 'points' for (N, D) vectors."""
-        return "image" if self.x.ndim == 4 else "points"
 
     @property
     def shape(self) -> tuple[int, ...]:

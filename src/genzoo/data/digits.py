@@ -31,4 +31,4 @@ def load(split: str) -> Dataset:
     sl = SPLITS[split]
     x = torch.from_numpy(images[sl].copy()).unsqueeze(1)  # (N, 1, 8, 8), levels 0..16
     y = torch.from_numpy(labels[sl].copy())
-    return Dataset("digits", split, x, y, levels=LEVELS, num_classes=10)
+    return Dataset("digits", split, x, y, levels=LEVELS, num_classes=10, kind="image")

@@ -44,7 +44,9 @@ def load(path: str | Path, split: str) -> Dataset:
     yt = torch.from_numpy(y[idx].astype(np.int64)) if y is not None else None
     num_classes = len(class_names) if class_names else (int(y.max()) + 1 if y is not None else 0)
     meta = {"path": str(path.resolve()), "class_names": class_names}
-    return Dataset(str(path), split, xt, yt, levels=levels, num_classes=num_classes, meta=meta)
+    # The file format declares the kind: image folders and (N, [C,] H, W) arrays hold images, (N, D) arrays points.
+    kind = "points" if x.ndim == 2 else "image"
+    return Dataset(str(path), split, xt, yt, levels=levels, num_classes=num_classes, meta=meta, kind=kind)
 
 
 def _read(path: Path):

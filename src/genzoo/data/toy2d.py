@@ -73,4 +73,4 @@ GENERATORS = {
 def load(shape: str, split: str) -> Dataset:
     rng = np.random.default_rng(SEEDS[split] * 1000 + sorted(GENERATORS).index(shape))
     x = GENERATORS[shape](SIZES[split], rng).astype(np.float32)
-    return Dataset(f"toy2d:{shape}", split, torch.from_numpy(x))
+    return Dataset(f"toy2d:{shape}", split, torch.from_numpy(x), kind="points")

@@ -11,6 +11,8 @@ checkpoints, resume, distribution.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import json
 import math
 from contextlib import contextmanager
@@ -22,6 +24,8 @@ import torch
 from torch import nn
 
 from genzoo.errors import GenzooError
+from genzoo.family import FAMILIES, family_info
+from genzoo.nn.dropout import noise_source
 
 # What a family can do. The CLI and bench check these before asking.
 SAMPLE = "sample"  # draw new examples
@@ -60,16 +64,39 @@ class GenerativeModel(nn.Module):
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     capabilities: ClassVar[frozenset[str]] = frozenset()
     likelihood: ClassVar[str | None] = None  # "exact", "bound" or None
+    # A loss that needs autograd inside (Langevin steps of an energy-based model) sets this, so that
+    # validation runs it with gradients enabled (the result is still detached).
+    loss_needs_grad: ClassVar[bool] = False
+    # fused AdamW: one kernel over all parameters instead of ~10 small ops per tensor (a family opts in
+    # where it measured faster: about 10% of a CPU step for the diffusion UNet)
+    fused_optimizer: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
 
+    def __init_subclass__(cls, **kwargs):
+        # Whoever calls a family's loss or training_step (the Trainer, validation, a test, a user's
+        # own loop), its dropout masks come from the batch's random stream: see genzoo.nn.dropout.
+        super().__init_subclass__(**kwargs)
+        for name in ("loss", "training_step"):
+            if name in cls.__dict__:
+                setattr(cls, name, noise_from_batch(cls.__dict__[name]))
+
     # ---- what a family implements -------------------------------------
     @classmethod
+    def defaults_for(cls, data_spec: dict) -> ModelConfig:
+        """The family's sensible config for this data, before any variant is applied."""
+        return cls.config_class(data=data_spec)
+
+    @classmethod
     def default_config(cls, data_spec: dict, variant: str = "") -> ModelConfig:
-        """A sensible config for this data (and variant)."""
-        return cls.config_class(data=data_spec, variant=variant)
+        """``defaults_for(data_spec)`` with ``variant``'s overrides applied: the one place variants are
+        applied (the registry's variant table), so no family re-implements it."""
+        info = family_info(cls.family)
+        variant = variant or info.default_variant
+        overrides = info.variant_overrides(variant, data_spec)
+        return dataclasses.replace(cls.defaults_for(data_spec), variant=variant, **overrides)
 
     @classmethod
     def default_train(cls, data_spec: dict) -> dict:
@@ -81,8 +108,9 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError
 
     def configure_optimizers(self, lr: float, weight_decay: float, betas=(0.9, 0.999)) -> dict[str, torch.optim.Optimizer]:
-        """Named optimizers. Families with several (GANs) return several."""
-        return {"main": torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=weight_decay, betas=betas)}
+        """Named optimizers. Families with several (GANs) return several, each over
+        ``decay_groups(part, weight_decay)`` so that only weight matrices decay."""
+        return {"main": torch.optim.AdamW(decay_groups(self, weight_decay), lr=lr, betas=betas, fused=self.fused_optimizer or None)}
 
     def training_step(self, batch: "Batch", step: int, opt: "Updater") -> dict[str, float]:
         """One training step: compute losses and call ``opt.step(name, loss)`` per optimizer update."""
@@ -98,20 +126,32 @@ class GenerativeModel(nn.Module):
         """Per-example log-likelihood in nats of the data as stored (discrete levels where discrete)."""
         raise GenzooError(f"{self.family} has no likelihood; families with one: see `genzoo list`")
 
-    @torch.no_grad()
     def validation_loss(self, x: torch.Tensor, y: torch.Tensor | None = None, *, batch_size: int = 256, seed: int = 0) -> float | None:
         """The training objective on held-out data, with noise fixed by ``seed`` so that values from
         different steps compare; the Trainer keeps the weights where it is lowest. None when the
-        family has no single loss (adversarial families), which turns validation off."""
+        family has no single loss (adversarial families), which turns validation off.
+        Runs without gradients unless the family's loss needs them inside (``loss_needs_grad``)."""
         if type(self).loss is GenerativeModel.loss:
             return None
         total = 0.0
-        with self._eval_mode():
+        with self._eval_mode(), torch.set_grad_enabled(self.loss_needs_grad):
             for i, start in enumerate(range(0, len(x), batch_size)):
                 xb = x[start : start + batch_size].to(self.device)
                 yb = y[start : start + batch_size].to(self.device) if y is not None else None
-                total += float(self.loss(Batch(xb, yb, BatchRandom(seed, i, len(xb), 0, self.device)))) * len(xb)
+                rng = BatchRandom(seed, i, len(xb), 0, self.device)
+                with noise_source(rng):
+                    total += float(self.loss(Batch(xb, yb, rng)).detach()) * len(xb)
         return total / len(x)
+
+    def training_state(self) -> dict[str, Any]:
+        """State that is not weights but must survive a resume (a replay buffer, a chain's last
+        samples): saved per process in the trainer state, never in ``model.safetensors`` or the EMA copy."""
+        return {}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``training_state`` returned."""
+        if state:
+            raise GenzooError(f"{self.family} keeps no training state, but the checkpoint holds {sorted(state)}")
 
     def save_plots(self, directory: Path, data) -> list[Path]:
         """Family-specific pictures written at the end of training (e.g. a flow's 2-D density)."""
@@ -119,8 +159,11 @@ class GenerativeModel(nn.Module):
 
     @classmethod
     def sampler_options(cls) -> dict[str, Any]:
-        """Options ``sample`` accepts, with defaults: the CLI validates against these."""
-        return {}
+        """Options ``sample`` accepts, with defaults: its keyword-only parameters other than
+        ``condition`` and ``generator``, read from its signature (never a second, hand-kept list)."""
+        params = inspect.signature(cls.sample).parameters.values()
+        return {p.name: p.default for p in params
+                if p.kind is p.KEYWORD_ONLY and p.name not in ("condition", "generator")}
 
     # ---- shared machinery ----------------------------------------------
     @property
@@ -205,15 +248,41 @@ class GenerativeModel(nn.Module):
         meta = {"family": self.family, "config": self.config.to_dict(), "format": "genzoo/1"}
         (directory / "config.json").write_text(json.dumps(meta, indent=2))
 
+    @staticmethod
+    def read_meta(directory: str | Path) -> dict:
+        """``config.json`` of a checkpoint folder, or a clear error when it is missing or corrupt."""
+        f = Path(directory) / "config.json"
+        try:
+            meta = json.loads(f.read_text())
+            meta["family"], meta["config"]
+        except FileNotFoundError:
+            raise GenzooError(f"{directory} has no config.json; pass a checkpoint folder written by save_pretrained") from None
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise GenzooError(f"{f} is corrupt or not a genzoo config ({e}); retrain or restore it") from e
+        return meta
+
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "GenerativeModel":
-        """Load any family's checkpoint folder (dispatches on ``config.json``'s family)."""
-        from genzoo.checkpoint import load_model
+        """Load a checkpoint folder (``config.json`` + ``model.safetensors``). On ``GenerativeModel``
+        itself it dispatches on the folder's family; on a family's class it refuses another family.
+        (Run folders, ``best/`` and interrupted swaps: ``genzoo.checkpoint.load_model``.)"""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
 
-        model = load_model(directory, map_location)
-        if cls is not GenerativeModel and not isinstance(model, cls):
-            raise GenzooError(f"{directory} holds a {model.family} model, not a {cls.family}")
-        return model
+        meta = cls.read_meta(directory)
+        model_class = family_info(meta["family"]).model_class if meta["family"] in FAMILIES or cls is GenerativeModel else cls
+        if cls is not GenerativeModel and not issubclass(model_class, cls):
+            raise GenzooError(f"{directory} holds a {meta['family']} model, not a {cls.family}")
+        model = model_class(model_class.config_class.from_dict(meta["config"]))
+        try:
+            state = load_file(str(Path(directory) / "model.safetensors"), device=str(map_location))
+        except (SafetensorError, OSError, RuntimeError) as e:
+            raise GenzooError(f"{directory}/model.safetensors is corrupt or missing ({e}); restore it or retrain") from e
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            raise GenzooError(f"{directory}: weights do not match config.json ({str(e)[:300]})") from e
+        return model.to(map_location).eval()
 
 
 @dataclass
@@ -269,44 +338,109 @@ class BatchRandom:
 class Updater:
     """The Trainer's side of an update, handed to ``training_step``.
 
-    ``step(name, loss)`` zeroes the grads of optimizer ``name``'s parameters,
-    back-propagates (scaled under fp16), averages gradients across processes,
-    clips, and steps that optimizer. Families never touch scaling, clipping
-    or all-reduce themselves.
+    ``step(name, loss)`` back-propagates ``loss`` (outside autocast, scaled under fp16), averages
+    gradients across processes, clips, and steps optimizer ``name``. Families never touch
+    precision, scaling, clipping, accumulation or all-reduce themselves.
+
+    Gradient accumulation: the Trainer runs ``training_step`` once per micro-batch
+    (``begin_micro(i, n)``); ``step`` adds ``loss / n`` into the gradients and only the last
+    micro-batch all-reduces, clips and steps, which equals one step on the whole batch. That holds
+    only for one update per optimizer per step, so a family that steps an optimizer twice (a GAN's
+    critic) is refused under accumulation.
+
+    fp16: the gradient scaler steps every optimizer and updates its scale once per iteration
+    (``end_iteration``), or before an optimizer steps a second time in one iteration, as
+    ``torch.amp.GradScaler`` requires.
     """
 
-    def __init__(self, optimizers: dict, grad_clip: float | None, scaler=None, world_size: int = 1):
+    def __init__(self, optimizers: dict, grad_clip: float | None, scaler=None, world_size: int = 1, device_type: str = "cpu"):
         self.optimizers = optimizers
         self.grad_clip = grad_clip
         self.scaler = scaler
         self.world_size = world_size
+        self.device_type = device_type
         self.grad_norms: dict[str, float] = {}
+        self.micro, self.micro_count = 0, 1
+        self._stepped: set[str] = set()  # optimizers stepped since the scaler's last update
+        self._calls: dict[str, int] = {}  # step() calls per optimizer in this micro-batch
 
     def params(self, name: str) -> list[torch.nn.Parameter]:
         return [p for g in self.optimizers[name].param_groups for p in g["params"]]
+
+    def begin_micro(self, index: int, count: int) -> None:
+        self.micro, self.micro_count = index, count
+        self._calls = {}
 
     def step(self, name: str, loss: torch.Tensor) -> None:
         if name not in self.optimizers:
             raise KeyError(f"no optimizer named {name!r}; this model has {sorted(self.optimizers)}")
         if not torch.isfinite(loss.detach()).all():
             raise FloatingPointError(f"loss for optimizer {name!r} is {loss.item()}")
+        self._calls[name] = self._calls.get(name, 0) + 1
+        if self.micro_count > 1 and (self._calls[name] > 1 or len(self._calls) > 1):
+            raise GenzooError(
+                "gradient accumulation needs one update of one optimizer per step; this family updates "
+                f"{sorted(self._calls)} {sum(self._calls.values())} times per step (each update depends on the last), "
+                "so micro-batches cannot add up to the large batch: use --grad-accum 1 and a smaller --batch-size"
+            )
         opt = self.optimizers[name]
         params = self.params(name)
-        for p in params:
-            p.grad = None
-        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        if self.micro == 0:
+            for p in params:
+                p.grad = None
+        if self.micro_count > 1:
+            loss = loss / self.micro_count  # micro-batch means add up to the whole batch's mean
+        # Backward outside autocast: it runs each op in the dtype autocast chose for its forward.
+        with torch.autocast(self.device_type, enabled=False):
+            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        if self.micro < self.micro_count - 1:
+            return  # accumulate; the last micro-batch steps
         if self.world_size > 1:
             _all_reduce_mean([p for p in params if p.grad is not None], self.world_size)
         if self.scaler is not None:
+            if name in self._stepped:  # a second update of this optimizer: the scaler must update between
+                self.scaler.update()
+                self._stepped.clear()
             self.scaler.unscale_(opt)
         if self.grad_clip:
             norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
             self.grad_norms[name] = float(norm)
         if self.scaler is not None:
             self.scaler.step(opt)
-            self.scaler.update()
+            self._stepped.add(name)
         else:
             opt.step()
+
+    def end_iteration(self) -> None:
+        """After the whole step: the gradient scaler's one update for this iteration."""
+        if self.scaler is not None and self._stepped:
+            self.scaler.update()
+            self._stepped.clear()
+
+
+def decay_groups(module: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups where only weight matrices and kernels (of Linear and conv layers)
+    decay. Biases, norm gains, embeddings and every other parameter (a flow's scales, actnorm,
+    an invertible 1x1 convolution) do not: decay pulls them towards 0, which means nothing for
+    a bias and breaks a gain or an invertible map."""
+    embeddings = {id(m.weight) for m in module.modules() if isinstance(m, nn.Embedding)}
+    matrices = {id(m.weight) for m in module.modules()
+                if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)) and m.weight is not None} - embeddings
+    params = [p for p in module.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if id(p) in matrices], "weight_decay": weight_decay},
+              {"params": [p for p in params if id(p) not in matrices], "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def noise_from_batch(method):
+    """Decorator for a model method taking a ``Batch`` first: dropout inside draws from ``batch.rng``."""
+
+    @functools.wraps(method)
+    def wrapper(self, batch, *args, **kwargs):
+        with noise_source(batch.rng):
+            return method(self, batch, *args, **kwargs)
+
+    return wrapper
 
 
 def generator_device(generator: torch.Generator | None, default: torch.device | str = "cpu") -> torch.device:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
 
@@ -31,10 +30,9 @@ from torch import nn
 
 from genzoo.data.base import dequantize, from_signed_unit, to_signed_unit
 from genzoo.errors import GenzooError, unknown
-from genzoo.eval.likelihood import bin_log_volume, nats_to_bits_per_dim
+from genzoo.units import bin_log_volume, nats_to_bits_per_dim
 from genzoo.models.base import INTERPOLATE, LOG_PROB, SAMPLE, Batch, GenerativeModel, ModelConfig, Updater, generator_device
 from genzoo.nn.flow_layers import (
-    BatchDropout,
     FlowLayer,
     FlowSequence,
     LogitTransform,
@@ -87,7 +85,6 @@ class FlowModel(GenerativeModel):
         if min(config.hidden, config.hidden_layers) < 1:
             raise GenzooError("hidden and hidden_layers must be >= 1")
         self.flow = self.build_flow(config)
-        self._dropouts = [m for m in self.flow.modules() if isinstance(m, BatchDropout)]  # found once, not per step
         out = self.flow.output_shape(self.shape)
         if out != (self.dims,):
             raise GenzooError(f"internal: the flow maps {self.shape} to {out}, expected ({self.dims},)")
@@ -113,10 +110,6 @@ class FlowModel(GenerativeModel):
             return {"batch_size": 64, "lr": 1e-3, "weight_decay": 0.0, "grad_clip": 100.0, "steps": cls.image_train_steps}
         return {"batch_size": 256, "lr": 2e-3, "weight_decay": 0.0, "grad_clip": 100.0, "steps": 5000}
 
-    @classmethod
-    def sampler_options(cls) -> dict:
-        return {"temperature": 1.0}
-
     def save_plots(self, directory, data) -> list:
         """2-D points: the learned density beside the data (``density.png``)."""
         if self.shape != (2,):
@@ -139,19 +132,7 @@ class FlowModel(GenerativeModel):
         """Per-example NLL (nats) of one dequantization draw: an unbiased estimate of the bound's mean."""
         x = batch.x
         y = dequantize(x, self.levels, batch.rng.rand_like(x)) if self.levels else x
-        with self._dropout_from(batch.rng):
-            return -(self.log_density(y) + self._bin_log_volume())
-
-    @contextmanager
-    def _dropout_from(self, rng):
-        """Dropout masks for this step come from ``batch.rng`` (split-proof, exactly resumable)."""
-        for m in self._dropouts:
-            m.rng = rng
-        try:
-            yield
-        finally:
-            for m in self._dropouts:
-                m.rng = None
+        return -(self.log_density(y) + self._bin_log_volume())
 
     def loss(self, batch: Batch) -> torch.Tensor:
         return self._nll(batch).mean()

@@ -35,7 +35,7 @@ from genzoo.nn.flow_layers import (
     Squeeze,
     channel_mask,
 )
-from genzoo.registry import register
+from genzoo.family import register
 
 
 @dataclass
@@ -63,10 +63,10 @@ class Glow(FlowModel):
     config_class = GlowConfig
 
     @classmethod
-    def default_config(cls, data_spec: dict, variant: str = "") -> GlowConfig:
+    def defaults_for(cls, data_spec: dict) -> GlowConfig:
         if data_spec.get("kind") == "image":
-            return GlowConfig(data=data_spec, variant=variant, hidden=128, levels=2, steps_per_level=8, dropout=0.2)
-        return GlowConfig(data=data_spec, variant=variant, hidden=64, hidden_layers=2, steps=8)
+            return GlowConfig(data=data_spec, hidden=128, levels=2, steps_per_level=8, dropout=0.2)
+        return GlowConfig(data=data_spec, hidden=64, hidden_layers=2, steps=8)
 
     # Measured on digits (2 shared CPU cores): without dropout the test NLL was 93.3 nats after
     # 1000 steps and 97.0 after 1250 (overfitting: train 75); with dropout 0.2, 92.4 after 1250

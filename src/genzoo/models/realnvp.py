@@ -33,7 +33,7 @@ from genzoo.nn.flow_layers import (
     checkerboard_mask,
     conv_conditioner,
 )
-from genzoo.registry import register
+from genzoo.family import register
 
 
 @dataclass
@@ -61,10 +61,10 @@ class RealNVP(FlowModel):
     config_class = RealNVPConfig
 
     @classmethod
-    def default_config(cls, data_spec: dict, variant: str = "") -> RealNVPConfig:
+    def defaults_for(cls, data_spec: dict) -> RealNVPConfig:
         if data_spec.get("kind") == "image":
-            return RealNVPConfig(data=data_spec, variant=variant, hidden=64, hidden_layers=2, scales=2, dropout=0.2)
-        return RealNVPConfig(data=data_spec, variant=variant, hidden=64, hidden_layers=2, coupling_layers=8)
+            return RealNVPConfig(data=data_spec, hidden=64, hidden_layers=2, scales=2, dropout=0.2)
+        return RealNVPConfig(data=data_spec, hidden=64, hidden_layers=2, coupling_layers=8)
 
     # Measured on digits (1000 training images, 2 shared CPU cores): without dropout the test NLL
     # is best near 1000 steps (90.5 nats) and worse by 2000 (94.3, overfitting); with dropout 0.2,

@@ -36,14 +36,14 @@ from genzoo.models.base import (
     LOG_PROB,
     SAMPLE,
     Batch,
-    BatchRandom,
     GenerativeModel,
     ModelConfig,
     Updater,
     generator_device,
+    noise_from_batch,
 )
-from genzoo.nn.masked import dropout
-from genzoo.registry import register
+from genzoo.nn.dropout import BatchDropout
+from genzoo.family import register
 
 VARIANTS = {"vae": {"beta": 1.0}, "beta-vae": {"beta": 4.0}}
 SAMPLE_MODES = ("sample", "mean")
@@ -72,7 +72,7 @@ class VAEConfig(ModelConfig):
     decoder_std: str = "shared"
     min_log_std: float = -7.0  # floor on the Gaussian decoder's log std (keeps the density finite)
     # Regularizers that matter on small data (digits has 1000 training images):
-    dropout: float = 0.2  # in the fully connected layers, masks drawn from the batch's BatchRandom
+    dropout: float = 0.2  # in the fully connected layers (masks from the batch's random stream)
     # Free bits (Kingma et al., 2016): each latent dimension's KL is charged at least this many nats
     # per example, so the decoder cannot win by ignoring z (posterior collapse). 0: the plain ELBO.
     free_bits: float = 0.5
@@ -81,17 +81,18 @@ class VAEConfig(ModelConfig):
 class _MLP(nn.Module):
     """Linear -> SiLU for each consecutive pair of widths, with optional dropout.
 
-    The dropout masks are drawn from the batch's ``BatchRandom`` (never the global RNG), so a
-    training step is reproducible and splits across processes exactly like the rest of the noise.
+    Dropout masks come from the batch's random stream (``genzoo.nn.dropout``), so a training step
+    is reproducible and splits across processes exactly like the rest of the noise.
     """
 
-    def __init__(self, widths: list[int]):
+    def __init__(self, widths: list[int], dropout: float = 0.0):
         super().__init__()
         self.layers = nn.ModuleList(nn.Linear(w_in, w_out) for w_in, w_out in zip(widths[:-1], widths[1:]))
+        self.dropout = BatchDropout(dropout)
 
-    def forward(self, h: torch.Tensor, noise: BatchRandom | None = None, p: float = 0.0) -> torch.Tensor:
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
-            h = dropout(F.silu(layer(h)), p, noise is not None, noise)
+            h = self.dropout(F.silu(layer(h)))
         return h
 
 
@@ -207,9 +208,9 @@ class VAE(GenerativeModel):
             feat = self.dims
             self.decoder_body = nn.Identity()
             dec_out = self.dims * self.params_per_value
-        self.encoder_head = _MLP([feat + label_dim, *hidden])
+        self.encoder_head = _MLP([feat + label_dim, *hidden], config.dropout)
         self.to_posterior = nn.Linear(([feat + label_dim] + hidden)[-1], 2 * config.latent_dim)
-        self.decoder_head = _MLP([config.latent_dim + label_dim, *hidden[::-1]])
+        self.decoder_head = _MLP([config.latent_dim + label_dim, *hidden[::-1]], config.dropout)
         self.to_decoder_body = nn.Linear(([config.latent_dim + label_dim] + hidden[::-1])[-1], dec_out)
 
     def _stage_sizes(self) -> list[tuple[int, int]]:
@@ -223,21 +224,13 @@ class VAE(GenerativeModel):
 
     # ---- configuration ---------------------------------------------------
     @classmethod
-    def default_config(cls, data_spec: dict, variant: str = "") -> VAEConfig:
-        variant = variant or "vae"
-        if variant not in VARIANTS:
-            raise unknown("variant", variant, VARIANTS)
+    def defaults_for(cls, data_spec: dict) -> VAEConfig:
         if data_spec.get("kind") == "image":
             # Measured on digits (1000 training images, val split): the logistic-mixture pixels beat
             # free logits by about 5 nats; dropout, weight decay and free bits fight overfitting and
             # posterior collapse, which decide the held-out NLL on so little data.
-            cfg = VAEConfig(data=data_spec, variant=variant, architecture="conv")
-        else:
-            cfg = VAEConfig(data=data_spec, variant=variant, architecture="mlp", latent_dim=2,
-                            hidden_widths=[256, 256], dropout=0.0, free_bits=0.0)
-        for name, value in VARIANTS[variant].items():
-            setattr(cfg, name, value)
-        return cfg
+            return VAEConfig(data=data_spec, architecture="conv")
+        return VAEConfig(data=data_spec, architecture="mlp", latent_dim=2, hidden_widths=[256, 256], dropout=0.0, free_bits=0.0)
 
     @classmethod
     def default_train(cls, data_spec: dict) -> dict:
@@ -247,28 +240,24 @@ class VAE(GenerativeModel):
             return {"batch_size": 128, "lr": 2e-3, "weight_decay": 1e-2, "grad_clip": 10.0, "steps": 1500}
         return {"batch_size": 256, "lr": 2e-3, "weight_decay": 0.0, "grad_clip": 10.0, "steps": 5000}
 
-    @classmethod
-    def sampler_options(cls) -> dict:
-        return {"temperature": 1.0, "mode": "sample"}
-
     # ---- the two networks -------------------------------------------------
     def _encoder_input(self, x: torch.Tensor) -> torch.Tensor:
         # Discrete levels go to the centres of their bins in [-1, 1]; continuous values pass as they are.
         return to_signed_unit(x, self.levels) if self.levels else x
 
-    def _encode(self, x: torch.Tensor, y: torch.Tensor | None, noise: BatchRandom | None = None):
-        """q(z|x): mean and log variance, each (N, latent_dim). ``noise`` (training only) drives dropout."""
+    def _encode(self, x: torch.Tensor, y: torch.Tensor | None):
+        """q(z|x): mean and log variance, each (N, latent_dim)."""
         h = self.encoder_body(self._encoder_input(x))
         if y is not None:
             h = torch.cat([h, self.label_embedding(y)], 1)
-        mean, log_var = self.to_posterior(self.encoder_head(h, noise, self.config.dropout)).chunk(2, dim=1)
+        mean, log_var = self.to_posterior(self.encoder_head(h)).chunk(2, dim=1)
         return mean, log_var
 
-    def _decode(self, z: torch.Tensor, y: torch.Tensor | None, noise: BatchRandom | None = None) -> torch.Tensor:
+    def _decode(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """Decoder parameters of shape (N, P, *data_shape): P = L logits, or Gaussian mean (and log std)."""
         if y is not None:
             z = torch.cat([z, self.label_embedding(y)], 1)
-        out = self.decoder_body(self.to_decoder_body(self.decoder_head(z, noise, self.config.dropout)))
+        out = self.decoder_body(self.to_decoder_body(self.decoder_head(z)))
         if self.architecture == "conv":  # channels are (C * P): split into (P, C)
             return out.view(len(z), self.shape[0], self.params_per_value, *self.shape[1:]).transpose(1, 2)
         return out.view(len(z), self.params_per_value, *self.shape)
@@ -312,16 +301,16 @@ class VAE(GenerativeModel):
         return mean + log_std.exp() * eps
 
     # ---- training ---------------------------------------------------------
+    @noise_from_batch
     def _elbo_terms(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mean reconstruction loss (-log p(x|z), one z per example), mean KL, and the KL as charged
         in the loss (equal to the KL unless ``free_bits`` is set), in nats per example."""
         x = batch.x
         y = self._labels(batch.y, len(x))
-        noise = batch.rng if self.training else None  # dropout only while training
-        mean, log_var = self._encode(x, y, noise)
+        mean, log_var = self._encode(x, y)
         eps = batch.rng.randn(len(x), self.config.latent_dim).to(mean)  # batch.rng only: reproducible, split-proof
         z = mean + torch.exp(0.5 * log_var) * eps
-        recon = -self._log_likelihood(self._decode(z, y, noise), x)
+        recon = -self._log_likelihood(self._decode(z, y), x)
         kl = 0.5 * (mean**2 + log_var.exp() - 1 - log_var)  # KL(q(z|x) || N(0, I)) per dimension, closed form
         charged = kl.clamp(min=self.config.free_bits) if self.config.free_bits else kl
         return recon.mean(), kl.sum(1).mean(), charged.sum(1).mean()

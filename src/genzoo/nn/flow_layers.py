@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.errors import GenzooError, unknown
+from genzoo.nn.dropout import BatchDropout
 
 SCALE_FUNCTIONS = ("tanh", "sigmoid")
 
@@ -190,27 +191,6 @@ class AffineCoupling(FlowLayer):
         z_given, z_free = self._split(z)
         shift, log_s = self._shift_log_scale(z_given)
         return self._merge(z_given, (z_free - shift) * torch.exp(-log_s))
-
-
-class BatchDropout(nn.Module):
-    """Dropout whose masks come from the step's ``BatchRandom`` when the model hands it one (``rng``).
-
-    Drawing from ``batch.rng`` keeps training split-proof and exactly resumable
-    (see ``genzoo.models.base.BatchRandom``); without one it uses the global RNG.
-    """
-
-    def __init__(self, p: float):
-        super().__init__()
-        if not 0 <= p < 1:
-            raise GenzooError(f"dropout must lie in [0, 1), got {p}")
-        self.p = p
-        self.rng = None
-
-    def forward(self, x):
-        if not self.training or self.p == 0:
-            return x
-        u = self.rng.rand_like(x) if self.rng is not None else torch.rand_like(x)
-        return x * (u >= self.p) / (1 - self.p)
 
 
 def mlp_conditioner(in_features: int, out_features: int, hidden: int, layers: int, dropout: float = 0.0) -> nn.Sequential:
@@ -448,7 +428,6 @@ class MultiScale(FlowLayer):
 __all__ = [
     "ActNorm",
     "AffineCoupling",
-    "BatchDropout",
     "FlowLayer",
     "FlowSequence",
     "InvertibleLinear",

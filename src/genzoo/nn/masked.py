@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genzoo.nn.dropout import batch_dropout
+
 MASK_TYPES = ("A", "B")
 
 
@@ -113,17 +115,6 @@ def gate(h: torch.Tensor) -> torch.Tensor:
     return torch.tanh(a) * torch.sigmoid(b)
 
 
-def dropout(h: torch.Tensor, p: float, training: bool, rng=None) -> torch.Tensor:
-    """Inverted dropout whose mask comes from ``rng.rand_like`` (a ``BatchRandom``) when given, so a
-    split or resumed batch sees the same masks; otherwise from torch's global generator."""
-    if not training or p == 0:
-        return h
-    if rng is None:
-        return F.dropout(h, p, training=True)
-    keep = rng.rand_like(h) >= p
-    return h * keep / (1 - p)
-
-
 def condition_bias(projection: nn.Linear | None, cond: torch.Tensor | None) -> torch.Tensor | float:
     """A per-example bias (N, F, 1, 1) from a condition vector, or 0 for unconditional models."""
     if projection is None or cond is None:
@@ -142,9 +133,9 @@ class MaskedResidualBlock(nn.Module):
         self.cond = nn.Linear(cond_dim, features, bias=False) if cond_dim else None
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None, rng=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         h = F.elu(self.conv(F.elu(x)) + condition_bias(self.cond, cond))
-        return x + self.mix(dropout(h, self.dropout, self.training, rng))
+        return x + self.mix(batch_dropout(h, self.dropout, self.training))
 
 
 class GatedLayer(nn.Module):
@@ -170,12 +161,11 @@ class GatedLayer(nn.Module):
         self.cond = nn.Linear(cond_dim, 4 * features, bias=False) if cond_dim else None
         self.dropout = dropout
 
-    def forward(self, v: torch.Tensor, h: torch.Tensor, cond: torch.Tensor | None = None,
-                rng=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, v: torch.Tensor, h: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         bias = condition_bias(self.cond, cond)
         bias_v, bias_h = bias.chunk(2, dim=1) if torch.is_tensor(bias) else (0.0, 0.0)
         v_pre = self.vertical(v)
         h_pre = self.horizontal(h) + self.vertical_to_horizontal(shift_down(v_pre))
-        v_out = dropout(gate(v_pre + bias_v), self.dropout, self.training, rng)
-        h_new = self.horizontal_out(dropout(gate(h_pre + bias_h), self.dropout, self.training, rng))
+        v_out = batch_dropout(gate(v_pre + bias_v), self.dropout, self.training)
+        h_new = self.horizontal_out(batch_dropout(gate(h_pre + bias_h), self.dropout, self.training))
         return v_out, h_new if self.first else h + h_new

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genzoo.nn.dropout import BatchDropout
 from genzoo.nn.embeddings import ConditionEmbedding
 
 
@@ -17,7 +18,7 @@ class MLPBlock(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.fc1 = nn.Linear(width, width)
         self.emb_proj = nn.Linear(emb_dim, width)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = BatchDropout(dropout)  # masks from the batch's random stream
         self.fc2 = nn.Linear(width, width)
         nn.init.zeros_(self.fc2.weight)  # start as the identity
         nn.init.zeros_(self.fc2.bias)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genzoo.nn.dropout import BatchDropout
 from genzoo.nn.embeddings import ConditionEmbedding
 
 
@@ -35,7 +36,7 @@ class ResBlock(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         self.emb_proj = nn.Linear(emb_dim, 2 * out_channels)  # scale and shift
         self.norm2 = group_norm(out_channels, groups)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = BatchDropout(dropout)  # masks from the batch's random stream
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         nn.init.zeros_(self.conv2.weight)  # each block starts as the identity: stable early training
         nn.init.zeros_(self.conv2.bias)

@@ -13,6 +13,7 @@ class TrainConfig:
     steps: int | None = None  # stop after this many optimizer steps ...
     minutes: float | None = None  # ... or after this much training time, whichever comes first
     batch_size: int = 128  # the global batch, split evenly across processes
+    grad_accum: int = 1  # micro-batches per process per step (same result as the whole batch, less memory)
     lr: float = 1e-3
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
@@ -25,6 +26,7 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     checkpoint_every: int = 500
+    checkpoint_minutes: float | None = None  # also checkpoint after this much wall-clock since the last one
     sample_every: int = 0  # 0: a sample grid at the end only
     log_every: int = 25
     num_samples: int = 64  # images in each sample grid
@@ -42,6 +44,10 @@ class TrainConfig:
             raise GenzooError(f"--minutes must be positive, got {self.minutes}")
         if self.batch_size < 1:
             raise GenzooError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.grad_accum < 1 or self.batch_size % self.grad_accum:
+            raise GenzooError(f"--grad-accum {self.grad_accum} must be >= 1 and divide the batch size {self.batch_size}")
+        if self.checkpoint_every < 1 or (self.checkpoint_minutes is not None and self.checkpoint_minutes <= 0):
+            raise GenzooError("checkpoint_every must be >= 1 and checkpoint_minutes positive")
         if self.val_every < 0 or self.patience < 0:
             raise GenzooError(f"val_every and patience must be >= 0, got {self.val_every} and {self.patience}")
         if self.schedule not in ("cosine", "constant"):

@@ -60,6 +60,24 @@ def agree(value: float, info: DistInfo, op=dist.ReduceOp.MAX if dist.is_availabl
     return float(t.item())
 
 
+def agree_flags(flags: list[bool], info: DistInfo) -> list[bool]:
+    """Each flag true on every process when it is true on any (one all-reduce for all of them)."""
+    if info.world_size == 1:
+        return flags
+    t = torch.tensor([float(f) for f in flags], dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.tolist()]
+
+
+def gather_objects(obj, info: DistInfo) -> list:
+    """Every process's ``obj`` (picklable), in rank order, on every process."""
+    if info.world_size == 1:
+        return [obj]
+    out = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def mean_metrics(metrics: dict[str, float], info: DistInfo) -> dict[str, float]:
     if info.world_size == 1 or not metrics:
         return metrics

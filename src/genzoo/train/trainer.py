@@ -11,8 +11,16 @@ datasets such as digits are overfitted well within a CPU budget).
 
 Exact resume holds because nothing the loop does depends on hidden state:
 the batch for step s is a function of (seed, s) and so is the per-example
-noise (``BatchRandom``); the LR is a function of s; optimizer, EMA, scaler,
-model buffers and the global RNG are saved.
+noise (``BatchRandom``, which also feeds every dropout mask: see
+``genzoo.nn.dropout``); the LR is a function of s; optimizer, EMA, scaler and
+model buffers are saved, and per process the global RNG and the family's
+non-weight state (``training_state``: a replay buffer).
+
+Preemption: SIGTERM and SIGINT finish the current step, write a checkpoint
+and stop (``Preempted``); re-running the same command with ``--resume``
+continues bit-identically, and ``--resume`` on a folder with no checkpoint yet
+starts fresh. Checkpoints are written every ``checkpoint_every`` steps and,
+with ``checkpoint_minutes``, after that much wall-clock.
 """
 
 from __future__ import annotations
@@ -21,6 +29,10 @@ import contextlib
 import copy
 import json
 import math
+import shutil
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,6 +42,7 @@ from genzoo.checkpoint import load_trainer_state, resolve_checkpoint, write_atom
 from genzoo.data import Dataset
 from genzoo.errors import GenzooError
 from genzoo.models.base import Batch, BatchRandom, GenerativeModel, Updater
+from genzoo.nn.dropout import noise_source
 from genzoo.train import distributed
 from genzoo.train.config import TrainConfig
 from genzoo.train.ema import EMA
@@ -48,6 +61,49 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise GenzooError("--device cuda asked for, but PyTorch sees no GPU; use --device cpu")
     return torch.device(name)
+
+
+class Preempted(GenzooError):
+    """Training stopped on a signal after writing a checkpoint; the same command with --resume continues."""
+
+    def __init__(self, signum: int, step: int, where: Path | None):
+        self.signum, self.step = signum, step
+        saved = f"checkpoint at step {step} in {where}; re-run the same command with --resume to continue" if where else "nothing was saved (no --out)"
+        super().__init__(f"stopped by {signal.Signals(signum).name}: {saved}")
+
+
+class _StopSignals:
+    """SIGTERM / SIGINT set a flag that the loop reads after each step; a second signal aborts at once."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread only
+            for s in self.SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.received is not None:
+            raise KeyboardInterrupt  # asked twice: stop now, the last checkpoint stands
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+
+def has_checkpoint(run_dir: str | Path) -> bool:
+    """Whether a run folder holds a checkpoint to resume from."""
+    try:
+        resolve_checkpoint(run_dir, prefer_best=False)
+        return True
+    except GenzooError:
+        return False
 
 
 def batch_indices(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor:
@@ -83,8 +139,11 @@ class Trainer:
         self.base_lrs = base_lrs(self.optimizers)
         self.ema = EMA(model, config.ema_decay) if config.ema_decay else None
         self.amp_dtype = self._amp_dtype()
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
-        self.updater = Updater(self.optimizers, config.grad_clip, self.scaler, self.dist.world_size)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
+        self.updater = Updater(self.optimizers, config.grad_clip, self.scaler, self.dist.world_size, self.device.type)
+        local = config.batch_size // self.dist.world_size
+        if local % config.grad_accum:
+            raise GenzooError(f"--grad-accum {config.grad_accum} must divide each process's batch of {local}")
         self.step = 0
         self.total_steps = config.steps
         self.elapsed = 0.0  # training seconds, summed over resumed runs
@@ -109,9 +168,29 @@ class Trainer:
         return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[p]
 
     def _autocast(self):
+        """Autocast for the forward passes; ``Updater.step`` leaves it for the backward pass."""
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _train_step(self, rows: torch.Tensor, offset: int) -> dict[str, float]:
+        """One optimizer step on this process's ``rows``: ``grad_accum`` micro-batches whose noise
+        is the whole batch's (``BatchRandom`` at each micro-batch's offset), then one update."""
+        cfg = self.config
+        micro = len(rows) // cfg.grad_accum
+        means: dict[str, float] = {}
+        for m in range(cfg.grad_accum):
+            r = rows[m * micro : (m + 1) * micro]
+            rng = BatchRandom(cfg.seed, self.step, cfg.batch_size, offset + m * micro, self.device)
+            batch = Batch(self.data.x[r].to(self.device, non_blocking=True),
+                          self.data.y[r].to(self.device) if self.data.y is not None else None, rng)
+            self.updater.begin_micro(m, cfg.grad_accum)
+            with self._autocast(), noise_source(rng):
+                metrics = self.model.training_step(batch, self.step, self.updater)
+            for k, v in metrics.items():
+                means[k] = means.get(k, 0.0) + float(v) / cfg.grad_accum
+        self.updater.end_iteration()
+        return means
 
     @property
     def sampling_model(self) -> GenerativeModel:
@@ -126,8 +205,6 @@ class Trainer:
             self._prepare_out_dir()
         local = cfg.batch_size // self.dist.world_size
         offset = self.dist.rank * local
-        x_all = self.data.x
-        y_all = self.data.y
         progress = ProgressReporter(self.total_steps, self.step, cfg.progress and self.dist.is_main, desc=self.model.family)
         window: dict[str, list[float]] = {}
         budget_s = cfg.minutes * 60 if cfg.minutes else math.inf
@@ -136,17 +213,14 @@ class Trainer:
         timing_t0 = None
         retime = None  # (time, step) at which the first estimate was made, for the second one
         self.model.train()
+        self._last_save = time.monotonic()
+        stop = _StopSignals()
         try:
+            stop.__enter__()
             while self.total_steps is None or self.step < self.total_steps:
-                rows = batch_indices(len(x_all), cfg.batch_size, self.step, cfg.seed)[offset : offset + local]
-                batch = Batch(
-                    x_all[rows].to(self.device, non_blocking=True),
-                    y_all[rows].to(self.device) if y_all is not None else None,
-                    BatchRandom(cfg.seed, self.step, cfg.batch_size, offset, self.device),
-                )
+                rows = batch_indices(len(self.data.x), cfg.batch_size, self.step, cfg.seed)[offset : offset + local]
                 set_lr(self.optimizers, self.base_lrs, lr_multiplier(self.step, self.total_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio))
-                with self._autocast():
-                    metrics = self.model.training_step(batch, self.step, self.updater)
+                metrics = self._train_step(rows, offset)
                 if self.ema:
                     self.ema.update(self.model, self.step)
                 self.step += 1
@@ -170,7 +244,9 @@ class Trainer:
                     per_step = (time.perf_counter() - retime[0]) / max(1, self.step - retime[1])
                     self._set_total_from_budget(per_step, budget_s, progress)
                     retime = None
-                out_of_time = distributed.agree(float(self.elapsed >= budget_s), self.dist) > 0
+                timed_save = cfg.checkpoint_minutes is not None and time.monotonic() - self._last_save >= cfg.checkpoint_minutes * 60
+                out_of_time, signalled, timed_save = distributed.agree_flags(
+                    [self.elapsed >= budget_s, stop.received is not None, timed_save], self.dist)
 
                 if self.step % cfg.log_every == 0 or out_of_time or self.step == self.total_steps:
                     self._log(window, progress, local)
@@ -181,8 +257,10 @@ class Trainer:
                 if self.val_data is not None and (self.step % cfg.val_every == 0 or last):
                     if self._validate() and not last:
                         break  # patience ran out
-                if self.out_dir and (self.step % cfg.checkpoint_every == 0):
+                if self.out_dir and (self.step % cfg.checkpoint_every == 0 or timed_save or signalled):
                     self.save_checkpoint()
+                if signalled:
+                    raise Preempted(stop.received or signal.SIGTERM, self.step, self.out_dir / CHECKPOINT if self.out_dir else None)
                 if out_of_time:
                     break
         except FloatingPointError as e:
@@ -192,6 +270,7 @@ class Trainer:
                 "or resume with --resume after changing the settings"
             ) from e
         finally:
+            stop.__exit__()
             progress.close()
         self.total_steps = self.step if self.total_steps is None else self.total_steps
         if self.out_dir:
@@ -274,10 +353,12 @@ class Trainer:
     # ---- output folder, checkpoints, resume --------------------------------
     def _prepare_out_dir(self) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        if (self.out_dir / CHECKPOINT).exists():
+        if has_checkpoint(self.out_dir):
             raise GenzooError(
                 f"{self.out_dir} already holds a training run; pass --resume to continue it, or choose another --out"
             )
+        for stale in (BEST, BEST + ".tmp", BEST + ".old", CHECKPOINT + ".tmp", "samples"):  # a run killed before its first checkpoint
+            shutil.rmtree(self.out_dir / stale, ignore_errors=True)
         (self.out_dir / "metrics.jsonl").write_text("")
         run = {
             "family": self.model.family,
@@ -290,7 +371,17 @@ class Trainer:
         }
         (self.out_dir / "run.json").write_text(json.dumps(run, indent=2))
 
+    def _process_state(self) -> dict:
+        """What each process must restore for itself: its global RNG and the family's non-weight state."""
+        state = {"torch_rng": torch.get_rng_state(), "model": self.model.training_state()}
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
     def save_checkpoint(self) -> None:
+        """Write the checkpoint atomically (every process takes part: each hands over its own state)."""
+        processes = distributed.gather_objects(self._process_state(), self.dist)
+        self._last_save = time.monotonic()
         if not self.dist.is_main:
             return
         state = {
@@ -301,7 +392,7 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema else None,
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "scaler": self.scaler.state_dict() if self.scaler else None,
-            "rng": torch.get_rng_state(),
+            "processes": processes,  # per rank, in rank order
             "best": self.best,
             "since_best": self._since_best,
             "train_config": self.config.to_dict(),
@@ -329,7 +420,7 @@ class Trainer:
             raise GenzooError(f"{ckpt} does not match this model and settings ({str(e)[:200]}); resume with the same family and config") from e
         if self.scaler and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"])
+        self._restore_process_state(state, ckpt)
         self.step, self.total_steps, self.elapsed = state["step"], state["total_steps"], state["elapsed"]
         self.best, self._since_best = state.get("best"), state.get("since_best", 0)
         if self.best and (self.out_dir / BEST / "model.safetensors").is_file():
@@ -343,6 +434,21 @@ class Trainer:
         if log.exists() and self.dist.is_main:
             kept = [ln for ln in log.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= self.step]
             log.write_text("".join(ln + "\n" for ln in kept))
+
+    def _restore_process_state(self, state: dict, ckpt: Path) -> None:
+        processes = state.get("processes") or [{"torch_rng": state["rng"], "model": {}}]  # older checkpoints: one RNG
+        if len(processes) != self.dist.world_size and self.dist.is_main:
+            print(f"note: {ckpt} was saved by {len(processes)} process(es) and resumes on {self.dist.world_size}; "
+                  "per-process state is mapped by rank, so the run is no longer bit-identical to one that kept its size",
+                  file=sys.stderr)
+        mine = processes[self.dist.rank % len(processes)]
+        torch.set_rng_state(mine["torch_rng"])
+        if "cuda_rng" in mine and self.device.type == "cuda":
+            torch.cuda.set_rng_state(mine["cuda_rng"], self.device)
+        try:
+            self.model.load_training_state(mine.get("model") or {})
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise GenzooError(f"{ckpt}: the family's training state does not match this model ({str(e)[:200]})") from e
 
     def save_sample_grid(self, model: GenerativeModel | None = None, name: str | None = None) -> Path | None:
         if not self.dist.is_main or "sample" not in self.model.capabilities:
