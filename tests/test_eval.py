@@ -97,6 +97,25 @@ def test_prdc_separates_fidelity_from_diversity():
     assert scores["recall"] < 0.2 and scores["coverage"] < 0.2  # but most of the data is missed
 
 
+def test_prdc_on_a_hand_computed_example():
+    # 1-D points; a ball's radius is the distance to the k-th nearest OTHER point of the same set.
+    real = torch.tensor([[0.0], [1.0], [3.0], [7.0], [20.0]])
+    fake = torch.tensor([[-5.0], [0.5], [2.2], [4.5]])
+    # k=1: real radii 1, 1, 2, 4, 13; fake radii 5.5, 1.7, 1.7, 2.3.
+    # precision: -5 is in no real ball; 0.5 (in 0's), 2.2 (in 3's), 4.5 (in 3's and 7's) are: 3/4.
+    # recall: 0 (in -5's ball: 5 <= 5.5), 1, 3 are in fake balls; 7 (2.5 from 4.5 > 2.3) and 20 are not: 3/5.
+    # density: real balls holding each fake: 0, 2 (0 and 1), 1 (3), 2 (3 and 7) -> 5/4 per fake, /k = 1.25.
+    # coverage: real balls holding some fake: 0, 1, 3, 7 (4.5 is 2.5 <= 4 away), not 20: 4/5.
+    expected = {"precision": 0.75, "recall": 0.6, "density": 1.25, "coverage": 0.8}
+    assert prdc(real, fake, k=1) == pytest.approx(expected, abs=1e-12)
+    # k=2: real radii 3, 2, 3, 6, 17; fake radii 7.2, 4.0, 2.3, 4.0.
+    # precision 3/4 (-5 still in no ball); recall 4/5 (7 is now in 4.5's ball, 2.5 <= 4.0; 20 in none);
+    # density: 0 + 3 (0, 1, 3) + 4 (0, 1, 3, 7) + 3 (3, 7, 20) = 10 over 4 fakes, /k = 1.25;
+    # coverage: every real ball holds a fake (20's reaches 4.5 at 15.5 <= 17): 1.
+    expected = {"precision": 0.75, "recall": 0.8, "density": 1.25, "coverage": 1.0}
+    assert prdc(real, fake, k=2) == pytest.approx(expected, abs=1e-12)
+
+
 # ---- class metrics -----------------------------------------------------------------
 
 

@@ -28,11 +28,23 @@ COLUMNS = [
     ("class_coverage", "class cov.", "{:.2f}"),
     ("class_kl", "class KL", "{:.3f}"),
     ("mmd2", "MMD^2", "{:.4f}"),
+    # memorization (genzoo.eval.memorization); their floor is the validation split in place of samples
+    ("copy_exact_share", "copies", "{:.3f}"),
+    ("copy_nn_below_p5_share", "NN<p5", "{:.3f}"),
+    ("copy_ct", "C_T", "{:+.2f}"),
     ("samples_per_second", "samples/s", "{:.1f}"),
     ("notes", "notes", "{}"),
     ("error", "error", "{}"),
 ]
 FLOOR_SUFFIX = "_floor"
+MEMORIZATION_KEYS = ("copy_exact_share", "copy_nn_below_p5_share", "copy_ct")
+FLOOR_LABEL = "real-vs-real floor"
+MEMORIZATION_NOTE = (
+    "Memorization columns: copies = share of samples identical to a training example; NN<p5 = share nearer "
+    "a training example than 95% of test examples are (5% = no copying); C_T = the data-copying test of "
+    "Meehan et al. 2020 (about 0 = neither; << 0 copying, >> 0 underfitting). Their "
+    f"{FLOOR_LABEL} is validation examples in place of samples."
+)
 
 
 def _cell(row: dict, key: str, fmt: str) -> str:
@@ -51,7 +63,7 @@ def _table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     scored = next((r for r in rows if any(k.endswith(FLOOR_SUFFIX) for k in r)), {})  # error rows have no floors
     floors = {k: scored[k + FLOOR_SUFFIX] for k, _, _ in cols if scored.get(k + FLOOR_SUFFIX) is not None}
     if floors:
-        body.append(["real-vs-real floor"] + [_cell(floors, k, f) if k in floors else "" for k, _, f in cols[1:]])
+        body.append([FLOOR_LABEL] + [_cell(floors, k, f) if k in floors else "" for k, _, f in cols[1:]])
     return [t for _, t, _ in cols], body
 
 
@@ -60,7 +72,13 @@ def markdown(rows: list[dict], data: str, budget: dict) -> str:
     b = f"{budget['minutes']} min" if budget.get("minutes") else f"{budget.get('steps')} steps"
     lines = [f"### genzoo bench on {data}, {b} per family", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in body]
+    if _has_memorization(rows):
+        lines += ["", MEMORIZATION_NOTE]
     return "\n".join(lines) + "\n"
+
+
+def _has_memorization(rows: list[dict]) -> bool:
+    return any(k in r for r in rows for k in MEMORIZATION_KEYS)
 
 
 def html_page(rows: list[dict], data: str, budget: dict) -> str:
@@ -75,12 +93,14 @@ def html_page(rows: list[dict], data: str, budget: dict) -> str:
             img = f'<img src="data:image/png;base64,{b64}" alt="samples of {html.escape(r["family"])}">'
         cards.append(f'<figure>{img}<figcaption>{html.escape(r["family"])}</figcaption></figure>')
     b = f"{budget['minutes']} min" if budget.get("minutes") else f"{budget.get('steps')} steps"
+    memorization_note = f"<p>{html.escape(MEMORIZATION_NOTE)}</p>" if _has_memorization(rows) else ""
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>genzoo bench: {html.escape(data)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}
 figure{{display:inline-block;margin:1em;text-align:center}}img{{image-rendering:pixelated;max-width:320px}}</style></head>
 <body><h1>genzoo bench on {html.escape(data)}</h1><p>Budget: {b} per family. Sample-quality scores sit beside the
 real-vs-real floor (training images scored against the test images at the same sample size).</p>
+{memorization_note}
 <table><tr>{th}</tr>{trs}</table><h2>Samples</h2>{''.join(cards)}</body></html>"""
 
 

@@ -15,6 +15,13 @@ its floor, and the distance to it is what matters.
   them; test NLL in nats/image and bits/dim where the model has a likelihood.
 - toy2d: MMD^2 against the test points; test NLL in nats/point.
 - any other dataset: test NLL (if the model has one) and sampling speed.
+- every dataset with a training split (digits, toy2d, user data):
+  memorization (``eval.memorization``) in data space: exact copies of
+  training examples, the share of samples nearer a training example than the
+  test split's 5th percentile, and the C_T test, against the test split (at
+  most 2000 examples) as held-out data. Its floor is the validation split in
+  place of the samples (a model that copies nothing reads like it), at most
+  as many as there are samples.
 """
 
 from __future__ import annotations
@@ -33,11 +40,13 @@ from genzoo.eval.classes import class_coverage, class_kl
 from genzoo.eval.evaluator import one_thread
 from genzoo.eval.frechet import frechet_distance
 from genzoo.eval.likelihood import model_device, per_example_nll, summarize_nll
+from genzoo.eval.memorization import MemorizationReference
 from genzoo.eval.prdc import DEFAULT_K, prdc
 
 SAMPLE = "sample"  # the capability names of genzoo.models.base (kept literal: eval never imports models)
 LOG_PROB = "log_prob"
 FLOOR_SEED = 0  # which training images form the floor: fixed, so floors never move with ``seed``
+MEMORIZATION_HELDOUT_MAX = 2000  # test examples held out (toy2d has 10,000); p5 from 2000 is good to ~0.5%
 
 
 def evaluate(
@@ -89,6 +98,8 @@ def evaluate(
                         elif data_name.startswith("toy2d"):
                             say("toy2d sample metrics")
                             metrics.update(toy2d_sample_metrics(samples, data_name))
+                        say("memorization")
+                        metrics.update(memorization_sample_metrics(samples, data_name))
                 except GenzooError as e:  # bad samples must not hide the likelihood: report both
                     metrics["sample_error"] = str(e)
                     notes.append(f"sampling failed: {e}")
@@ -232,6 +243,63 @@ def _toy2d_floor(data_name: str, n: int) -> float:
     return toy2d.mmd2(train[:n], reference, y_self_kernel=self_kernel)
 
 
+# ---- memorization ---------------------------------------------------------
+
+
+def memorization_sample_metrics(samples: torch.Tensor, data_name: str) -> dict:
+    """Copying figures of the samples (train split as the memory, test split as held-out), with floors.
+
+    The floor is the same figures for validation examples (a fixed random
+    subset, as many as there are samples where the split has enough) used as
+    the samples: real data the model never saw, so what "no copying" reads.
+    """
+    reference = _memorization_reference(data_name)
+    floor, floor_n = _memorization_floor(data_name, len(samples))
+    out = {}
+    for name, value in reference.metrics(samples).items():
+        out[name] = value
+        out[name + "_floor"] = floor[name]
+    out.update(reference.context(), copy_floor_n=floor_n)
+    return out
+
+
+def _builtin(data_name: str) -> bool:
+    """Built-in datasets never change within a process, so their references can be cached."""
+    return data_name == "digits" or data_name.startswith("toy2d")
+
+
+def _memorization_reference(data_name: str) -> MemorizationReference:
+    return _cached_memorization_reference(data_name) if _builtin(data_name) else _build_reference(data_name)
+
+
+def _build_reference(data_name: str) -> MemorizationReference:
+    from genzoo.data import load_dataset
+
+    train, test = load_dataset(data_name, "train"), load_dataset(data_name, "test")
+    return MemorizationReference(train.x, test.x[:MEMORIZATION_HELDOUT_MAX])  # test splits are in random order
+
+
+_cached_memorization_reference = lru_cache(maxsize=8)(_build_reference)
+
+
+def _memorization_floor(data_name: str, n: int) -> tuple[dict, int]:
+    if _builtin(data_name):
+        return _cached_memorization_floor(data_name, n)
+    return _build_memorization_floor(data_name, n)
+
+
+def _build_memorization_floor(data_name: str, n: int) -> tuple[dict, int]:
+    from genzoo.data import load_dataset
+
+    val = load_dataset(data_name, "val").x
+    n = min(n, len(val))
+    idx = torch.randperm(len(val), generator=torch.Generator().manual_seed(FLOOR_SEED))[:n]
+    return _memorization_reference(data_name).metrics(val[idx]), n
+
+
+_cached_memorization_floor = lru_cache(maxsize=32)(_build_memorization_floor)
+
+
 # ---- likelihood -----------------------------------------------------------
 
 
@@ -284,6 +352,8 @@ def format_report(metrics: dict) -> str:
         lines.append(f"{label:<24}{_fmt(metrics[key]):>12}{_fmt(floor) if floor is not None else '-':>12}  {better}")
     if "floor_n" in metrics:
         lines.append(f"floor: real training data in place of samples (n={metrics['floor_n']})")
+    if "copy_ct" in metrics:
+        lines += _memorization_lines(metrics)
     if "likelihood" in metrics:
         lines.append(f"likelihood: {metrics['likelihood']}, standard error of the NLL "
                      f"±{_fmt(metrics.get('nll_std_err_nats'))} nats")
@@ -293,6 +363,56 @@ def format_report(metrics: dict) -> str:
     if "notes" in metrics:
         lines.append(f"notes: {metrics['notes']}")
     return "\n".join(lines)
+
+
+# (key, label, what "no copying" reads as); the floor is key + "_floor".
+_MEMORIZATION_ROWS = [
+    ("copy_exact_share", "exact training copies", "0 = no copying"),
+    ("copy_nn_below_p5_share", "NN-train < test p5", "5% = no copying, more = copying"),
+    ("copy_nn_median", "median NN-train dist.", "held-out: {copy_nn_median_heldout}"),
+    ("copy_ct", "C_T (Meehan 2020)", "~0; << 0 copying, >> 0 underfitting"),
+]
+C_T_ALARM = 3.0  # |C_T| beyond this reads as copying / underfitting; for real data C_T stays within about +-1.5
+NN_SHARE_ALARM = 0.05  # NN<p5 share this far above its floor reads as copying: > 3 sd of the share at n=350..1000
+
+
+def _memorization_lines(m: dict) -> list[str]:
+    """The memorization section of ``format_report``: rows beside their floors, then a one-line reading."""
+    lines = [f"memorization (data copying, in data space; {m.get('copy_train_n', '?')} training, "
+             f"{m.get('copy_heldout_n', '?')} held-out test examples)"]
+    for key, label, reading in _MEMORIZATION_ROWS:
+        if key not in m:
+            continue
+        floor = m.get(key + "_floor")
+        note = reading.format(copy_nn_median_heldout=_fmt(m.get("copy_nn_median_heldout")))
+        lines.append(f"{label:<24}{_fmt(m[key]):>12}{_fmt(floor) if floor is not None else '-':>12}  {note}")
+    lines.append(f"memorization floor: {m.get('copy_floor_n', '?')} validation examples in place of samples; "
+                 f"C_T over {m.get('copy_ct_cells', '?')}/{m.get('copy_ct_cells_total', '?')} k-means cells "
+                 f"(cells with < {m.get('copy_ct_min_per_cell', '?')} samples dropped)")
+    lines.append("memorization reading: " + memorization_reading(m))
+    return lines
+
+
+def memorization_reading(m: dict) -> str:
+    """One line saying whether the samples copy the training set, underfit it, or neither."""
+    ct, exact = m.get("copy_ct", math.nan), m.get("copy_exact_share", 0.0)
+    near, near_floor = m.get("copy_nn_below_p5_share"), m.get("copy_nn_below_p5_share_floor")
+    parts = []
+    if exact > 0:
+        parts.append(f"{exact:.1%} of samples are exact training examples")
+    if near is not None and near_floor is not None and near > near_floor + NN_SHARE_ALARM:
+        parts.append(f"{near:.1%} of samples sit nearer a training example than 95% of test examples do "
+                     f"(real data: {near_floor:.1%}): some copying")
+    if not math.isfinite(ct):
+        parts.append("C_T undefined (too few samples in every cell)")
+    elif ct < -C_T_ALARM:
+        parts.append(f"C_T = {ct:.1f} << 0: samples sit closer to the training set than new data does (copying)")
+    elif ct > C_T_ALARM:
+        parts.append(f"C_T = {ct:+.1f} >> 0: samples are farther from the training data than new data is "
+                     "(underfitting, not copying)")
+    else:
+        parts.append(f"C_T = {ct:+.2f} ~ 0: no sign of copying in C_T")
+    return "; ".join(parts)
 
 
 def _fmt(value) -> str:
