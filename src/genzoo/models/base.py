@@ -36,6 +36,7 @@ COMPLETE = "complete"  # fill in a partly observed example
 TRANSLATE = "translate"
 INFILL = "infill"
 INTERPOLATE = "interpolate"  # decode a path between two examples' latents
+CAPABILITIES = frozenset({SAMPLE, LOG_PROB, LABEL_CONDITION, TEXT_CONDITION, COMPLETE, TRANSLATE, INFILL, INTERPOLATE})
 
 
 @dataclass
@@ -103,6 +104,12 @@ class GenerativeModel(nn.Module):
         """Trainer settings (batch size, lr, ...) that suit this family on this data."""
         return {}
 
+    @classmethod
+    def tiny_overrides(cls, data_spec: dict) -> dict:
+        """Config fields for the smallest working model on this data (dropout kept on where the family
+        has it): what the conformance suite trains. A family without them is tested at full size."""
+        return {}
+
     def loss(self, batch: "Batch") -> torch.Tensor:
         """Scalar loss for single-optimizer families (used by the default ``training_step``)."""
         raise NotImplementedError
@@ -120,11 +127,23 @@ class GenerativeModel(nn.Module):
 
     def sample(self, n: int, *, condition=None, generator: torch.Generator | None = None, **options) -> torch.Tensor:
         """``n`` new examples in data space (integer levels for discrete data)."""
-        raise GenzooError(f"{self.family} cannot sample")
+        raise self._cannot(SAMPLE, "sample")
 
     def log_prob(self, x: torch.Tensor, **options) -> torch.Tensor:
         """Per-example log-likelihood in nats of the data as stored (discrete levels where discrete)."""
-        raise GenzooError(f"{self.family} has no likelihood; families with one: see `genzoo list`")
+        raise self._cannot(LOG_PROB, "compute a likelihood")
+
+    def complete(self, x: torch.Tensor, observed_mask: torch.Tensor, **options) -> torch.Tensor:
+        """Fill in the unobserved part of each example (``observed_mask`` True where given)."""
+        raise self._cannot(COMPLETE, "complete a partly observed example")
+
+    def interpolate(self, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 8, **options) -> torch.Tensor:
+        """Decode a path between two examples' latents."""
+        raise self._cannot(INTERPOLATE, "interpolate between examples")
+
+    def _cannot(self, capability: str, verb: str) -> GenzooError:
+        return GenzooError(f"{self.family or type(self).__name__} cannot {verb}; families that can have "
+                           f"the '{capability}' capability (see `genzoo list`)")
 
     def validation_loss(self, x: torch.Tensor, y: torch.Tensor | None = None, *, batch_size: int = 256, seed: int = 0) -> float | None:
         """The training objective on held-out data, with noise fixed by ``seed`` so that values from
@@ -227,7 +246,13 @@ class GenerativeModel(nn.Module):
                 "train with a labelled dataset and --set num_classes=... (or the conditional variant)"
             )
         k = self.config.num_classes
-        c = torch.as_tensor(condition, dtype=torch.long).flatten()
+        try:
+            c = torch.as_tensor(condition).flatten()
+        except (TypeError, ValueError, RuntimeError):
+            c = None
+        if c is None or c.is_floating_point() or c.is_complex() or c.dtype == torch.bool:
+            raise GenzooError(f"this {self.family} takes class labels (integers 0..{k - 1}) as its condition, got {condition!r:.80}")
+        c = c.long()
         if c.numel() == 1:
             c = c.expand(n)
         if c.numel() != n:

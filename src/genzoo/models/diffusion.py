@@ -152,6 +152,12 @@ class DiffusionModel(GenerativeModel):
             return {"batch_size": 128, "lr": 2e-3, "weight_decay": 0.0, "ema_decay": 0.999, "grad_clip": 1.0, "select_best": False}
         return {"batch_size": 256, "lr": 1e-3, "weight_decay": 0.0, "ema_decay": 0.999, "grad_clip": 1.0, "select_best": False}
 
+    @classmethod
+    def tiny_overrides(cls, data_spec: dict) -> dict:
+        if data_spec.get("kind") == "image":
+            return {"channels": [8, 16], "heads": 2, "timesteps": 50, "dropout": 0.1}
+        return {"width": 32, "depth": 2, "timesteps": 50, "dropout": 0.1}
+
     # ---- data scale ------------------------------------------------------
     def to_model_space(self, x: torch.Tensor) -> torch.Tensor:
         """Data as stored -> the space diffusion runs in ([-1, 1] bin centres for discrete data)."""

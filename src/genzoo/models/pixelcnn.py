@@ -172,6 +172,10 @@ class _AutoregressiveImageModel(GenerativeModel):
         return dict(_DIGITS_TRAIN)
 
     @classmethod
+    def tiny_overrides(cls, data_spec: dict) -> dict:
+        return {"channels": 8, "layers": 2, "head_channels": 16}
+
+    @classmethod
     def _validate(cls, config) -> None:
         spec = config.data
         shape, levels = spec.get("shape"), spec.get("levels")

@@ -240,6 +240,12 @@ class VAE(GenerativeModel):
             return {"batch_size": 128, "lr": 2e-3, "weight_decay": 1e-2, "grad_clip": 10.0, "steps": 1500}
         return {"batch_size": 256, "lr": 2e-3, "weight_decay": 0.0, "grad_clip": 10.0, "steps": 5000}
 
+    @classmethod
+    def tiny_overrides(cls, data_spec: dict) -> dict:
+        if data_spec.get("kind") == "image":
+            return {"conv_widths": [8, 16], "hidden_widths": [32], "latent_dim": 4}
+        return {"hidden_widths": [32, 32], "dropout": 0.1}
+
     # ---- the two networks -------------------------------------------------
     def _encoder_input(self, x: torch.Tensor) -> torch.Tensor:
         # Discrete levels go to the centres of their bins in [-1, 1]; continuous values pass as they are.

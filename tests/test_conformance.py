@@ -1,0 +1,428 @@
+"""Conformance: every registered family, each variant and each data kind it declares, held to one contract.
+
+A family added later gets every check here by registering (``@register`` in ``genzoo.family``):
+it builds; one training step changes the weights; every parameter receives a gradient (a layer
+kept in a plain list is caught); save then load gives identical outputs; the same seed gives the
+same samples; exact resume; 2 processes equal 1 process at the same global batch; every declared
+capability works and every undeclared one is refused with a clear error; ``log_prob`` is finite
+where declared. Each check is a plain function, so ``test_the_suite_catches_broken_families``
+can show that it fails on a family with the bug it looks for.
+
+Models are the family's ``tiny_overrides`` (dropout kept on where the family has it), so the
+whole module runs in about a minute on one core.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from genzoo import api
+from genzoo.data import load_dataset
+from genzoo.errors import GenzooError
+from genzoo.family import FAMILIES, register
+from genzoo.models.base import (
+    CAPABILITIES,
+    COMPLETE,
+    INTERPOLATE,
+    LABEL_CONDITION,
+    LOG_PROB,
+    SAMPLE,
+    TEXT_CONDITION,
+    GenerativeModel,
+    ModelConfig,
+)
+from genzoo.registry import families, get_family
+from genzoo.train import Trainer, TrainConfig, distributed
+
+KIND_DATA = {"image": "digits", "points": "toy2d:moons"}  # a small built-in dataset per data kind
+
+
+def _cases() -> list:
+    out = []
+    for name, info in sorted(families().items()):
+        if name.startswith("test-"):
+            continue
+        for variant in info.variants:
+            for kind in info.data_kinds:
+                out.append(pytest.param(name, variant, kind, id=f"{name}-{variant}-{kind}"))
+    return out
+
+
+CASES = _cases()
+
+
+@functools.lru_cache(maxsize=None)
+def dataset(kind: str, split: str = "train"):
+    if kind not in KIND_DATA:
+        pytest.fail(f"no conformance data for data kind {kind!r}: add a small built-in dataset to KIND_DATA")
+    return load_dataset(KIND_DATA[kind], split)
+
+
+def build(family: str, variant: str, kind: str, seed: int = 0) -> GenerativeModel:
+    data = dataset(kind)
+    overrides = get_family(family).model_class.tiny_overrides(data.spec())
+    return api.build_model(family, data, variant, overrides, seed)
+
+
+def train_config(**changes) -> TrainConfig:
+    base = dict(steps=3, batch_size=16, lr=1e-3, warmup_steps=1, ema_decay=0.9, val_every=0, progress=False,
+                checkpoint_every=1000, log_every=1, num_samples=4, seed=0)
+    return TrainConfig(**{**base, **changes})
+
+
+def state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_same_state(a: dict, b: dict, exact: bool = True) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        if exact:
+            assert torch.equal(a[k], b[k]), f"{k} differs"
+        else:
+            torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def draw(model: GenerativeModel, n: int = 6, seed: int = 0, **options) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        return model.sample(n, generator=g, **options)
+
+
+# ---- the checks ------------------------------------------------------------
+
+
+def check_builds(family, variant, kind):
+    model = build(family, variant, kind)
+    info = get_family(family)
+    assert isinstance(model, GenerativeModel) and model.family == family
+    assert model.config.variant == variant
+    assert model.capabilities <= CAPABILITIES, f"unknown capabilities {set(model.capabilities) - CAPABILITIES}"
+    assert kind in info.data_kinds and model.num_parameters() > 0
+    assert (model.likelihood in ("exact", "bound")) == (LOG_PROB in model.capabilities), "likelihood kind and capability disagree"
+
+
+_TORCH_INTERNALS = set(vars(nn.Module()))  # _modules, _parameters, _buffers, hooks: torch's own registries
+
+
+def check_modules_are_registered(family, variant, kind):
+    """A layer kept in a plain list, tuple or dict is never trained, moved or saved."""
+    model = build(family, variant, kind)
+    for owner_name, owner in model.named_modules():
+        for attr, value in vars(owner).items():
+            if attr in _TORCH_INTERNALS:
+                continue
+            items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple, set)) else ()
+            for item in items:
+                assert not isinstance(item, (nn.Module, nn.Parameter)), (
+                    f"{owner_name or type(model).__name__}.{attr} keeps a {type(item).__name__} in a plain "
+                    f"{type(value).__name__}: use nn.ModuleList / nn.ModuleDict / nn.ParameterList")
+
+
+def check_training_step_changes_weights(family, variant, kind):
+    model = build(family, variant, kind)
+    before = state(model)
+    summary = Trainer(model, dataset(kind), train_config(steps=1, ema_decay=None)).fit()
+    assert all(torch.isfinite(torch.tensor(v)) for v in summary["final"].values() if isinstance(v, float))
+    changed = [k for k, v in state(model).items() if not torch.equal(v, before[k])]
+    assert changed, "one training step changed no weight"
+
+
+def check_every_parameter_gets_a_gradient(family, variant, kind):
+    """Over a few steps (a zero-initialised output layer blocks the gradient of the layers before it
+    at the first step only), every parameter gets a non-zero gradient."""
+    model = build(family, variant, kind)
+    trainer = Trainer(model, dataset(kind), train_config(steps=3, ema_decay=None))
+    reached: set[str] = set()
+    names = {id(p): n for n, p in model.named_parameters()}
+    original = trainer.updater.step
+
+    def spy(name, loss):
+        original(name, loss)
+        reached.update(names[id(p)] for p in trainer.updater.params(name) if p.grad is not None and p.grad.abs().sum() > 0)
+
+    trainer.updater.step = spy
+    trainer.fit()
+    missing = sorted(set(names.values()) - reached)
+    assert not missing, f"parameters that never received a gradient: {missing[:10]}"
+    in_optimizers = {id(p) for name in trainer.optimizers for p in trainer.updater.params(name)}
+    assert in_optimizers == {id(p) for p in model.parameters() if p.requires_grad}, "a parameter is in no optimizer"
+
+
+def check_save_then_load(family, variant, kind, tmp_path):
+    model = build(family, variant, kind)
+    Trainer(model, dataset(kind), train_config(steps=1, ema_decay=None)).fit()
+    model.eval()
+    model.save_pretrained(tmp_path / "ckpt")
+    torch.manual_seed(12345)  # a different global RNG: loading must not depend on it
+    loaded = GenerativeModel.from_pretrained(tmp_path / "ckpt")
+    assert type(loaded) is type(model) and loaded.config == model.config
+    assert_same_state(state(model), state(loaded))
+    if SAMPLE in model.capabilities:
+        assert torch.equal(draw(model), draw(loaded))
+    if LOG_PROB in model.capabilities:
+        x = dataset(kind, "test").x[:8]
+        torch.testing.assert_close(model.log_prob(x), loaded.log_prob(x), rtol=0, atol=0, equal_nan=True)
+
+
+def check_same_seed_same_samples(family, variant, kind):
+    model = build(family, variant, kind).eval()
+    if SAMPLE not in model.capabilities:
+        pytest.skip("cannot sample")
+    torch.manual_seed(1)
+    a = draw(model, seed=7)
+    torch.manual_seed(2)  # the global RNG must not matter: the generator decides
+    assert torch.equal(a, draw(model, seed=7))
+    assert not torch.equal(a, draw(model, seed=8)), "a different seed gave the same samples"
+    again = build(family, variant, kind).eval()  # the same seed builds the same weights
+    assert_same_state(state(model), state(again))
+
+
+def check_exact_resume(family, variant, kind, tmp_path):
+    cfg = train_config(steps=6, checkpoint_every=2)
+    straight = build(family, variant, kind)
+    Trainer(straight, dataset(kind), cfg, out_dir=tmp_path / "straight").fit()
+
+    model = build(family, variant, kind)
+    original = model.training_step
+
+    def crash_at_5(batch, step, opt):
+        if step == 5:
+            raise KeyboardInterrupt
+        return original(batch, step, opt)
+
+    model.training_step = crash_at_5
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(model, dataset(kind), cfg, out_dir=tmp_path / "resumed").fit()
+    torch.manual_seed(999)  # a stranger's global RNG: everything must come from the checkpoint
+    fresh = build(family, variant, kind, seed=123)
+    Trainer(fresh, dataset(kind), cfg, out_dir=tmp_path / "resumed").fit(resume=True)
+    assert_same_state(state(straight), state(fresh))
+    assert_same_state(state(api.load(tmp_path / "straight" / "checkpoint")), state(api.load(tmp_path / "resumed" / "checkpoint")))
+
+
+def check_capabilities(family, variant, kind):
+    """Each declared capability works; each undeclared one is refused with a GenzooError."""
+    model = build(family, variant, kind).eval()
+    data, test = dataset(kind), dataset(kind, "test")
+    caps = model.capabilities
+
+    def refused(call):
+        with pytest.raises(GenzooError):
+            call()
+
+    if SAMPLE in caps:
+        x = draw(model, 4)
+        assert x.shape == (4, *data.shape) and torch.isfinite(x).all()
+        if data.levels:
+            assert torch.equal(x, x.round()) and x.min() >= 0 and x.max() <= data.levels - 1
+    else:
+        refused(lambda: model.sample(2))
+    if LOG_PROB in caps:
+        lp = model.log_prob(test.x[:8])
+        assert lp.shape == (8,) and torch.isfinite(lp).all(), f"log_prob not finite: {lp}"
+    else:
+        refused(lambda: model.log_prob(test.x[:2]))
+    if SAMPLE in caps:
+        if LABEL_CONDITION in caps and getattr(model.config, "num_classes", 0):
+            assert draw(model, 4, condition=1).shape == (4, *data.shape)
+            refused(lambda: model.sample(2, condition=model.config.num_classes))  # an unknown class
+        else:
+            refused(lambda: model.sample(2, condition=1))
+        if TEXT_CONDITION not in caps:
+            refused(lambda: model.sample(2, condition="a handwritten seven"))
+    if COMPLETE in caps:
+        mask = torch.zeros_like(test.x[:2], dtype=torch.bool)
+        mask[..., : mask.shape[-2] // 2, :] = True
+        label = 1 if getattr(model.config, "num_classes", 0) else None
+        filled = model.complete(test.x[:2], mask, condition=label, generator=torch.Generator().manual_seed(0))
+        assert filled.shape == test.x[:2].shape and torch.equal(filled[mask], test.x[:2][mask])
+    else:
+        refused(lambda: model.complete(test.x[:2], torch.ones_like(test.x[:2], dtype=torch.bool)))
+    if INTERPOLATE in caps:
+        path = model.interpolate(test.x[0], test.x[1], 4)
+        assert path.shape == (4, *data.shape) and torch.isfinite(path).all()
+    else:
+        refused(lambda: model.interpolate(test.x[0], test.x[1], 4))
+    for cap in caps - {SAMPLE, LOG_PROB, LABEL_CONDITION, COMPLETE, INTERPOLATE}:
+        pytest.fail(f"no conformance check for capability {cap!r} yet: add one to check_capabilities")
+
+
+def check_provenance(family, variant, kind, tmp_path):
+    """Sampling hands back its manifest; regenerating from it is bit-identical."""
+    from genzoo import provenance
+
+    model = build(family, variant, kind).eval()
+    if SAMPLE not in model.capabilities:
+        pytest.skip("cannot sample")
+    model.save_pretrained(tmp_path / "ckpt")
+    gen = provenance.generate(model, 4, seed=3, checkpoint=tmp_path / "ckpt")
+    assert gen.manifest["family"] == family and gen.manifest["seed"] == 3 and gen.manifest["checkpoint_sha256"]
+    assert provenance.reproduce(gen.manifest)["identical"]
+
+
+CHECKS = [check_builds, check_modules_are_registered, check_training_step_changes_weights,
+          check_every_parameter_gets_a_gradient, check_same_seed_same_samples, check_capabilities]
+CHECKS_WITH_FILES = [check_save_then_load, check_exact_resume, check_provenance]
+
+
+@pytest.mark.parametrize("family, variant, kind", CASES)
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
+def test_family(check, family, variant, kind):
+    check(family, variant, kind)
+
+
+@pytest.mark.parametrize("family, variant, kind", CASES)
+@pytest.mark.parametrize("check", CHECKS_WITH_FILES, ids=lambda c: c.__name__.removeprefix("check_"))
+def test_family_on_disk(check, family, variant, kind, tmp_path):
+    check(family, variant, kind, tmp_path)
+
+
+def test_every_registered_family_is_covered():
+    covered = {p.values[0] for p in CASES}
+    registered = {n for n in families() if not n.startswith("test-")}
+    assert covered == registered and {"vae", "diffusion", "pixelcnn", "gated-pixelcnn", "realnvp", "glow"} <= covered
+    print("conformance covers: " + ", ".join(sorted(covered)))
+
+
+# ---- 2 processes = 1 process (one spawn for every case) --------------------
+
+DDP_STEPS = 3
+
+
+def with_sgd(model: GenerativeModel) -> GenerativeModel:
+    """The family's own optimizers and parameter groups, stepped by plain SGD. Adam divides each
+    gradient by its own magnitude, so a gradient that is zero up to rounding (an actnorm bias right
+    after its data-dependent initialisation) gets a full-size step whose sign is the rounding's:
+    1 and 2 processes then differ by ~lr for reasons that are not bugs. SGD keeps the comparison
+    sensitive to every real difference (rows, noise, masks, averaging, clipping) and to nothing else."""
+    own = model.configure_optimizers
+
+    def configure(lr, weight_decay, betas=(0.9, 0.999)):
+        return {name: torch.optim.SGD(opt.param_groups, lr=lr) for name, opt in own(lr, weight_decay, betas).items()}
+
+    model.configure_optimizers = configure
+    return model
+
+
+def _ddp_worker(rank, world, init_file, out, cases):
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    results = {}
+    for case in cases:
+        model = with_sgd(build(*case))
+        Trainer(model, dataset(case[2]), train_config(steps=DDP_STEPS, lr=1e-2)).fit()
+        results[case] = state(model)
+    if rank == 0:
+        torch.save(results, out)
+    distributed.shutdown()
+
+
+@pytest.fixture(scope="module")
+def two_process_results(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ddp")
+    cases = [tuple(p.values) for p in CASES]
+    mp.spawn(_ddp_worker, args=(2, str(tmp / "init"), str(tmp / "ddp.pt"), cases), nprocs=2, join=True)
+    return torch.load(tmp / "ddp.pt")
+
+
+@pytest.mark.parametrize("family, variant, kind", CASES)
+def test_two_processes_equal_one(family, variant, kind, two_process_results):
+    single = with_sgd(build(family, variant, kind))
+    Trainer(single, dataset(kind), train_config(steps=DDP_STEPS, lr=1e-2)).fit()
+    assert_same_state(two_process_results[(family, variant, kind)], state(single), exact=False)
+
+
+# ---- the suite catches broken families --------------------------------------
+
+
+@dataclass
+class BrokenConfig(ModelConfig):
+    width: int = 16
+
+
+class _BrokenBase(GenerativeModel):
+    """A small working 2-D density model (a learned Gaussian through an MLP); subclasses break one thing."""
+
+    config_class = BrokenConfig
+    capabilities = frozenset({SAMPLE, LOG_PROB})
+    likelihood = "exact"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._bind_data_spec()
+        self.net = nn.Sequential(nn.Linear(2, config.width), nn.Tanh(), nn.Linear(config.width, 2))
+        self.log_std = nn.Parameter(torch.zeros(2))
+
+    def transform(self, z):
+        return self.net(z)
+
+    def loss(self, batch):
+        return -self.log_prob(batch.x).mean()
+
+    def log_prob(self, x, **options):
+        z = (x - self.transform(torch.ones_like(x))) * torch.exp(-self.log_std)
+        return (-0.5 * z**2 - self.log_std - 0.9189385).sum(1)
+
+    def sample(self, n, *, condition=None, generator=None):
+        self.check_condition(condition, n)
+        eps = torch.randn(n, 2, generator=generator)
+        return self.transform(torch.ones(n, 2)) + eps * self.log_std.exp()
+
+
+class _PlainListLayer(_BrokenBase):
+    def __init__(self, config):
+        super().__init__(config)
+        self.extra = [nn.Linear(2, 2)]  # the bug: never registered, so never trained or saved
+
+    def transform(self, z):
+        return self.net(z) + self.extra[0](z + 1)
+
+
+class _IgnoresGenerator(_BrokenBase):
+    def sample(self, n, *, condition=None, generator=None):
+        return super().sample(n, condition=condition, generator=None)  # the bug: the global RNG
+
+
+class _NaNLikelihood(_BrokenBase):
+    def log_prob(self, x, **options):
+        out = super().log_prob(x)
+        return out if self.training else out * float("nan")  # the bug: declared, but not finite
+
+
+class _DeadParameter(_BrokenBase):
+    def __init__(self, config):
+        super().__init__(config)
+        self.unused = nn.Linear(2, 2)  # the bug: registered but never used
+
+
+BROKEN = {
+    "test-broken-plain-list": (_PlainListLayer, [check_modules_are_registered, check_save_then_load, check_exact_resume, check_provenance]),
+    "test-broken-ignores-generator": (_IgnoresGenerator, [check_same_seed_same_samples, check_save_then_load, check_provenance]),
+    "test-broken-nan-likelihood": (_NaNLikelihood, [check_capabilities]),
+    "test-broken-dead-parameter": (_DeadParameter, [check_every_parameter_gets_a_gradient]),
+}
+
+
+@pytest.mark.parametrize("name", list(BROKEN))
+def test_the_suite_catches_broken_families(name, tmp_path):
+    cls, catching = BROKEN[name]
+    broken = type(cls.__name__, (cls,), {})
+    register(name, description="deliberately broken", data_kinds=("points",))(broken)
+    try:
+        for check in CHECKS + CHECKS_WITH_FILES:
+            args = (name, "default", "points") + ((tmp_path / check.__name__,) if check in CHECKS_WITH_FILES else ())
+            if check in catching:
+                with pytest.raises(AssertionError):
+                    check(*args)
+            else:
+                check(*args)  # the other checks pass: each check looks for its own bug
+    finally:
+        FAMILIES.pop(name)
