@@ -81,7 +81,7 @@ class _StopSignals:
         self.received: int | None = None
         self._previous: dict = {}
 
-    def __enter__(self):
+    def install(self) -> "_StopSignals":
         if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread only
             for s in self.SIGNALS:
                 self._previous[s] = signal.signal(s, self._handle)
@@ -92,9 +92,10 @@ class _StopSignals:
             raise KeyboardInterrupt  # asked twice: stop now, the last checkpoint stands
         self.received = signum
 
-    def __exit__(self, *exc):
+    def restore(self) -> None:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
+        self._previous.clear()
 
 
 def has_checkpoint(run_dir: str | Path) -> bool:
@@ -214,9 +215,8 @@ class Trainer:
         retime = None  # (time, step) at which the first estimate was made, for the second one
         self.model.train()
         self._last_save = time.monotonic()
-        stop = _StopSignals()
+        stop = _StopSignals().install()
         try:
-            stop.__enter__()
             while self.total_steps is None or self.step < self.total_steps:
                 rows = batch_indices(len(self.data.x), cfg.batch_size, self.step, cfg.seed)[offset : offset + local]
                 set_lr(self.optimizers, self.base_lrs, lr_multiplier(self.step, self.total_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio))
@@ -270,7 +270,7 @@ class Trainer:
                 "or resume with --resume after changing the settings"
             ) from e
         finally:
-            stop.__exit__()
+            stop.restore()
             progress.close()
         self.total_steps = self.step if self.total_steps is None else self.total_steps
         if self.out_dir:
