@@ -40,6 +40,7 @@ from genzoo.models.base import (
 )
 from genzoo.registry import families, get_family
 from genzoo.train import Trainer, TrainConfig, distributed
+from interrupt import crash_at
 
 KIND_DATA = {"image": "digits", "points": "toy2d:moons"}  # a small built-in dataset per data kind
 
@@ -191,14 +192,7 @@ def check_exact_resume(family, variant, kind, tmp_path):
     Trainer(straight, dataset(kind), cfg, out_dir=tmp_path / "straight").fit()
 
     model = build(family, variant, kind)
-    original = model.training_step
-
-    def crash_at_5(batch, step, opt):
-        if step == 5:
-            raise KeyboardInterrupt
-        return original(batch, step, opt)
-
-    model.training_step = crash_at_5
+    crash_at(model, 5)
     with pytest.raises(KeyboardInterrupt):
         Trainer(model, dataset(kind), cfg, out_dir=tmp_path / "resumed").fit()
     torch.manual_seed(999)  # a stranger's global RNG: everything must come from the checkpoint

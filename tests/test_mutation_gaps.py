@@ -14,6 +14,7 @@ from genzoo.data import load_dataset
 from genzoo.models.base import Batch, BatchRandom, GenerativeModel, ModelConfig
 from genzoo.train import Trainer, TrainConfig
 from genzoo.train.ema import EMA
+from interrupt import crash_at
 
 POINTS = "toy2d:moons"
 
@@ -123,14 +124,7 @@ def test_resume_restores_torch_global_rng(tmp_path):
 
     model, _ = make_noise_model()
     trainer = Trainer(model, data, train_cfg(), out_dir=tmp_path / "resumed")
-    original = model.training_step
-
-    def crash_at_25(batch, step, opt):
-        if step == 25:
-            raise KeyboardInterrupt
-        return original(batch, step, opt)
-
-    model.training_step = crash_at_25
+    crash_at(model, 25)
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
 

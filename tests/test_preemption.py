@@ -24,6 +24,7 @@ from genzoo.checkpoint import resolve_checkpoint
 from genzoo.data import load_dataset
 from genzoo.train import Preempted, Trainer, TrainConfig
 from twoopt import TwoOptConfig, TwoOptimizerGAN
+from interrupt import at_step
 
 STEPS = 300  # over a second of training for this model on one core: time to interrupt it at a random step
 CHECKPOINT_EVERY = 50
@@ -281,14 +282,7 @@ def test_sigint_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path, no_p
 
     model, _ = make_gan()
     trainer = Trainer(model, data, gan_config(), out_dir=tmp_path / "interrupted")
-    step_fn = model.training_step
-
-    def interrupt(batch, step, opt):
-        if step == k:
-            os.kill(os.getpid(), signal.SIGINT)  # arrives mid-step; the Trainer acts once the step is done
-        return step_fn(batch, step, opt)
-
-    model.training_step = interrupt
+    at_step(model, k, lambda: os.kill(os.getpid(), signal.SIGINT))  # arrives mid-step; the Trainer acts once the step is done
     handler = signal.getsignal(signal.SIGINT)
     with pytest.raises(Preempted) as stop:
         trainer.fit()

@@ -10,6 +10,7 @@ from genzoo.data import load_dataset
 from genzoo.errors import GenzooError
 from genzoo.train import Trainer, TrainConfig, batch_indices, distributed
 from twoopt import TwoOptConfig, TwoOptimizerGAN
+from interrupt import crash_at
 
 DATA = "toy2d:8gaussians"
 
@@ -63,14 +64,7 @@ def test_exact_resume_after_interruption(tmp_path):
 
     model, _ = make_model()
     trainer = Trainer(model, data, cfg(), out_dir=tmp_path / "resumed")
-    original = model.training_step
-
-    def crash_at_25(batch, step, opt):
-        if step == 25:
-            raise KeyboardInterrupt
-        return original(batch, step, opt)
-
-    model.training_step = crash_at_25
+    crash_at(model, 25)
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
     state = torch.load(tmp_path / "resumed" / "checkpoint" / "trainer_state.pt", weights_only=False)
