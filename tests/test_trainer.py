@@ -166,11 +166,11 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
         load_model(tmp_path / "nowhere")
 
 
-def _ddp_worker(rank, world, init_file, out):
+def _ddp_worker(rank, world, init_file, out, run_dir):
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     model, data = make_model()
-    Trainer(model, data, cfg(steps=20)).fit()
+    Trainer(model, data, cfg(steps=20), out_dir=run_dir).fit()
     if rank == 0:
         torch.save(model.state_dict(), out)
     distributed.shutdown()
@@ -178,9 +178,13 @@ def _ddp_worker(rank, world, init_file, out):
 
 def test_two_processes_match_one_at_the_same_global_batch(tmp_path):
     out = tmp_path / "ddp.pt"
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(out), str(tmp_path / "run")), nprocs=2, join=True)
     single, data = make_model()
     Trainer(single, data, cfg(steps=20)).fit()
     ddp = torch.load(out)
     for k, v in single.state_dict().items():
         torch.testing.assert_close(ddp[k], v, rtol=1e-4, atol=1e-5, msg=k)
+    # every process handed its own state to the checkpoint (rank 0 wrote it)
+    processes = torch.load(tmp_path / "run" / "checkpoint" / "trainer_state.pt", weights_only=False)["processes"]
+    assert len(processes) == 2 and all(p["model"]["replay_count"] == 20 * 8 for p in processes)
+    torch.testing.assert_close(processes[1]["model"]["replay"], single.training_state()["replay"], rtol=1e-4, atol=1e-5)
