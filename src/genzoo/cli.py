@@ -186,6 +186,7 @@ def reproduce(
         result = provenance.reproduce(manifest, checkpoint=checkpoint, device=device)
     except GenzooError as e:
         _fail(e)
+
     def say(text: str) -> None:
         out.print(text, soft_wrap=True, markup=False, highlight=False)
 
