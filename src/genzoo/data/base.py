@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
 
+from genzoo.errors import GenzooError
 from genzoo.family import KINDS
 
 # The rank of ``x`` each kind holds: images (N, C, H, W), points (N, D), tokens (N, T) windows or one (T,) stream.
@@ -34,6 +36,7 @@ class Dataset:
     num_classes: int = 0
     meta: dict = field(default_factory=dict)
     kind: str = ""
+    window: int = 0  # a token stream ((T,) ids): each example is a window of this many tokens (set by the model)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -43,6 +46,53 @@ class Dataset:
                              f"got shape {tuple(self.x.shape)}")
         if self.y is not None and len(self.y) != len(self.x):
             raise ValueError(f"dataset {self.name!r}: {len(self.x)} examples but {len(self.y)} labels")
+
+    @property
+    def is_stream(self) -> bool:
+        """Token ids held as one (T,) stream, cut into windows on demand."""
+        return self.kind == "tokens" and self.x.ndim == 1
+
+    def with_window(self, window: int) -> "Dataset":
+        """This stream with examples of ``window`` tokens (a model's context + 1: inputs and next-token targets)."""
+        if not self.is_stream:
+            raise GenzooError(f"dataset {self.name!r} is not a token stream; windows apply to token streams only")
+        if window < 2 or len(self.x) < window:
+            raise GenzooError(f"the {self.split} split of {self.name!r} has {len(self.x)} tokens, too few for windows of "
+                              f"{window}; use a shorter context or more text")
+        return dataclasses.replace(self, window=window)
+
+    def num_examples(self) -> int:
+        if self.is_stream:
+            if not self.window:
+                raise GenzooError(f"token stream {self.name!r} has no window length yet (the model sets it: prepare_data)")
+            return len(self.x) - self.window + 1
+        return len(self.x)
+
+    def batch_rows(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
+        """The examples of ``step``'s global batch: a function of (seed, step) only, so a resumed run
+        and any split across processes see the same batch. Held examples: a fresh seeded permutation
+        every epoch. A token stream: windows at positions drawn uniformly with replacement (a stream
+        of millions of tokens has as many windows; a permutation of them per step would cost more
+        than the step)."""
+        if self.is_stream:
+            g = torch.Generator().manual_seed((seed * 1_000_003 + step * 7_919 + 29) % (2**63))
+            return torch.randint(self.num_examples(), (batch_size,), generator=g)
+        return batch_indices(len(self.x), batch_size, step, seed)
+
+    def take(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The examples ``rows`` (token streams: (len(rows), window) windows) and their labels."""
+        if self.is_stream:
+            return self.x[rows[:, None] + torch.arange(self.window)], None
+        return self.x[rows], (self.y[rows] if self.y is not None else None)
+
+    def eval_examples(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Every example once, for validation. A stream: consecutive windows overlapping by one
+        token, so each token after the first is predicted exactly once."""
+        if self.is_stream:
+            step = self.window - 1
+            starts = torch.arange(0, len(self.x) - self.window + 1, step)
+            return self.take(starts)
+        return self.x, self.y
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -57,13 +107,26 @@ class Dataset:
 
     def spec(self) -> dict:
         """What a model needs to know to be built for this data (saved in config.json)."""
-        return {
+        spec = {
             "name": self.name,
             "kind": self.kind,
             "shape": list(self.shape),
             "levels": self.levels,
             "num_classes": self.num_classes,
         }
+        if self.kind == "tokens":
+            spec["vocab_size"] = self.meta.get("vocab_size")
+        return spec
+
+
+def batch_indices(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor:
+    """Rows of the global batch for ``step``: a fresh seeded permutation every epoch, last partial batch dropped."""
+    per_epoch = n // batch_size
+    if per_epoch == 0:
+        raise GenzooError(f"batch size {batch_size} is larger than the {n} training examples; lower --batch-size")
+    epoch, pos = divmod(step, per_epoch)
+    g = torch.Generator().manual_seed(seed * 10_007 + epoch)
+    return torch.randperm(n, generator=g)[pos * batch_size : (pos + 1) * batch_size]
 
 
 def to_signed_unit(levels_x: torch.Tensor, levels: int) -> torch.Tensor:

@@ -104,6 +104,11 @@ class GenerativeModel(nn.Module):
         """Trainer settings (batch size, lr, ...) that suit this family on this data."""
         return {}
 
+    def prepare_data(self, data):
+        """The dataset as this model trains on it (a text model cuts a token stream into windows of
+        its context + 1); the Trainer calls it for the training and validation splits."""
+        return data
+
     @classmethod
     def tiny_overrides(cls, data_spec: dict) -> dict:
         """Config fields for the smallest working model on this data (dropout kept on where the family

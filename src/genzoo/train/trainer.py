@@ -40,6 +40,7 @@ import torch
 
 from genzoo.checkpoint import load_trainer_state, resolve_checkpoint, write_atomic_dir
 from genzoo.data import Dataset
+from genzoo.data.base import batch_indices  # noqa: F401  (re-exported: genzoo.train.batch_indices)
 from genzoo.errors import GenzooError
 from genzoo.models.base import Batch, BatchRandom, GenerativeModel, Updater
 from genzoo.nn.dropout import noise_source
@@ -107,16 +108,6 @@ def has_checkpoint(run_dir: str | Path) -> bool:
         return False
 
 
-def batch_indices(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor:
-    """Rows of the global batch for ``step``: a fresh seeded permutation every epoch, last partial batch dropped."""
-    per_epoch = n // batch_size
-    if per_epoch == 0:
-        raise GenzooError(f"batch size {batch_size} is larger than the {n} training examples; lower --batch-size")
-    epoch, pos = divmod(step, per_epoch)
-    g = torch.Generator().manual_seed(seed * 10_007 + epoch)
-    return torch.randperm(n, generator=g)[pos * batch_size : (pos + 1) * batch_size]
-
-
 class Trainer:
     def __init__(
         self,
@@ -133,7 +124,7 @@ class Trainer:
         if config.batch_size % self.dist.world_size:
             raise GenzooError(f"batch size {config.batch_size} must divide evenly over {self.dist.world_size} processes")
         self.model = model.to(self.device)
-        self.data = data
+        self.data = model.prepare_data(data)
         self.data_name = data_name or data.name
         self.out_dir = Path(out_dir) if out_dir else None
         self.optimizers = model.configure_optimizers(config.lr, config.weight_decay, config.betas)
@@ -149,7 +140,7 @@ class Trainer:
         self.total_steps = config.steps
         self.elapsed = 0.0  # training seconds, summed over resumed runs
         self.history: list[dict] = []
-        self.val_data = val_data if config.val_every and val_data is not None and len(val_data.x) else None
+        self.val_data = model.prepare_data(val_data) if config.val_every and val_data is not None and len(val_data.x) else None
         self.best: dict | None = None  # {"step", "val_loss"} of the best validation so far
         self._best_state: dict | None = None
         self._selected: tuple[int, GenerativeModel] | None = None  # (best step, a model holding its weights)
@@ -183,8 +174,8 @@ class Trainer:
         for m in range(cfg.grad_accum):
             r = rows[m * micro : (m + 1) * micro]
             rng = BatchRandom(cfg.seed, self.step, cfg.batch_size, offset + m * micro, self.device)
-            batch = Batch(self.data.x[r].to(self.device, non_blocking=True),
-                          self.data.y[r].to(self.device) if self.data.y is not None else None, rng)
+            x, y = self.data.take(r)
+            batch = Batch(x.to(self.device, non_blocking=True), y.to(self.device) if y is not None else None, rng)
             self.updater.begin_micro(m, cfg.grad_accum)
             with self._autocast(), noise_source(rng):
                 metrics = self.model.training_step(batch, self.step, self.updater)
@@ -218,7 +209,7 @@ class Trainer:
         stop = _StopSignals().install()
         try:
             while self.total_steps is None or self.step < self.total_steps:
-                rows = batch_indices(len(self.data.x), cfg.batch_size, self.step, cfg.seed)[offset : offset + local]
+                rows = self.data.batch_rows(self.step, cfg.batch_size, cfg.seed)[offset : offset + local]
                 set_lr(self.optimizers, self.base_lrs, lr_multiplier(self.step, self.total_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio))
                 metrics = self._train_step(rows, offset)
                 if self.ema:
@@ -298,7 +289,8 @@ class Trainer:
     def _validate(self) -> bool:
         """Log the validation loss; keep the weights if they are the best yet. True when patience ran out."""
         model = self.sampling_model
-        value = model.validation_loss(self.val_data.x, self.val_data.y, batch_size=max(self.config.batch_size, 256), seed=self.config.seed)
+        x_val, y_val = self.val_data.eval_examples()
+        value = model.validation_loss(x_val, y_val, batch_size=max(self.config.batch_size, 256), seed=self.config.seed)
         if value is None:  # the family has no single loss to select on
             self.val_data = None
             return False
@@ -451,8 +443,8 @@ class Trainer:
             raise GenzooError(f"{ckpt}: the family's training state does not match this model ({str(e)[:200]})") from e
 
     def save_sample_grid(self, model: GenerativeModel | None = None, name: str | None = None) -> Path | None:
-        if not self.dist.is_main or "sample" not in self.model.capabilities:
-            return None
+        if not self.dist.is_main or "sample" not in self.model.capabilities or self.data.kind == "tokens":
+            return None  # text samples are written by `genzoo generate`, not as a grid
         from genzoo.viz import save_samples
 
         model = model or self.sampling_model
