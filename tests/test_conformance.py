@@ -42,7 +42,7 @@ from genzoo.registry import families, get_family
 from genzoo.train import Trainer, TrainConfig, distributed
 from interrupt import crash_at
 
-KIND_DATA = {"image": "digits", "points": "toy2d:moons"}  # a small built-in dataset per data kind
+KIND_DATA = {"image": "digits", "points": "toy2d:moons", "tokens": "pydocs"}  # a built-in dataset per data kind
 
 
 def _cases() -> list:
@@ -64,6 +64,22 @@ def dataset(kind: str, split: str = "train"):
     if kind not in KIND_DATA:
         pytest.fail(f"no conformance data for data kind {kind!r}: add a small built-in dataset to KIND_DATA")
     return load_dataset(KIND_DATA[kind], split)
+
+
+def examples(model: GenerativeModel, kind: str, split: str = "test", n: int = 8) -> torch.Tensor:
+    """``n`` examples of the split as the model sees them (a token stream: its windows)."""
+    return model.prepare_data(dataset(kind, split)).eval_examples()[0][:n]
+
+
+def check_sample_shape(model: GenerativeModel, x: torch.Tensor, n: int, kind: str) -> None:
+    data = dataset(kind)
+    if kind == "tokens":  # token ids of the model's vocabulary, as many rows as asked
+        assert x.ndim == 2 and len(x) == n and x.dtype == torch.long
+        assert x.min() >= 0 and x.max() < data.meta["vocab_size"]
+        return
+    assert x.shape == (n, *data.shape) and torch.isfinite(x).all()
+    if data.levels:
+        assert torch.equal(x, x.round()) and x.min() >= 0 and x.max() <= data.levels - 1
 
 
 def build(family: str, variant: str, kind: str, seed: int = 0) -> GenerativeModel:
@@ -169,7 +185,7 @@ def check_save_then_load(family, variant, kind, tmp_path):
     if SAMPLE in model.capabilities:
         assert torch.equal(draw(model), draw(loaded))
     if LOG_PROB in model.capabilities:
-        x = dataset(kind, "test").x[:8]
+        x = examples(model, kind)
         torch.testing.assert_close(model.log_prob(x), loaded.log_prob(x), rtol=0, atol=0, equal_nan=True)
 
 
@@ -205,7 +221,7 @@ def check_exact_resume(family, variant, kind, tmp_path):
 def check_capabilities(family, variant, kind):
     """Each declared capability works; each undeclared one is refused with a GenzooError."""
     model = build(family, variant, kind).eval()
-    data, test = dataset(kind), dataset(kind, "test")
+    test = examples(model, kind)
     caps = model.capabilities
 
     def refused(call):
@@ -213,38 +229,35 @@ def check_capabilities(family, variant, kind):
             call()
 
     if SAMPLE in caps:
-        x = draw(model, 4)
-        assert x.shape == (4, *data.shape) and torch.isfinite(x).all()
-        if data.levels:
-            assert torch.equal(x, x.round()) and x.min() >= 0 and x.max() <= data.levels - 1
+        check_sample_shape(model, draw(model, 4), 4, kind)
     else:
         refused(lambda: model.sample(2))
     if LOG_PROB in caps:
-        lp = model.log_prob(test.x[:8])
+        lp = model.log_prob(test[:8])
         assert lp.shape == (8,) and torch.isfinite(lp).all(), f"log_prob not finite: {lp}"
     else:
-        refused(lambda: model.log_prob(test.x[:2]))
+        refused(lambda: model.log_prob(test[:2]))
     if SAMPLE in caps:
         if LABEL_CONDITION in caps and getattr(model.config, "num_classes", 0):
-            assert draw(model, 4, condition=1).shape == (4, *data.shape)
+            check_sample_shape(model, draw(model, 4, condition=1), 4, kind)
             refused(lambda: model.sample(2, condition=model.config.num_classes))  # an unknown class
         else:
             refused(lambda: model.sample(2, condition=1))
         if TEXT_CONDITION not in caps:
             refused(lambda: model.sample(2, condition="a handwritten seven"))
     if COMPLETE in caps:
-        mask = torch.zeros_like(test.x[:2], dtype=torch.bool)
+        mask = torch.zeros_like(test[:2], dtype=torch.bool)
         mask[..., : mask.shape[-2] // 2, :] = True
         label = 1 if getattr(model.config, "num_classes", 0) else None
-        filled = model.complete(test.x[:2], mask, condition=label, generator=torch.Generator().manual_seed(0))
-        assert filled.shape == test.x[:2].shape and torch.equal(filled[mask], test.x[:2][mask])
+        filled = model.complete(test[:2], mask, condition=label, generator=torch.Generator().manual_seed(0))
+        assert filled.shape == test[:2].shape and torch.equal(filled[mask], test[:2][mask])
     else:
-        refused(lambda: model.complete(test.x[:2], torch.ones_like(test.x[:2], dtype=torch.bool)))
+        refused(lambda: model.complete(test[:2], torch.ones_like(test[:2], dtype=torch.bool)))
     if INTERPOLATE in caps:
-        path = model.interpolate(test.x[0], test.x[1], 4)
-        assert path.shape == (4, *data.shape) and torch.isfinite(path).all()
+        path = model.interpolate(test[0], test[1], 4)
+        assert path.shape == (4, *test.shape[1:]) and torch.isfinite(path).all()
     else:
-        refused(lambda: model.interpolate(test.x[0], test.x[1], 4))
+        refused(lambda: model.interpolate(test[0], test[1], 4))
     for cap in caps - {SAMPLE, LOG_PROB, LABEL_CONDITION, COMPLETE, INTERPOLATE}:
         pytest.fail(f"no conformance check for capability {cap!r} yet: add one to check_capabilities")
 
@@ -282,7 +295,7 @@ def test_family_on_disk(check, family, variant, kind, tmp_path):
 def test_every_registered_family_is_covered():
     covered = {p.values[0] for p in CASES}
     registered = {n for n in families() if not n.startswith("test-")}
-    assert covered == registered and {"vae", "diffusion", "pixelcnn", "gated-pixelcnn", "realnvp", "glow"} <= covered
+    assert covered == registered and {"vae", "diffusion", "pixelcnn", "gated-pixelcnn", "realnvp", "glow", "gpt"} <= covered
     print("conformance covers: " + ", ".join(sorted(covered)))
 
 

@@ -51,7 +51,9 @@ def build_model(family: str, data: Dataset, variant: str | None = None, override
         raise GenzooError(f"{family} has no config field(s) {sorted(bad)}; valid: {', '.join(sorted(fields - {'data'}))}")
     config = dataclasses.replace(config, **(overrides or {}))
     torch.manual_seed(seed)  # the same seed gives the same initial weights
-    return cls(config)
+    model = cls(config)
+    model.tokenizer = data.meta.get("tokenizer")  # text: saved beside the weights
+    return model
 
 
 def train_config_for(model_cls, data: Dataset, **settings) -> TrainConfig:
@@ -77,30 +79,39 @@ def train(
     out: str | Path | None = None,
     resume: bool = False,
     model_overrides: dict | None = None,
+    tokenizer: str | None = None,
+    vocab_size: int | None = None,
     **settings,
 ):
     """Train ``family`` on dataset ``data``; returns (model for sampling, summary).
 
     ``resume=True`` continues the run in ``out`` from its last checkpoint, or starts fresh (and
     says so in the summary: ``started_fresh``) when there is none yet, so that a scheduler can
-    re-run one command after any kill."""
+    re-run one command after any kill. Text data: ``tokenizer`` ("char" or "bpe") and
+    ``vocab_size`` choose the tokenizer trained on the training split (default: characters)."""
+    from genzoo.data import is_text, train_tokenizer
     from genzoo.train import has_checkpoint
 
     if resume and out and has_checkpoint(out):
         return _resume(out, **settings)
-    train_data = load_dataset(data, "train")
+    text_tokenizer = None
+    if is_text(data):
+        text_tokenizer = train_tokenizer(data, tokenizer or "char", vocab_size)
+    elif tokenizer or vocab_size:
+        raise GenzooError(f"--tokenizer and --vocab-size apply to text data; {data} is not text")
+    train_data = load_dataset(data, "train", tokenizer=text_tokenizer)
     seed = settings.get("seed") or 0
     model = build_model(family, train_data, variant, model_overrides, seed)
     config = train_config_for(type(model), train_data, **settings)
-    trainer = Trainer(model, train_data, config, out_dir=out, data_name=data, val_data=_validation_split(data, config))
+    trainer = Trainer(model, train_data, config, out_dir=out, data_name=data, val_data=_validation_split(data, config, text_tokenizer))
     summary = trainer.fit()
     if resume:
         summary["started_fresh"] = True
     return trainer.selected_model, summary
 
 
-def _validation_split(data: str, config: TrainConfig) -> Dataset | None:
-    return load_dataset(data, "val") if config.val_every else None
+def _validation_split(data: str, config: TrainConfig, tokenizer=None) -> Dataset | None:
+    return load_dataset(data, "val", tokenizer=tokenizer) if config.val_every else None
 
 
 def _resume(out, **settings):
@@ -110,15 +121,24 @@ def _resume(out, **settings):
     if not run_file.is_file():
         raise GenzooError(f"{out} has no run.json; it is not a run folder made by `genzoo train`")
     run = json.loads(run_file.read_text())
-    train_data = load_dataset(run["data"], "train")
+    from genzoo.checkpoint import resolve_checkpoint
+
+    ckpt = resolve_checkpoint(out, prefer_best=False)
+    tokenizer = None
+    if (ckpt / "tokenizer.json").is_file():  # text: the very tokenizer the run started with
+        from genzoo.data.tokenizer import TextTokenizer
+
+        tokenizer = TextTokenizer.load(ckpt)
+    train_data = load_dataset(run["data"], "train", tokenizer=tokenizer)
     cls = get_family(run["family"]).model_class
     model = cls(cls.config_class.from_dict(run["model_config"]))
+    model.tokenizer = tokenizer
     saved = run["train_config"]
     for key in ("steps", "minutes", "device", "progress", "checkpoint_every", "checkpoint_minutes"):  # may change on resume
         if settings.get(key) is not None:
             saved[key] = settings[key]
     config = TrainConfig(**saved)
-    trainer = Trainer(model, train_data, config, out_dir=out, data_name=run["data"], val_data=_validation_split(run["data"], config))
+    trainer = Trainer(model, train_data, config, out_dir=out, data_name=run["data"], val_data=_validation_split(run["data"], config, tokenizer))
     summary = trainer.fit(resume=True)
     return trainer.selected_model, summary
 

@@ -64,6 +64,8 @@ def train(
     patience: Optional[int] = typer.Option(None, help="stop after this many validations without improvement (0: never)"),
     select_best: Optional[bool] = typer.Option(None, "--select-best/--no-select-best", help="keep the best weights on validation (default: per family)"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="model config field, KEY=VALUE (repeatable)"),
+    tokenizer: Optional[str] = typer.Option(None, help="text data: char (default) or bpe, trained on the training split"),
+    vocab_size: Optional[int] = typer.Option(None, "--vocab-size", help="text data: BPE vocabulary size (default 2048)"),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="evaluate the model when training ends"),
 ) -> None:
     """Train a FAMILY on a dataset; writes a checkpoint, samples, metrics.jsonl and loss.png.
@@ -86,7 +88,8 @@ def train(
                 console.print(f"resuming {out_dir} from its last checkpoint")
             else:
                 console.print(f"--resume: {out_dir} has no checkpoint yet; starting fresh")
-        _, summary = api.train(family, data, variant=variant, out=out_dir, resume=resume, model_overrides=api.parse_assignments(set_), **settings)
+        _, summary = api.train(family, data, variant=variant, out=out_dir, resume=resume, model_overrides=api.parse_assignments(set_),
+                               tokenizer=tokenizer, vocab_size=vocab_size, **settings)
     except Preempted as e:
         console.print(str(e))
         raise typer.Exit(128 + e.signum)
@@ -202,6 +205,95 @@ def reproduce(
     diff = "unknown (no saved array to measure it)" if diff is None else f"{diff:.6g}"
     say(f"NOT bit-identical: max |diff| = {diff} (outputs sha256 {result['outputs_sha256']}, recorded {result['recorded_sha256']})")
     raise typer.Exit(1)
+
+
+@app.command()
+def generate(
+    run: Path = typer.Argument(..., help="a text model's run/checkpoint folder, or a local Hugging Face Llama/Mistral/Qwen2 folder"),
+    prompt: List[str] = typer.Argument(None, help="prompt(s) to continue (none: start a new document)"),
+    max_tokens: int = typer.Option(100, "--max-tokens", help="new tokens at most"),
+    temperature: float = typer.Option(1.0, help="0: greedy"),
+    greedy: bool = typer.Option(False, "--greedy", help="the most likely token each step (temperature 0)"),
+    top_k: int = typer.Option(0, "--top-k", help="keep the k most likely tokens (0: off)"),
+    top_p: float = typer.Option(1.0, "--top-p", help="nucleus sampling mass (1: off)"),
+    min_p: float = typer.Option(0.0, "--min-p", help="drop tokens below min_p x the top probability"),
+    repetition_penalty: float = typer.Option(1.0, "--repetition-penalty"),
+    stop: Optional[List[str]] = typer.Option(None, "--stop", help="stop string (repeatable)"),
+    seed: int = typer.Option(0, help="random seed (same seed, same text)"),
+    regex: Optional[str] = typer.Option(None, help="constrain the output to this regular expression"),
+    json_schema: Optional[Path] = typer.Option(None, "--json-schema", help="constrain the output to this JSON schema (file)"),
+    grammar: Optional[Path] = typer.Option(None, help="constrain the output to this Lark grammar (file)"),
+    verify: Optional[str] = typer.Option(None, help="verifier in the loop: python (the output must parse)"),
+    attempts: int = typer.Option(8, help="verifier: attempts at most"),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """Continue a prompt with a text model, streamed token by token; optionally constrained or verified."""
+    from genzoo import textgen
+
+    try:
+        if greedy:
+            temperature = 0.0
+        if sum(x is not None for x in (regex, json_schema, grammar)) > 1:
+            raise GenzooError("give at most one of --regex, --json-schema, --grammar")
+        model, tokenizer = textgen.load_text_model(run, device)
+        options = dict(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                       repetition_penalty=repetition_penalty, stop=stop, regex=regex,
+                       json_schema=_read_text_file(json_schema, "JSON schema"), grammar=_read_text_file(grammar, "grammar"))
+        prompts = list(prompt or [""])
+        if verify:
+            if len(prompts) != 1:
+                raise GenzooError("--verify takes one prompt")
+            result = textgen.generate_checked(model, tokenizer, prompts[0], verify, attempts, seed=seed, **options)
+            out.print(prompts[0] + result.text, markup=False, highlight=False, soft_wrap=True)
+            console.print(f"verifier {verify}: {'passed' if result.ok else 'FAILED'} after {result.attempts} attempt(s) of {attempts}")
+            if not result.ok:
+                raise typer.Exit(1)
+            return
+        streamed = _TokenStream(tokenizer, prompts[0]) if len(prompts) == 1 else None
+        results = textgen.generate_text(model, tokenizer, prompts, seed=seed, on_token=streamed, **options)
+    except GenzooError as e:
+        _fail(e)
+    if streamed:
+        streamed.finish(results[0].text)
+    else:
+        for p, r in zip(prompts, results):
+            out.print(p + r.text, markup=False, highlight=False, soft_wrap=True)
+    console.print(f"[{', '.join(f'{len(r.ids)} tokens, {r.stop_reason}' for r in results)}]")
+
+
+class _TokenStream:
+    """Prints a generation as it grows: decodes the tokens so far and writes what is new (a byte-level
+    token can end inside a character, so decoding token by token would garble it)."""
+
+    def __init__(self, tokenizer, prompt: str):
+        from genzoo.textgen import visible_text
+
+        self.decode, self.prompt, self.ids, self.shown = visible_text(tokenizer), prompt, [], ""
+
+    def __call__(self, row: int, token: int) -> None:
+        if not self.ids:
+            print(self.prompt, end="", flush=True)  # only once generation has started (bad options fail first)
+        self.ids.append(token)
+        text = self.decode(self.ids)
+        if not text.endswith("\ufffd") and text.startswith(self.shown):
+            print(text[len(self.shown):], end="", flush=True)
+            self.shown = text
+
+    def finish(self, final: str) -> None:
+        if not self.ids:
+            print(self.prompt, end="")
+        if final.startswith(self.shown):  # the tail (a stop string is cut from the final text)
+            print(final[len(self.shown):], end="")
+        print(flush=True)
+
+
+def _read_text_file(path: Path | None, what: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text()
+    except OSError as e:
+        raise GenzooError(f"cannot read the {what} file {path}: {e}") from e
 
 
 MASKS = ("top-half", "left-half", "bottom-half", "center")

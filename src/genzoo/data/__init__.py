@@ -1,26 +1,45 @@
-"""Datasets: built-in ``digits`` and ``toy2d:<shape>``, or a path to the user's own files.
+"""Datasets: built-in ``digits``, ``toy2d:<shape>``, ``pydocs`` and ``pycode``, or a path to the user's own files.
 
 >>> from genzoo.data import load_dataset
 >>> train = load_dataset("digits", "train")
+>>> text = load_dataset("pydocs", "train")          # a token stream, char tokenizer trained on the train split
+>>> val = load_dataset("pydocs", "val", tokenizer=text.meta["tokenizer"])
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
-from genzoo.data import digits, files, toy2d
+from genzoo.data import digits, files, text, toy2d
 from genzoo.data.base import Dataset, dequantize, from_signed_unit, to_signed_unit  # noqa: F401
 from genzoo.errors import GenzooError
 
 SPLITS = ("train", "val", "test")
+TEXT_SUFFIXES = (".txt", ".md", ".jsonl")
 
 
 def builtin_names() -> list[str]:
-    return ["digits"] + [f"toy2d:{s}" for s in sorted(toy2d.GENERATORS)]
+    return ["digits"] + [f"toy2d:{s}" for s in sorted(toy2d.GENERATORS)] + list(text.BUILTIN)
 
 
-def load_dataset(name: str, split: str = "train") -> Dataset:
-    """Load one split of a built-in dataset, or of a user's folder / array file."""
+def is_text(name: str) -> bool:
+    """Whether ``name`` is a text corpus: pydocs, pycode, a .txt / .md / .jsonl file, or a folder of .txt / .md files."""
+    if name in text.BUILTIN or name.lower().endswith(TEXT_SUFFIXES):
+        return True
+    path = Path(name)
+    if path.is_dir():
+        found = {p.suffix.lower() for p in path.rglob("*") if p.is_file()}
+        return bool(found & {".txt", ".md"}) and not found & files.IMAGE_SUFFIXES
+    return False
+
+
+def load_dataset(name: str, split: str = "train", *, tokenizer=None) -> Dataset:
+    """Load one split of a built-in dataset, or of a user's folder / array / text file.
+
+    Text comes back as a token stream (kind "tokens"); without ``tokenizer`` a character-level one
+    is trained on the corpus's training split (``train_tokenizer`` makes others); the tokenizer
+    rides along in ``meta["tokenizer"]`` so a model can save it beside its weights."""
     if split not in SPLITS:
         raise GenzooError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
     if name == "digits":
@@ -30,9 +49,33 @@ def load_dataset(name: str, split: str = "train") -> Dataset:
         if shape not in toy2d.GENERATORS:
             raise GenzooError(f"unknown toy2d shape {shape!r}; valid: {', '.join(sorted(toy2d.GENERATORS))}")
         return toy2d.load(shape, split)
+    if is_text(name):
+        return text_dataset(name, split, tokenizer or train_tokenizer(name))
     if Path(name).exists() or "/" in name or name.endswith((".npy", ".npz")):
         return files.load(name, split)
     raise GenzooError(
         f"unknown dataset {name!r}; valid datasets: {', '.join(builtin_names())}, "
-        "or a path to a folder of images / a .npy / .npz file"
+        "or a path to a folder of images / a .npy / .npz file / a .txt, .md or .jsonl file"
     )
+
+
+@lru_cache(maxsize=8)
+def train_tokenizer(name: str, kind: str = "char", vocab_size: int | None = None):
+    """A tokenizer trained on the training split of text corpus ``name`` only (cached per process)."""
+    from genzoo.data.tokenizer import TextTokenizer
+
+    return TextTokenizer.train(text.load_corpus(name, "train").documents, kind=kind, vocab_size=vocab_size)
+
+
+def text_dataset(name: str, split: str, tokenizer) -> Dataset:
+    """One split of a text corpus as a token stream (documents joined by the end-of-document id)."""
+    return _text_dataset(name, split, tokenizer)
+
+
+@lru_cache(maxsize=16)
+def _text_dataset(name: str, split: str, tokenizer) -> Dataset:
+    corpus = text.load_corpus(name, split)
+    ids = text.stream(corpus, tokenizer)
+    meta = {"tokenizer": tokenizer, "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id, "characters": corpus.n_chars,
+            "documents": len(corpus.documents), "tokenizer_kind": tokenizer.kind}
+    return Dataset(name, split, ids, meta=meta, kind="tokens")

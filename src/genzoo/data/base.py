@@ -116,6 +116,7 @@ class Dataset:
         }
         if self.kind == "tokens":
             spec["vocab_size"] = self.meta.get("vocab_size")
+            spec["eos_id"] = self.meta.get("eos_id")
         return spec
 
 

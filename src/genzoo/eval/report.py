@@ -71,7 +71,7 @@ def evaluate(
     """
     from genzoo.data import load_dataset
 
-    test = load_dataset(data_name, "test")
+    test = load_dataset(data_name, "test", tokenizer=getattr(model, "tokenizer", None))  # text: the model's own tokenizer
     capabilities = set(getattr(model, "capabilities", ()))
     metrics: dict = {
         "data": data_name,
@@ -81,6 +81,9 @@ def evaluate(
     }
     notes = []
     say = _printer(progress)
+    if test.kind == "tokens":
+        return _evaluate_text(model, data_name, test, metrics, n_samples=n_samples, seed=seed, nll=nll,
+                              sampler_options=sampler_options, say=say)
     was_training = model.training
     model.eval()
     try:
@@ -114,6 +117,25 @@ def evaluate(
         model.train(was_training)
     if notes:
         metrics["notes"] = "; ".join(notes)
+    return metrics
+
+
+def _evaluate_text(model, data_name, test, metrics, *, n_samples, seed, nll, sampler_options, say) -> dict:
+    from genzoo.eval import text_report
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            if nll and LOG_PROB in model.capabilities:
+                metrics.update(text_report.text_likelihood_metrics(model, test, say=say))
+            if data_name in ("pydocs", "pycode"):  # the compressors' reference line on the same documents
+                metrics.update(text_report.compressor_metrics(data_name, say=say))
+            if SAMPLE in model.capabilities and n_samples:
+                metrics.update(text_report.text_sample_metrics(model, data_name, n=n_samples, seed=seed,
+                                                               options=sampler_options, say=say))
+    finally:
+        model.train(was_training)
     return metrics
 
 
@@ -334,6 +356,14 @@ _ROWS = [
     ("nll_nats_per_image", "test NLL (nats/image)", "lower"),
     ("nll_bits_per_dim", "test NLL (bits/dim)", "lower"),
     ("nll_nats_per_point", "test NLL (nats/point)", "lower"),
+    ("bits_per_char", "test bits / character", "lower"),
+    ("bz2_bits_per_char", "  bz2 given train", "ref."),
+    ("xz_bits_per_char", "  xz given train", "ref."),
+    ("bits_per_token", "test bits / token", "lower"),
+    ("perplexity_per_token", "perplexity / token", "lower"),
+    ("parse_share", "samples that parse", "higher"),
+    ("distinct_2", "distinct-2 (words)", "higher"),
+    ("tokens_per_second", "tokens / second", "higher"),
     ("samples_per_second", "samples / second", "higher"),
     ("parameters", "parameters", ""),
 ]
@@ -360,6 +390,8 @@ def format_report(metrics: dict) -> str:
     if "evaluator_version" in metrics:
         lines.append(f"evaluator: {metrics['evaluator_version']} (weights {metrics.get('evaluator_sha256', '?')}), "
                      f"test accuracy {metrics['evaluator_test_accuracy']:.4f}")
+    if "sample_text" in metrics:
+        lines.append(f"a sample: {metrics['sample_text'][:200]!r}")
     if "notes" in metrics:
         lines.append(f"notes: {metrics['notes']}")
     return "\n".join(lines)

@@ -6,3 +6,4 @@ from genzoo.models import diffusion  # noqa: F401
 from genzoo.models import pixelcnn  # noqa: F401
 from genzoo.models import realnvp  # noqa: F401
 from genzoo.models import glow  # noqa: F401
+from genzoo.models import gpt  # noqa: F401

@@ -75,6 +75,7 @@ class GenerativeModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
+        self.tokenizer = None  # text families: the TextTokenizer saved beside the weights (tokenizer.json)
 
     def __init_subclass__(cls, **kwargs):
         # Whoever calls a family's loss or training_step (the Trainer, validation, a test, a user's
@@ -277,6 +278,8 @@ class GenerativeModel(nn.Module):
         save_file({k: v.detach().contiguous().cpu() for k, v in sd.items()}, str(directory / "model.safetensors"))
         meta = {"family": self.family, "config": self.config.to_dict(), "format": "genzoo/1"}
         (directory / "config.json").write_text(json.dumps(meta, indent=2))
+        if self.tokenizer is not None:
+            self.tokenizer.save(directory)
 
     @staticmethod
     def read_meta(directory: str | Path) -> dict:
@@ -312,6 +315,10 @@ class GenerativeModel(nn.Module):
             model.load_state_dict(state)
         except RuntimeError as e:
             raise GenzooError(f"{directory}: weights do not match config.json ({str(e)[:300]})") from e
+        if (Path(directory) / "tokenizer.json").is_file():
+            from genzoo.data.tokenizer import TextTokenizer
+
+            model.tokenizer = TextTokenizer.load(directory)
         return model.to(map_location).eval()
 
 

@@ -22,7 +22,10 @@ class EMA:
         for e, p in zip(self.model.parameters(), model.parameters()):
             e.lerp_(p.detach(), 1 - d)
         for e, b in zip(self.model.buffers(), model.buffers()):
-            e.copy_(b)
+            if e.shape == b.shape:
+                e.copy_(b)
+            else:  # a cache that grows on demand (rotary tables)
+                e.data = b.detach().clone()
 
     def state_dict(self) -> dict:
         return self.model.state_dict()
