@@ -385,8 +385,8 @@ def format_report(metrics: dict) -> str:
     if "copy_ct" in metrics:
         lines += _memorization_lines(metrics)
     if "likelihood" in metrics:
-        lines.append(f"likelihood: {metrics['likelihood']}, standard error of the NLL "
-                     f"±{_fmt(metrics.get('nll_std_err_nats'))} nats")
+        std_err = metrics.get("nll_std_err_nats")
+        lines.append(f"likelihood: {metrics['likelihood']}" + (f", standard error of the NLL ±{_fmt(std_err)} nats" if std_err is not None else ""))
     if "evaluator_version" in metrics:
         lines.append(f"evaluator: {metrics['evaluator_version']} (weights {metrics.get('evaluator_sha256', '?')}), "
                      f"test accuracy {metrics['evaluator_test_accuracy']:.4f}")
