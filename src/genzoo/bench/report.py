@@ -28,6 +28,13 @@ COLUMNS = [
     ("class_coverage", "class cov.", "{:.2f}"),
     ("class_kl", "class KL", "{:.3f}"),
     ("mmd2", "MMD^2", "{:.4f}"),
+    ("bits_per_char", "bits/char", "{:.3f}"),
+    ("bz2_bits_per_char", "bz2 bits/char (ref.)", "{:.3f}"),
+    ("xz_bits_per_char", "xz bits/char (ref.)", "{:.3f}"),
+    ("bits_per_token", "bits/token", "{:.3f}"),
+    ("parse_share", "parses", "{:.2f}"),
+    ("distinct_2", "distinct-2", "{:.3f}"),
+    ("tokens_per_second", "tokens/s", "{:,.0f}"),
     # memorization (genzoo.eval.memorization); their floor is the validation split in place of samples
     ("copy_exact_share", "copies", "{:.3f}"),
     ("copy_nn_below_p5_share", "NN<p5", "{:.3f}"),
