@@ -244,7 +244,7 @@ def generate(
             if len(prompts) != 1:
                 raise GenzooError("--verify takes one prompt")
             result = textgen.generate_checked(model, tokenizer, prompts[0], verify, attempts, seed=seed, **options)
-            out.print(prompts[0] + result.text, markup=False, highlight=False, soft_wrap=True)
+            out.print(result.text, markup=False, highlight=False, soft_wrap=True)
             console.print(f"verifier {verify}: {'passed' if result.ok else 'FAILED'} after {result.attempts} attempt(s) of {attempts}")
             if not result.ok:
                 raise typer.Exit(1)
@@ -294,6 +294,48 @@ def _read_text_file(path: Path | None, what: str) -> str | None:
         return path.read_text()
     except OSError as e:
         raise GenzooError(f"cannot read the {what} file {path}: {e}") from e
+
+
+@app.command()
+def finetune(
+    base: Path = typer.Argument(..., help="a text model's run/checkpoint folder, or a local Hugging Face Llama/Mistral/Qwen2 folder"),
+    data: str = typer.Option(..., "--data", "-d", help="text to fine-tune on: a .txt/.md/.jsonl file or a folder of .txt/.md files"),
+    lora_rank: int = typer.Option(8, "--lora-rank", help="rank of each adapter"),
+    lora_alpha: float = typer.Option(16.0, "--lora-alpha", help="adapter scale alpha (the update is alpha/rank * B A)"),
+    lora_dropout: float = typer.Option(0.0, "--lora-dropout", help="dropout on the adapters' input"),
+    targets: str = typer.Option("attention,mlp", help="layers to adapt: attention, mlp, or layers such as attn.qkv (comma-separated)"),
+    steps: Optional[int] = typer.Option(None, help="optimizer steps"),
+    minutes: Optional[float] = typer.Option(None, help="wall-clock training budget"),
+    lr: float = typer.Option(1e-3, help="peak learning rate of the adapters"),
+    batch_size: int = typer.Option(16, "--batch-size", help="windows per step"),
+    window: Optional[int] = typer.Option(None, help="tokens per training window (default: the model's context, at most 256)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="adapter folder (default runs/finetune-BASE)"),
+    merge: bool = typer.Option(False, "--merge", help="also write the merged full model to OUT/merged (for genzoo generate)"),
+    seed: int = typer.Option(0, help="random seed"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda"),
+) -> None:
+    """Fine-tune a text model on your text with LoRA adapters; writes only the adapter (base untouched)."""
+    from genzoo.finetune import finetune as run_finetune
+
+    try:
+        if steps is None and minutes is None:
+            raise GenzooError("give a budget: --steps N or --minutes M")
+        result = run_finetune(base, data, rank=lora_rank, alpha=lora_alpha, dropout=lora_dropout, targets=targets,
+                              steps=steps, minutes=minutes, lr=lr, batch_size=batch_size, out=out_dir, merge=merge,
+                              seed=seed, device=device, window=window)
+    except GenzooError as e:
+        _fail(e)
+
+    def say(text: str) -> None:
+        out.print(text, soft_wrap=True, markup=False, highlight=False)
+
+    share = result.trainable_parameters / max(1, result.total_parameters)
+    say(f"fine-tuned {result.steps} steps in {result.seconds:.1f} s; trainable {result.trainable_parameters:,} of "
+        f"{result.total_parameters:,} parameters ({100 * share:.2f}%)")
+    say(f"validation loss (nats/token): {result.val_loss_before:.4f} before -> {result.val_loss_after:.4f} after")
+    say(f"adapter: {result.out}/adapter_model.safetensors (+ adapter_config.json)")
+    if result.merged:
+        say(f"merged model: {result.merged} (try `genzoo generate {result.merged} \"...\"`)")
 
 
 MASKS = ("top-half", "left-half", "bottom-half", "center")

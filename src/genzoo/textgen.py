@@ -107,7 +107,9 @@ def visible_text(tokenizer) -> Callable[[list[int]], str]:
 
 
 def generate_checked(model, tokenizer, prompt: str, verify: str, attempts: int, **options):
-    """Verifier in the loop: draw continuations (seed, seed + 1, ...) until one passes ``verify``."""
+    """Verifier in the loop: draw continuations (seed, seed + 1, ...) until the prompt followed by
+    the continuation passes ``verify`` (a prompt such as "def f(" is part of the program checked).
+    The returned text is the whole checked text, prompt included."""
     from genzoo.sampling.verify import generate_verified, python_parses
 
     if verify not in VERIFIERS:
@@ -115,6 +117,6 @@ def generate_checked(model, tokenizer, prompt: str, verify: str, attempts: int, 
     seed = options.pop("seed", 0)
 
     def candidate(attempt: int) -> str:
-        return generate_text(model, tokenizer, [prompt], seed=seed + attempt, **options)[0].text
+        return prompt + generate_text(model, tokenizer, [prompt], seed=seed + attempt, **options)[0].text
 
     return generate_verified(candidate, python_parses, attempts)
