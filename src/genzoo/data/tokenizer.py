@@ -305,7 +305,7 @@ class TextTokenizer:
         meta = cfg.get("genzoo") if isinstance(cfg.get("genzoo"), dict) else None
         if meta is not None:
             kind = meta.get("kind")
-            if kind not in KINDS:
+            if kind not in (*KINDS, "hf"):  # "hf": a Hugging Face model's tokenizer saved again by genzoo
                 raise GenzooError(f"{d / 'tokenizer_config.json'}: unknown genzoo tokenizer kind {kind!r}")
             return cls(tok, kind=kind, eos_token=_token_text(cfg.get("eos_token")),
                        bos_token=_token_text(cfg.get("bos_token")), unk_token=_token_text(cfg.get("unk_token")),
