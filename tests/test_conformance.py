@@ -14,7 +14,6 @@ whole module runs in about a minute on one core.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 

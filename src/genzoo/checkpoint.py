@@ -10,7 +10,6 @@ either ``<dir>`` or ``<dir>.old`` is complete.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path

@@ -522,7 +522,6 @@ def bench(
     seed: int = typer.Option(0),
 ) -> None:
     """Train every family on the same data with the same budget; write a Markdown/JSON table and an HTML report."""
-    from genzoo import api
     from genzoo.bench import run_bench
 
     try:

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.data.base import to_signed_unit
-from genzoo.errors import GenzooError, unknown
+from genzoo.errors import GenzooError
 from genzoo.units import nats_to_bits_per_dim
 from genzoo.models.base import (COMPLETE, LABEL_CONDITION, LOG_PROB, SAMPLE, Batch, GenerativeModel, ModelConfig,
                                 Updater, generator_device)
