@@ -212,25 +212,14 @@ def test_finetune_cli_refuses_clearly(corpora, tmp_path):
 def test_finetune_a_local_hugging_face_llama(tmp_path):
     """A Hugging Face folder as the base: its own tokenizer reads the text, its files stay untouched,
     and the merged model (genzoo format) generates."""
-    transformers = pytest.importorskip("transformers")
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    pytest.importorskip("transformers")
+    from hf_tiny import save_tiny_llama
 
     from genzoo.finetune import finetune, load_finetuned
     from genzoo.textgen import load_text_model
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(["the quick brown fox jumps over the lazy dog " * 3, "hello world, generative models"] * 50,
-                            trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>"]))
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>")
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=64, intermediate_size=160, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                                   bos_token_id=0, eos_token_id=1, tie_word_embeddings=False)
     hf_dir = tmp_path / "hf"
-    transformers.LlamaForCausalLM(cfg).save_pretrained(hf_dir, safe_serialization=True)
-    fast.save_pretrained(hf_dir)
+    save_tiny_llama(hf_dir)
     before = {p.name: file_sha256(p) for p in hf_dir.iterdir() if p.is_file()}
     (tmp_path / "mine.txt").write_text("hello world, the lazy dog jumps. " * 200)
 

@@ -97,22 +97,10 @@ def test_resume_a_text_run_keeps_its_tokenizer(text_run, tmp_path):
 
 
 def test_generate_drives_a_local_hugging_face_llama_like_transformers(tmp_path):
-    transformers = pytest.importorskip("transformers")
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    pytest.importorskip("transformers")
+    from hf_tiny import save_tiny_llama
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(["the quick brown fox jumps over the lazy dog " * 3, "hello world, generative models"] * 50,
-                            trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>"]))
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>")
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=64, intermediate_size=160, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                                   bos_token_id=0, eos_token_id=1, tie_word_embeddings=False)
-    hf = transformers.LlamaForCausalLM(cfg).eval()
-    hf.save_pretrained(tmp_path, safe_serialization=True)
-    fast.save_pretrained(tmp_path)
+    fast, hf = save_tiny_llama(tmp_path)
     ids = fast("hello world", return_tensors="pt", add_special_tokens=False).input_ids
     with torch.no_grad():
         ref = hf.generate(ids, max_new_tokens=8, do_sample=False, eos_token_id=None, pad_token_id=1)[0, ids.shape[1]:].tolist()
