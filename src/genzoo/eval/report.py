@@ -84,37 +84,32 @@ def evaluate(
     if test.kind == "tokens":
         return _evaluate_text(model, data_name, test, metrics, n_samples=n_samples, seed=seed, nll=nll,
                               sampler_options=sampler_options, say=say)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            if SAMPLE in capabilities:
-                samples, seconds = draw_samples(model, n_samples, test.shape, seed=seed, batch_size=batch_size,
-                                                options=sampler_options, say=say)
-                metrics.update(n_samples=int(n_samples), sample_seconds=seconds,
-                               samples_per_second=n_samples / max(seconds, 1e-9))
-                try:
-                    with one_thread():  # small matrices: threads only add spin-waiting on shared cores
-                        if data_name == "digits":
-                            say("digits sample metrics")
-                            metrics.update(digits_sample_metrics(samples))
-                        elif data_name.startswith("toy2d"):
-                            say("toy2d sample metrics")
-                            metrics.update(toy2d_sample_metrics(samples, data_name))
-                        say("memorization")
-                        metrics.update(memorization_sample_metrics(samples, data_name))
-                except GenzooError as e:  # bad samples must not hide the likelihood: report both
-                    metrics["sample_error"] = str(e)
-                    notes.append(f"sampling failed: {e}")
-            else:
-                notes.append("model cannot sample: no sample-quality metrics")
-            if nll and LOG_PROB in capabilities:
-                metrics.update(likelihood_metrics(model, test, seed=seed, batch_size=batch_size,
-                                                  options=nll_options, say=say))
-            elif nll:
-                notes.append("model has no log_prob: no NLL")
-    finally:
-        model.train(was_training)
+    with _evaluating(model):
+        if SAMPLE in capabilities:
+            samples, seconds = draw_samples(model, n_samples, test.shape, seed=seed, batch_size=batch_size,
+                                            options=sampler_options, say=say)
+            metrics.update(n_samples=int(n_samples), sample_seconds=seconds,
+                           samples_per_second=n_samples / max(seconds, 1e-9))
+            try:
+                with one_thread():  # small matrices: threads only add spin-waiting on shared cores
+                    if data_name == "digits":
+                        say("digits sample metrics")
+                        metrics.update(digits_sample_metrics(samples))
+                    elif data_name.startswith("toy2d"):
+                        say("toy2d sample metrics")
+                        metrics.update(toy2d_sample_metrics(samples, data_name))
+                    say("memorization")
+                    metrics.update(memorization_sample_metrics(samples, data_name))
+            except GenzooError as e:  # bad samples must not hide the likelihood: report both
+                metrics["sample_error"] = str(e)
+                notes.append(f"sampling failed: {e}")
+        else:
+            notes.append("model cannot sample: no sample-quality metrics")
+        if nll and LOG_PROB in capabilities:
+            metrics.update(likelihood_metrics(model, test, seed=seed, batch_size=batch_size,
+                                              options=nll_options, say=say))
+        elif nll:
+            notes.append("model has no log_prob: no NLL")
     if notes:
         metrics["notes"] = "; ".join(notes)
     return metrics
@@ -123,20 +118,27 @@ def evaluate(
 def _evaluate_text(model, data_name, test, metrics, *, n_samples, seed, nll, sampler_options, say) -> dict:
     from genzoo.eval import text_report
 
+    with _evaluating(model):
+        if nll and LOG_PROB in model.capabilities:
+            metrics.update(text_report.text_likelihood_metrics(model, test, say=say))
+        if data_name in ("pydocs", "pycode"):  # the compressors' reference line on the same documents
+            metrics.update(text_report.compressor_metrics(data_name, say=say))
+        if SAMPLE in model.capabilities and n_samples:
+            metrics.update(text_report.text_sample_metrics(model, data_name, n=n_samples, seed=seed,
+                                                           options=sampler_options, say=say))
+    return metrics
+
+
+@contextlib.contextmanager
+def _evaluating(model):
+    """Eval mode without gradients for the block, then the caller's mode back."""
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            if nll and LOG_PROB in model.capabilities:
-                metrics.update(text_report.text_likelihood_metrics(model, test, say=say))
-            if data_name in ("pydocs", "pycode"):  # the compressors' reference line on the same documents
-                metrics.update(text_report.compressor_metrics(data_name, say=say))
-            if SAMPLE in model.capabilities and n_samples:
-                metrics.update(text_report.text_sample_metrics(model, data_name, n=n_samples, seed=seed,
-                                                               options=sampler_options, say=say))
+            yield
     finally:
         model.train(was_training)
-    return metrics
 
 
 # ---- sampling -----------------------------------------------------------

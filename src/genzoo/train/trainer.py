@@ -140,7 +140,9 @@ class Trainer:
         self.total_steps = config.steps
         self.elapsed = 0.0  # training seconds, summed over resumed runs
         self.history: list[dict] = []
-        self.val_data = model.prepare_data(val_data) if config.val_every and val_data is not None and len(val_data.x) else None
+        # the validation examples, cut once (a text model's windows of its val stream)
+        self.val_examples = (model.prepare_data(val_data).eval_examples()
+                             if config.val_every and val_data is not None and len(val_data.x) else None)
         self.best: dict | None = None  # {"step", "val_loss"} of the best validation so far
         self._best_state: dict | None = None
         self._selected: tuple[int, GenerativeModel] | None = None  # (best step, a model holding its weights)
@@ -245,7 +247,7 @@ class Trainer:
                 if self.out_dir and cfg.sample_every and self.step % cfg.sample_every == 0:
                     self.save_sample_grid()
                 last = out_of_time or self.step == self.total_steps
-                if self.val_data is not None and (self.step % cfg.val_every == 0 or last):
+                if self.val_examples is not None and (self.step % cfg.val_every == 0 or last):
                     if self._validate() and not last:
                         break  # patience ran out
                 if self.out_dir and (self.step % cfg.checkpoint_every == 0 or timed_save or signalled):
@@ -289,10 +291,10 @@ class Trainer:
     def _validate(self) -> bool:
         """Log the validation loss; keep the weights if they are the best yet. True when patience ran out."""
         model = self.sampling_model
-        x_val, y_val = self.val_data.eval_examples()
+        x_val, y_val = self.val_examples
         value = model.validation_loss(x_val, y_val, batch_size=max(self.config.batch_size, 256), seed=self.config.seed)
         if value is None:  # the family has no single loss to select on
-            self.val_data = None
+            self.val_examples = None
             return False
         row = {"event": "val", "step": self.step, "time": round(self.elapsed, 3), "val_loss": round(value, 6)}
         self.history.append(row)
