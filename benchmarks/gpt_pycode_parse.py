@@ -19,8 +19,12 @@ import torch
 from genzoo.eval.text import distinct_n, parse_stats
 from genzoo.textgen import generate_text, load_text_model
 
-PROMPTS = ["import ", "from ", "def ", "class ", "    def __init__(self", "    return ", "for ", "if ", "while ",
-           "try:\n    ", "with open(", "# ", "x = ", "self.", "raise ", "    if not ", "elif ", "return ", "@property\n", "else:\n    "]
+# Each prompt is the start of a file that can parse: a prompt that opens mid-block ("    return ",
+# "elif ") can never parse at the top level, so the first list (six such prompts of twenty) capped the
+# share at 70% whatever the model. Those six now carry the lines that make them legal.
+PROMPTS = ["import ", "from ", "def ", "class ", "class Reader:\n    def __init__(self", "def size(self):\n    return ",
+           "for ", "if ", "while ", "try:\n    ", "with open(", "# ", "x = ", "self.", "raise ",
+           "def check(items):\n    if not ", "if x:\n    pass\nelif ", "assert ", "@property\ndef ", "if x:\n    pass\nelse:\n    "]
 
 
 def main() -> None:

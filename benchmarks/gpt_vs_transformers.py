@@ -15,7 +15,12 @@ one thread. Same batches (random windows of the pydocs train stream, batch 32, s
     FLOPs per token, N = the parameters of every matmul (blocks' linear layers plus the tied output
     layer; embeddings' lookups and positions excluded).
 
-    .venv/bin/python benchmarks/gpt_vs_transformers.py
+(d) with --compile, both again through torch.compile (inductor), as two more contenders in the same
+    alternating rounds: genzoo's ``compile_for_training`` (what ``genzoo train --compile`` runs) and
+    ``torch.compile`` of the transformers model; each compiled pair is checked to learn like its
+    eager twin, and the compile time is reported apart.
+
+    .venv/bin/python benchmarks/gpt_vs_transformers.py [--compile]
 """
 
 from __future__ import annotations
@@ -119,6 +124,7 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=3)
     ap.add_argument("--gen-rounds", type=int, default=3)
     ap.add_argument("--prompt", default="The ")
+    ap.add_argument("--compile", action="store_true", help="also time both models through torch.compile")
     ap.add_argument("--out", default="benchmarks/results/gpt_vs_transformers.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -137,16 +143,29 @@ def main() -> None:
                       "torch": torch.__version__, "transformers": transformers.__version__}}
     print(res["config"], flush=True)
     con = [Contender("genzoo", gz, lambda x: gz(x)), Contender("transformers", hf, lambda x: hf(input_ids=x).logits)]
+    if args.compile:
+        from genzoo.models.gpt import _COMPILED_FORWARD
+
+        gzc, hfc = make_genzoo(vocab), make_hf(vocab)
+        gzc.compile_for_training()
+        hfc_compiled = torch.compile(hfc, dynamic=False)
+        con += [Contender("genzoo_compiled", gzc, lambda x: _COMPILED_FORWARD[gzc](x)),
+                Contender("transformers_compiled", hfc, lambda x: hfc_compiled(input_ids=x).logits)]
 
     # ---- validation: each pipeline learns on its own (same batches)
+    compile_s = {}
     for c in con:
         data = batches(stream, seed=1)
-        for _ in range(args.validate_steps):
+        t0 = time.perf_counter()
+        c.train_step(next(data))  # the first step of a compiled contender compiles it
+        compile_s[c.name] = time.perf_counter() - t0
+        for _ in range(args.validate_steps - 1):
             c.train_step(next(data))
         print(f"{c.name}: loss {c.losses[0]:.3f} -> {statistics.mean(c.losses[-5:]):.3f} (mean of last 5) "
               f"over {args.validate_steps} steps; log(V) = {math.log(vocab):.3f}", flush=True)
     res["validation"] = {c.name: {"first_loss": c.losses[0], "last5_mean_loss": statistics.mean(c.losses[-5:]),
-                                  "steps": args.validate_steps, "losses": c.losses} for c in con}
+                                  "steps": args.validate_steps, "losses": c.losses, "first_step_s": compile_s[c.name]}
+                         for c in con}
 
     # ---- (a) + (c) training speed, alternating blocks on the same batches
     peak_before = matmul_peak()
@@ -154,7 +173,7 @@ def main() -> None:
     times = {c.name: [] for c in con}
     for r in range(args.rounds):
         block = [next(data) for _ in range(args.block)]
-        for c in (con if r % 2 == 0 else con[::-1]):
+        for c in (con if r % 2 == 0 else con[::-1]):  # alternate the order: neither always runs first
             t0 = time.perf_counter()
             for x in block:
                 c.train_step(x)
@@ -164,6 +183,14 @@ def main() -> None:
     peak = max(peak_before, peak_after)
     tok_step = BATCH * CONTEXT
     n_mm = matmul_params(gz)
+    if args.compile:
+        res["training_compiled"] = {
+            "ratio_compiled_over_compiled": statistics.median(times["transformers_compiled"]) / statistics.median(times["genzoo_compiled"]),
+            "ratio_genzoo_compiled_over_transformers_eager": statistics.median(times["transformers"]) / statistics.median(times["genzoo_compiled"]),
+            "ratio_genzoo_compiled_over_eager": statistics.median(times["genzoo"]) / statistics.median(times["genzoo_compiled"]),
+            "ratio_transformers_compiled_over_eager": statistics.median(times["transformers"]) / statistics.median(times["transformers_compiled"]),
+            "first_step_seconds": compile_s}
+        print(json.dumps(res["training_compiled"], indent=1, default=float), flush=True)
     assert n_mm == matmul_params(hf), (n_mm, matmul_params(hf))
     flops_tok = 6 * n_mm + 12 * LAYERS * CONTEXT * WIDTH
     train = {}

@@ -122,6 +122,24 @@ def test_minutes_budget_is_re_estimated_after_a_slow_start():
     assert summary["train_seconds"] > 0.8 * 3 and summary["steps"] > 200
 
 
+def test_minutes_budget_is_re_estimated_when_the_machine_frees_up_later():
+    """Regression: the budget was re-timed only over its first tenth, so a run that shared the cores
+    for longer (a test suite beside it) stopped at 55-70% of its minutes once the load ended."""
+    import time
+
+    model, data = make_model()
+    step_fn = model.training_step
+    t0 = time.perf_counter()
+
+    def busy_then_free(batch, step, opt):  # slow for the first 40% of the 3 s budget, then 10x faster
+        time.sleep(0.03 if time.perf_counter() - t0 < 1.2 else 0.003)
+        return step_fn(batch, step, opt)
+
+    model.training_step = busy_then_free
+    summary = Trainer(model, data, cfg(steps=None, minutes=0.05)).fit()
+    assert summary["train_seconds"] > 0.8 * 3, summary
+
+
 def test_nan_loss_is_a_clear_error_and_keeps_the_checkpoint(tmp_path):
     model, data = make_model()
     trainer = Trainer(model, data, cfg(steps=30), out_dir=tmp_path)

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
@@ -55,6 +56,10 @@ from genzoo.family import register
 from genzoo.models.base import LOG_PROB, SAMPLE, Batch, GenerativeModel, ModelConfig, generator_device
 from genzoo.nn.dropout import BatchDropout
 from genzoo.nn.transformer import Block, KVCache, RotaryEmbedding, attention_mask, make_norm
+
+# model -> its compiled training forward. Kept off the module, so that copies of the model (the EMA
+# weights, the best weights) never carry compiled code, and a copy trains eagerly unless compiled itself.
+_COMPILED_FORWARD: "weakref.WeakKeyDictionary[nn.Module, Callable]" = weakref.WeakKeyDictionary()
 
 # What each architecture fills in for the config fields left at None.
 ARCHITECTURES = {
@@ -257,10 +262,16 @@ class GPT(GenerativeModel):
         return x
 
     # ---- training and likelihood -----------------------------------------------------
+    def compile_for_training(self, backend: str = "inductor") -> None:
+        """The training forward (no cache, full windows) through ``torch.compile``; generation,
+        validation and scoring keep the eager forward (their shapes and caches vary)."""
+        _COMPILED_FORWARD[self] = torch.compile(self.forward, dynamic=False, backend=backend)
+
     def loss(self, batch: Batch) -> torch.Tensor:
         """Mean next-token cross-entropy in nats/token of (B, T+1) windows."""
         x = self._check_tokens(batch.x)
-        logits = self(x[:, :-1])
+        forward = _COMPILED_FORWARD.get(self, self.forward) if self.training else self.forward
+        logits = forward(x[:, :-1])
         return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
 
     def log_prob(self, x: torch.Tensor, *, batch_size: int = 64) -> torch.Tensor:

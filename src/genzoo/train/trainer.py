@@ -51,9 +51,15 @@ from genzoo.train.progress import ProgressReporter
 from genzoo.train.schedule import base_lrs, lr_multiplier, set_lr
 
 CHECKPOINT = "checkpoint"
+DIVERGENCE_SEED_STRIDE = 1009  # a restore after divergence adds this to the seed (far from neighbouring runs' seeds)
 BEST = "best"  # the sampling weights with the lowest validation loss
 TIMING_STEPS = 20  # steps measured before a --minutes budget is turned into a step count
-RETIME_AT = 0.1  # ... and re-measured over the first tenth of the budget, while the LR is still near its peak
+# ... and re-measured at each further tenth of the budget (up to 90%) from the speed since the last
+# measure, moving the end only when it is off by more than RETIME_TOLERANCE. One early estimate was
+# not enough: runs sharing the cores with a test suite for their first minute were measured slow and
+# stopped at 55-70% of their budget once the other load ended.
+RETIME_EVERY = 0.1
+RETIME_TOLERANCE = 0.03
 
 
 def resolve_device(name: str) -> torch.device:
@@ -124,6 +130,8 @@ class Trainer:
         if config.batch_size % self.dist.world_size:
             raise GenzooError(f"batch size {config.batch_size} must divide evenly over {self.dist.world_size} processes")
         self.model = model.to(self.device)
+        if config.compile:
+            model.compile_for_training()
         self.data = model.prepare_data(data)
         self.data_name = data_name or data.name
         self.out_dir = Path(out_dir) if out_dir else None
@@ -147,6 +155,7 @@ class Trainer:
         self._best_state: dict | None = None
         self._selected: tuple[int, GenerativeModel] | None = None  # (best step, a model holding its weights)
         self._since_best = 0  # validations since the best one
+        self._divergences = 0  # restores after a divergence so far (see divergence_retries)
         if self.dist.world_size > 1:
             distributed.broadcast_module(self.model)
             if self.ema:
@@ -197,6 +206,9 @@ class Trainer:
             self._load_state()
         elif self.out_dir and self.dist.is_main:
             self._prepare_out_dir()
+        cfg = self.config  # a checkpoint written after a divergence carries the seed the run changed to
+        if cfg.divergence_retries and self.out_dir and not resume:
+            self.save_checkpoint()  # something to restore should the very first steps diverge
         local = cfg.batch_size // self.dist.world_size
         offset = self.dist.rank * local
         progress = ProgressReporter(self.total_steps, self.step, cfg.progress and self.dist.is_main, desc=self.model.family)
@@ -205,7 +217,7 @@ class Trainer:
         run_t0 = time.perf_counter()
         start_elapsed, start_step = self.elapsed, self.step
         timing_t0 = None
-        retime = None  # (time, step) at which the first estimate was made, for the second one
+        retime = None  # (time, step, share of the budget) of the last estimate, for the next one
         self.model.train()
         self._last_save = time.monotonic()
         stop = _StopSignals().install()
@@ -213,7 +225,12 @@ class Trainer:
             while self.total_steps is None or self.step < self.total_steps:
                 rows = self.data.batch_rows(self.step, cfg.batch_size, cfg.seed)[offset : offset + local]
                 set_lr(self.optimizers, self.base_lrs, lr_multiplier(self.step, self.total_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio))
-                metrics = self._train_step(rows, offset)
+                try:
+                    metrics = self._train_step(rows, offset)
+                except FloatingPointError as e:
+                    self._recover_from_divergence(e)  # re-raises when it cannot
+                    cfg, window = self.config, {}
+                    continue
                 if self.ema:
                     self.ema.update(self.model, self.step)
                 self.step += 1
@@ -222,9 +239,9 @@ class Trainer:
                 self.elapsed = start_elapsed + time.perf_counter() - run_t0
 
                 # A --minutes budget becomes a fixed step count after a short timing, so the
-                # LR schedule (and a resumed run) knows where it ends.
-                # The first estimate comes from a few steps and can be far off (a busy machine, a
-                # slow start), so it is made once more over the first tenth of the budget.
+                # LR schedule (and a resumed run) knows where it ends. The first estimate comes from a
+                # few steps and can be far off (a busy machine, a slow start), so it is re-made at each
+                # tenth of the budget from the recent speed (see RETIME_EVERY).
                 if self.total_steps is None:
                     done = self.step - start_step
                     if done == 3:  # skip the first, slower steps
@@ -232,14 +249,16 @@ class Trainer:
                     elif done == TIMING_STEPS:
                         per_step = (time.perf_counter() - timing_t0) / (TIMING_STEPS - 3)
                         self._set_total_from_budget(per_step, budget_s, progress)
-                        retime = (time.perf_counter(), self.step)
-                elif retime and self.elapsed - start_elapsed >= RETIME_AT * budget_s and self.step - retime[1] >= TIMING_STEPS:
-                    per_step = (time.perf_counter() - retime[0]) / max(1, self.step - retime[1])
-                    self._set_total_from_budget(per_step, budget_s, progress)
-                    retime = None
+                        retime = (time.perf_counter(), self.step, RETIME_EVERY)
+                retime_due = bool(retime) and self.elapsed - start_elapsed >= retime[2] * budget_s and self.step - retime[1] >= TIMING_STEPS
                 timed_save = cfg.checkpoint_minutes is not None and time.monotonic() - self._last_save >= cfg.checkpoint_minutes * 60
-                out_of_time, signalled, timed_save = distributed.agree_flags(
-                    [self.elapsed >= budget_s, stop.received is not None, timed_save], self.dist)
+                out_of_time, signalled, timed_save, retime_due = distributed.agree_flags(
+                    [self.elapsed >= budget_s, stop.received is not None, timed_save, retime_due], self.dist)
+                if retime_due:  # every process together (the flag is agreed), so the step counts agree
+                    per_step = (time.perf_counter() - retime[0]) / (self.step - retime[1])
+                    self._set_total_from_budget(per_step, budget_s, progress, tolerance=RETIME_TOLERANCE)
+                    share = retime[2] + RETIME_EVERY
+                    retime = (time.perf_counter(), self.step, share) if share < 0.95 else None
 
                 if self.step % cfg.log_every == 0 or out_of_time or self.step == self.total_steps:
                     self._log(window, progress, local)
@@ -329,10 +348,12 @@ class Trainer:
             self._selected = (self.best["step"], model.eval())
         return self._selected[1]
 
-    def _set_total_from_budget(self, per_step: float, budget_s: float, progress: ProgressReporter) -> None:
+    def _set_total_from_budget(self, per_step: float, budget_s: float, progress: ProgressReporter, tolerance: float = 0.0) -> None:
         est = self.step + int(max(0.0, budget_s - self.elapsed) / per_step)
-        self.total_steps = int(distributed.agree(max(est, self.step + 1), self.dist, op=torch.distributed.ReduceOp.MIN))
-        progress.set_total(self.total_steps)
+        est = int(distributed.agree(max(est, self.step + 1), self.dist, op=torch.distributed.ReduceOp.MIN))
+        if self.total_steps is None or abs(est - self.total_steps) > tolerance * self.total_steps:
+            self.total_steps = est
+            progress.set_total(self.total_steps)
 
     def _log(self, window: dict, progress: ProgressReporter, local: int) -> None:
         means = distributed.mean_metrics({k: sum(v) / len(v) for k, v in window.items() if v}, self.dist)
@@ -389,6 +410,8 @@ class Trainer:
             "processes": processes,  # per rank, in rank order
             "best": self.best,
             "since_best": self._since_best,
+            "seed": self.config.seed,  # changed by a divergence's restore
+            "divergences": self._divergences,
             "train_config": self.config.to_dict(),
             "data": self.data_name,
         }
@@ -417,6 +440,9 @@ class Trainer:
         self._restore_process_state(state, ckpt)
         self.step, self.total_steps, self.elapsed = state["step"], state["total_steps"], state["elapsed"]
         self.best, self._since_best = state.get("best"), state.get("since_best", 0)
+        self._divergences = state.get("divergences", 0)
+        if state.get("seed") is not None and state["seed"] != self.config.seed:  # the seed a divergence's restore chose
+            self.config = self.config.replace(seed=state["seed"])
         if self.best and (self.out_dir / BEST / "model.safetensors").is_file():
             from safetensors.torch import load_file
 
@@ -428,6 +454,31 @@ class Trainer:
         if log.exists() and self.dist.is_main:
             kept = [ln for ln in log.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= self.step]
             log.write_text("".join(ln + "\n" for ln in kept))
+
+    def _recover_from_divergence(self, error: FloatingPointError) -> None:
+        """After a non-finite loss or a divergence the family reported: restore the last checkpoint, change
+        the seed (new data order and noise from there on), log it, and let the loop go on; re-raise when
+        recovery is off (``divergence_retries`` 0), impossible (no checkpoint folder, several processes)
+        or exhausted."""
+        cfg = self.config
+        if not cfg.divergence_retries or not self.out_dir or self.dist.world_size > 1 or not has_checkpoint(self.out_dir):
+            raise error
+        if self._divergences >= cfg.divergence_retries:
+            raise FloatingPointError(f"{error}; still diverging after {self._divergences} restore(s) from the last "
+                                     f"checkpoint with new seeds (divergence_retries={cfg.divergence_retries})") from error
+        diverged_at, total, used = self.step, self.total_steps, self._divergences + 1
+        self._load_state()
+        self.total_steps = total if total is not None else self.total_steps  # a --minutes budget keeps its end
+        self._divergences = used
+        self.config = self.config.replace(seed=cfg.seed + DIVERGENCE_SEED_STRIDE)
+        row = {"event": "diverged", "step": self.step, "diverged_at": diverged_at, "error": str(error)[:300],
+               "new_seed": self.config.seed, "retry": used, "of": cfg.divergence_retries}
+        self.history.append(row)
+        if self.dist.is_main:
+            with open(self.out_dir / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            print(f"diverged at step {diverged_at} ({str(error)[:200]}): restored the checkpoint of step {self.step}, "
+                  f"seed now {self.config.seed} (retry {used} of {cfg.divergence_retries})", file=sys.stderr)
 
     def _restore_process_state(self, state: dict, ckpt: Path) -> None:
         processes = state.get("processes") or [{"torch_rng": state["rng"], "model": {}}]  # older checkpoints: one RNG
