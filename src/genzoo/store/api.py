@@ -1,0 +1,434 @@
+"""``Store``: the generation store's Python API (the CLI and, later, the server call only this).
+
+    store = Store.open("~/.genzoo/store.db")                # the local admin (no key: the file's owner)
+    store = Store.open(path, api_key="gz_...")              # acting as the key's user and role
+    gid = store.record(kind="text", prompt="def f(", text="def f(x): ...", manifest=manifest)
+    hits = store.search("parse a date", mode="hybrid", family="gpt", min_rating=4)
+
+Policy lives here, storage in a backend (``genzoo.store.sqlite`` now):
+- roles: ``reader`` reads and searches; ``writer`` also records and gives feedback; ``admin``
+  also manages users and keys, reads every record and the audit log;
+- ownership: a generation is ``private`` (its owner and admins see it) unless recorded
+  ``shared``; a record another user cannot see answers exactly like one that does not exist;
+- every write, and every write refused, goes to the audit log; a write and its audit entry
+  commit together or not at all;
+- write path: redact (PII) -> embed -> encrypt the fields marked sensitive -> one transaction
+  (prompt, generation, full-text row, vector, audit). Fields stored encrypted are not put in
+  the full-text index (it would hold them in clear); they stay findable by vector.
+Without an API key the caller is the local admin: whoever can open the file can read it anyway;
+keys are what separate users of a shared store (the Python API here, the REST API later).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from genzoo.errors import GenzooError
+from genzoo.store import search as S
+from genzoo.store.records import KINDS, ROLES, VISIBILITIES, Feedback, Generation, Hit, ModelRecord, NewGeneration, User, sha256_hex
+
+LOCAL_ADMIN = "local"
+ENV_STORE = "GENZOO_STORE"
+ENV_KEY = "GENZOO_API_KEY"
+SENSITIVE_FIELDS = ("prompt", "text")
+SEALED = "sealed"  # a manifest stored encrypted: {"sealed": hex of the envelope}
+CANDIDATES = 50  # each list fused contributes at least this many candidates (then k x 5)
+MAX_TEXT_CHARS = 10_000_000
+
+
+class AccessDenied(GenzooError):
+    """The caller's role or ownership does not allow this."""
+
+
+def default_store_path() -> Path:
+    return Path(os.environ.get(ENV_STORE) or Path.home() / ".genzoo" / "store.db").expanduser()
+
+
+def _default_redactor() -> Callable[[str], str] | None:
+    try:
+        from genzoo.store.redact import redact
+    except ImportError:  # the redaction module's own dependency is missing
+        return None
+    return lambda text: redact(text).text
+
+
+class Store:
+    def __init__(self, backend, user: User, *, encoder=None, redact=None, keyring=None, sensitive=(), embed_on_write=True):
+        self.backend, self.user = backend, user
+        self.encoder, self.redact, self.embed_on_write = encoder, redact, embed_on_write
+        bad = set(sensitive) - set(SENSITIVE_FIELDS)
+        if bad:
+            raise GenzooError(f"fields {sorted(bad)} cannot be marked sensitive; choose from {', '.join(SENSITIVE_FIELDS)}")
+        self.sensitive = frozenset(sensitive)
+        if self.sensitive and keyring is None:
+            from genzoo.store.crypto import load_keyring
+
+            keyring = load_keyring()
+        self.keyring = keyring
+
+    # ---- opening ---------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, url_or_path: str | Path | None = None, *, api_key: str | None = None, encoder="default", redact=True,
+             keyring=None, sensitive=(), embed_on_write: bool = True) -> "Store":
+        """Open (creating or upgrading) a store. ``encoder``: "default" (all-MiniLM-L6-v2, loaded on first
+        use), None (keyword search only) or an object with ``space``, ``dim``, ``kind`` and ``encode``.
+        ``redact``: True (genzoo's PII redaction), False, or a callable str -> str.
+        ``sensitive``: fields stored encrypted (``prompt``, ``text``), with ``keyring`` or the key
+        from the environment (see ``genzoo.store.crypto``)."""
+        backend = open_backend(url_or_path)
+        try:
+            user = _authenticate(backend, api_key if api_key is not None else os.environ.get(ENV_KEY))
+            if encoder == "default":
+                from genzoo.store.embed import MiniLMEncoder
+
+                encoder = MiniLMEncoder()
+            if redact is True:
+                redact = _default_redactor()
+            elif redact is False:
+                redact = None
+            elif redact is not None and not callable(redact):
+                raise GenzooError("redact must be True, False or a callable that takes and returns text")
+            return cls(backend, user, encoder=encoder, redact=redact, keyring=keyring, sensitive=sensitive, embed_on_write=embed_on_write)
+        except BaseException:
+            backend.close()
+            raise
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---- access ----------------------------------------------------------------------------------
+    @property
+    def viewer(self) -> int | None:
+        """Whose private records this caller sees besides shared ones (None: all, as admin)."""
+        return None if self.user.role == "admin" else self.user.id
+
+    def _require(self, action: str, roles: tuple[str, ...], target: str | None = None, target_id: int | None = None) -> None:
+        if self.user.role in roles:
+            return
+        with self.backend.write():
+            self.backend.audit(self.user.id, "denied", target, target_id, {"attempted": action, "role": self.user.role}, time.time())
+        raise AccessDenied(f"user {self.user.name!r} has role {self.user.role!r}, which cannot {action}; "
+                           f"it needs one of: {', '.join(roles)} (ask an admin for a key with that role)")
+
+    def create_user(self, name: str, role: str) -> tuple[User, str]:
+        """A new user and their first API key (shown once: the store keeps only its sha256)."""
+        self._require("create users", ("admin",), "users")
+        if role not in ROLES:
+            raise GenzooError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise GenzooError(f"a user name must be non-empty text of at most 200 characters, got {name!r}")
+        with self.backend.write():
+            if self.backend.user_by_name(name):
+                raise GenzooError(f"user {name!r} already exists; give another name, or a new key with new_key({name!r})")
+            user = self.backend.add_user(name, role)
+            key = self._add_key(user)
+            self.backend.audit(self.user.id, "create_user", "users", user.id, {"name": name, "role": role}, time.time())
+        return user, key
+
+    def new_key(self, name: str) -> str:
+        self._require("issue API keys", ("admin",), "api_keys")
+        with self.backend.write():
+            user = self.backend.user_by_name(name)
+            if user is None:
+                raise GenzooError(f"no user {name!r}; create it with create_user")
+            key = self._add_key(user)
+            self.backend.audit(self.user.id, "new_key", "users", user.id, {"name": name}, time.time())
+        return key
+
+    def revoke_keys(self, name: str) -> int:
+        self._require("revoke API keys", ("admin",), "api_keys")
+        with self.backend.write():
+            user = self.backend.user_by_name(name)
+            if user is None:
+                raise GenzooError(f"no user {name!r}")
+            n = self.backend.revoke_keys(user.id)
+            self.backend.audit(self.user.id, "revoke_keys", "users", user.id, {"name": name, "revoked": n}, time.time())
+        return n
+
+    def _add_key(self, user: User) -> str:
+        key = "gz_" + secrets.token_urlsafe(32)  # 256 random bits: a plain sha256 suffices to store it
+        self.backend.add_key(user.id, sha256_hex(key), key[:10])
+        return key
+
+    # ---- writing ---------------------------------------------------------------------------------
+    def register_model(self, model: ModelRecord) -> int:
+        """The model's id (an existing one when name, checkpoint sha256 and config sha256 match)."""
+        self._require("register models", ("admin", "writer"), "models")
+        if not isinstance(model, ModelRecord) or not model.name or not model.family:
+            raise GenzooError("register_model takes a ModelRecord with at least a name and a family")
+        for what in ("config", "metrics", "lineage"):
+            _check_json(getattr(model, what), f"model {what}")
+        with self.backend.write():
+            mid = self.backend.add_model(model)
+            self.backend.audit(self.user.id, "register_model", "models", mid, {"name": model.name, "family": model.family,
+                                                                             "checkpoint_sha256": model.checkpoint_sha256}, time.time())
+        return mid
+
+    def record(self, generation: NewGeneration | None = None, **fields) -> int:
+        """Store one generation; returns its id. Searchable by keyword and vector once this returns."""
+        return self.record_many([generation if generation is not None else NewGeneration(**fields)])[0]
+
+    def record_many(self, generations: list[NewGeneration]) -> list[int]:
+        """Store several generations in one transaction: all of them or, on any error, none."""
+        self._require("record generations", ("admin", "writer"), "generations")
+        prepared = [self._prepare(g) for g in generations]
+        vectors = self._embed_new(prepared)
+        ids = []
+        with self.backend.write():
+            for (g, row, prompt), vec in zip(prepared, vectors):
+                row["created_at"] = now = time.time()
+                if g.parent_id is not None and not self.backend.visible(g.parent_id, self.viewer):
+                    raise GenzooError(f"parent generation {g.parent_id} does not exist (or is not visible to you)")
+                if g.model_id is not None and self.backend.get_model(g.model_id) is None:
+                    raise GenzooError(f"model {g.model_id} is not in this store; register it first with register_model")
+                if prompt is not None:
+                    sealed = self._seal(prompt, "prompt")
+                    # a plain sha256 of a short secret is a dictionary attack away from it: hash what is stored
+                    row["prompt_id"] = self.backend.add_prompt(sealed, sha256_hex(sealed), self.user.id,
+                                                               g.session_id, g.conversation_id, g.turn, now)
+                text = row["text"]
+                row["text"] = self._seal(text, "text")
+                if "text" in self.sensitive and row["content"] is None and text is not None:
+                    row["content_sha256"] = sha256_hex(row["text"])
+                if self.sensitive:  # manifests repeat the prompt and hash the output: sealed whole
+                    row["manifest"] = json.dumps({SEALED: self.keyring.encrypt(row["manifest"], context=b"generations.manifest").hex()})
+                gid = self.backend.add_generation(row)
+                self.backend.index_text(gid, "" if prompt is None or "prompt" in self.sensitive else prompt,
+                                        "" if text is None or "text" in self.sensitive else text, g.family or "")
+                if vec is not None:
+                    self.backend.put_embeddings(vec[0], [(gid, np.asarray(vec[1], np.float32).tobytes())])
+                self.backend.audit(self.user.id, "record", "generations", gid,
+                                   {"kind": g.kind, "model_id": g.model_id, "content_sha256": row["content_sha256"]}, now)
+                ids.append(gid)
+        return ids
+
+    def _prepare(self, g: NewGeneration) -> tuple[NewGeneration, dict, str | None]:
+        if not isinstance(g, NewGeneration):
+            raise GenzooError(f"record takes NewGeneration objects (or its fields as keywords), got {type(g).__name__}")
+        if g.kind not in KINDS:
+            raise GenzooError(f"kind must be one of {', '.join(KINDS)}, got {g.kind!r}")
+        if g.visibility not in VISIBILITIES:
+            raise GenzooError(f"visibility must be one of {', '.join(VISIBILITIES)}, got {g.visibility!r}")
+        for what, value in (("text", g.text), ("prompt", g.prompt)):
+            if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT_CHARS):
+                raise GenzooError(f"{what} must be text of at most {MAX_TEXT_CHARS:,} characters")
+        if g.content is not None and not isinstance(g.content, (bytes, bytearray)):
+            raise GenzooError(f"content must be bytes (e.g. PNG or .npy bytes), got {type(g.content).__name__}")
+        if g.text is None and g.content is None:
+            raise GenzooError("a generation needs its output: text=... or content=bytes")
+        if not isinstance(g.synthetic, bool):
+            raise GenzooError("synthetic must be True (model output) or False (real data)")
+        manifest, quality = _check_json(g.manifest, "manifest"), _check_json(g.quality, "quality")
+        text, prompt = g.text, g.prompt
+        if self.redact is not None:
+            text = None if text is None else self.redact(text)
+            prompt = None if prompt is None else self.redact(prompt)
+            m = json.loads(manifest)
+            changed = (text, prompt) != (g.text, g.prompt)
+            for key in ("prompt", "condition"):  # manifests repeat the prompt: redact it there too
+                if isinstance(m.get(key), str) and (clean := self.redact(m[key])) != m[key]:
+                    m[key], changed = clean, True
+            if changed:
+                manifest = json.dumps({**m, "redacted": True}, ensure_ascii=False)
+        content = bytes(g.content) if g.content is not None else None
+        row = {
+            "kind": g.kind, "model_id": g.model_id, "family": g.family, "owner_id": self.user.id, "visibility": g.visibility,
+            "session_id": g.session_id, "conversation_id": g.conversation_id, "parent_id": g.parent_id, "text": text,
+            "content": content, "content_type": g.content_type,
+            "content_sha256": sha256_hex(content) if content is not None else sha256_hex(text),
+            "manifest": manifest, "seed": g.seed, "synthetic": int(g.synthetic), "quality": quality,
+        }
+        return g, row, prompt
+
+    def _embed_new(self, prepared) -> list[tuple[str, object] | None]:
+        out: list = [None] * len(prepared)
+        todo = []
+        for i, (g, row, _) in enumerate(prepared):
+            if g.embedding is not None:
+                space = g.space or (self.encoder.space if self.encoder is not None and g.kind == self.encoder.kind else None)
+                if space is None:
+                    raise GenzooError(f"an embedding for a {g.kind} generation needs space=... (the encoder's name, e.g. 'digits-cnn-64')")
+                out[i] = (space, g.embedding)
+            elif self.embed_on_write and self.encoder is not None and g.kind == self.encoder.kind and row["text"]:
+                todo.append(i)
+        if todo:
+            vecs = self.encoder.encode([prepared[i][1]["text"] for i in todo])
+            for i, v in zip(todo, vecs):
+                out[i] = (self.encoder.space, v)
+        return out
+
+    def _seal(self, value, field: str):
+        if value is None or field not in self.sensitive:
+            return value
+        return self.keyring.encrypt(value, context=f"generations.{field}".encode())
+
+    def _open(self, value, field: str):
+        if isinstance(value, (bytes, bytearray)) and field in SENSITIVE_FIELDS:
+            if self.keyring is None:
+                from genzoo.store.crypto import load_keyring
+
+                self.keyring = load_keyring()
+            return self.keyring.decrypt_text(value, context=f"generations.{field}".encode())
+        return value
+
+    def feedback(self, generation_id: int, *, rating: float | None = None, label: str | None = None, comment: str | None = None) -> int:
+        self._require("give feedback", ("admin", "writer"), "feedback", generation_id)
+        if rating is not None and (isinstance(rating, bool) or not isinstance(rating, (int, float)) or not np.isfinite(rating)):
+            raise GenzooError(f"rating must be a number, got {rating!r}")
+        if rating is None and label is None and comment is None:
+            raise GenzooError("feedback needs a rating, a label or a comment")
+        for what, v in (("label", label), ("comment", comment)):
+            if v is not None and (not isinstance(v, str) or len(v) > 100_000):
+                raise GenzooError(f"{what} must be text of at most 100,000 characters")
+        if self.redact is not None and comment is not None:
+            comment = self.redact(comment)
+        with self.backend.write():
+            if not self.backend.visible(generation_id, self.viewer):
+                raise GenzooError(f"no generation {generation_id} (or it is not visible to you)")
+            fid = self.backend.add_feedback(generation_id, self.user.id, rating, label, comment, time.time())
+            self.backend.audit(self.user.id, "feedback", "generations", generation_id, {"feedback_id": fid, "rating": rating, "label": label}, time.time())
+        return fid
+
+    # ---- reading ---------------------------------------------------------------------------------
+    def get(self, generation_id: int) -> Generation:
+        if not isinstance(generation_id, int) or isinstance(generation_id, bool):
+            raise GenzooError(f"a generation id is a whole number, got {generation_id!r}")
+        g = self.backend.get_generation(generation_id) if self.backend.visible(generation_id, self.viewer) else None
+        if g is None:
+            raise GenzooError(f"no generation {generation_id} in {self.backend.url} (or it is not visible to you)")
+        return self._decrypted(g)
+
+    def _decrypted(self, g: Generation) -> Generation:
+        g.text, g.prompt = self._open(g.text, "text"), self._open(g.prompt, "prompt")
+        if set(g.manifest) == {SEALED}:
+            if self.keyring is None:
+                from genzoo.store.crypto import load_keyring
+
+                self.keyring = load_keyring()
+            g.manifest = json.loads(self.keyring.decrypt_text(bytes.fromhex(g.manifest[SEALED]), context=b"generations.manifest"))
+        return g
+
+    def feedback_for(self, generation_id: int) -> list[Feedback]:
+        self.get(generation_id)  # visibility
+        return self.backend.feedback_for(generation_id)
+
+    def audit_log(self, limit: int = 100):
+        self._require("read the audit log", ("admin",), "audit_log")
+        return self.backend.audit_entries(limit)
+
+    def integrity_check(self) -> str:
+        return self.backend.integrity_check()
+
+    def search(self, query: str, *, mode: str = "hybrid", k: int = 10, fusion: str = "rrf", alpha: float = 0.5, **filters) -> list[Hit]:
+        """Generations matching ``query``, best first. ``mode``: hybrid, keyword or vector; ``fusion``
+        (hybrid): rrf (k=60) or weighted (``alpha`` on the vector side). Filters: model, family, user,
+        kind, since, until, min_rating, synthetic. An empty query lists the newest matches."""
+        query, k = S.check_query(query), S.check_k(k)
+        if mode not in S.MODES:
+            raise GenzooError(f"mode must be one of {', '.join(S.MODES)}, got {mode!r}")
+        if fusion not in S.FUSIONS:
+            raise GenzooError(f"fusion must be one of {', '.join(S.FUSIONS)}, got {fusion!r}")
+        f = S.Filters.make(**filters)
+        n = max(CANDIDATES, 5 * k)
+        terms = S.query_terms(query)
+        if not query.strip():
+            return self._hits([(gid, 0.0) for gid in self.backend.latest(f, self.viewer, k)], {}, {})
+        keyword = self.backend.keyword(terms, f, self.viewer, n) if mode != "vector" else []
+        vector = self._vector(query, f, n) if mode != "keyword" else []
+        if mode == "keyword":
+            scored = keyword[:k]
+        elif mode == "vector":
+            scored = vector[:k]
+        else:
+            fused = S.rrf([[i for i, _ in keyword], [i for i, _ in vector]]) if fusion == "rrf" else S.weighted(keyword, vector, alpha)
+            scored = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        kw_rank = {gid: r for r, (gid, _) in enumerate(keyword, 1)}
+        vec_rank = {gid: r for r, (gid, _) in enumerate(vector, 1)}
+        return self._hits(scored, kw_rank, vec_rank)
+
+    def similar(self, vector, *, space: str, k: int = 10, **filters) -> list[Hit]:
+        """Generations whose stored vector in ``space`` is nearest to ``vector`` (cosine), e.g. images
+        by their ``DigitsImageEncoder`` features; the same filters and visibility as ``search``."""
+        k, f = S.check_k(k), S.Filters.make(**filters)
+        if not isinstance(space, str) or not space:
+            raise GenzooError("space must name an embedding space, e.g. 'digits-cnn-64'")
+        v = np.asarray(vector, np.float32).reshape(-1)
+        if not np.all(np.isfinite(v)) or not v.any():
+            raise GenzooError("the query vector must be finite and not all zeros")
+        found = self.backend.vector(space, v, f, self.viewer, k)
+        return self._hits(found, {}, {gid: r for r, (gid, _) in enumerate(found, 1)})
+
+    def _vector(self, query: str, f: S.Filters, n: int):
+        if self.encoder is None:
+            raise GenzooError("vector search needs a text encoder; open the store with an encoder, or use mode='keyword'")
+        q = self.encoder.encode([query])[0]
+        return self.backend.vector(self.encoder.space, q, f, self.viewer, n, pending=self._embed_pending, kind=self.encoder.kind)
+
+    def _embed_pending(self, rows: list[tuple[int, object]]):
+        """Vectors for generations recorded without one (e.g. by the CLI, which does not load the
+        encoder to write). Kept in the index; also stored when this caller may write."""
+        vecs = np.asarray(self.encoder.encode([self._open(t, "text") for _, t in rows]), np.float32)
+        if self.user.role in ("admin", "writer"):
+            with self.backend.write():
+                self.backend.put_embeddings(self.encoder.space, [(gid, v.tobytes()) for (gid, _), v in zip(rows, vecs)])
+                self.backend.audit(self.user.id, "embed", "generations", None, {"space": self.encoder.space, "count": len(rows)}, time.time())
+        return vecs
+
+    def _hits(self, scored, kw_rank, vec_rank) -> list[Hit]:
+        gens = self.backend.get_generations([gid for gid, _ in scored])
+        return [Hit(self._decrypted(gens[gid]), float(s), kw_rank.get(gid), vec_rank.get(gid)) for gid, s in scored if gid in gens]
+
+
+def _check_json(value, what: str) -> str:
+    if not isinstance(value, dict):
+        raise GenzooError(f"{what} must be a dict of plain values, got {type(value).__name__}")
+    try:
+        return json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as e:
+        raise GenzooError(f"{what} must hold only plain JSON values (numbers, strings, lists, dicts): {e}") from e
+
+
+def open_backend(url_or_path):
+    """A backend for a path or URL: ``sqlite:///PATH`` or a file path (default: ``GENZOO_STORE`` or
+    ~/.genzoo/store.db)."""
+    from genzoo.store.sqlite import SqliteBackend
+
+    if url_or_path is None:
+        return SqliteBackend(default_store_path())
+    text = str(url_or_path)
+    if text.startswith("sqlite:///"):
+        return SqliteBackend(text[len("sqlite:///"):])
+    if text.startswith(("postgres://", "postgresql://")):
+        raise GenzooError("the PostgreSQL backend is not built yet; use a SQLite file path for now")
+    if "://" in text:
+        raise GenzooError(f"unknown store URL {text!r}; give a file path or sqlite:///PATH")
+    return SqliteBackend(text)
+
+
+def _authenticate(backend, api_key: str | None) -> User:
+    if api_key is None:
+        with backend.write():
+            user = backend.user_by_name(LOCAL_ADMIN)
+            if user is None:
+                user = backend.add_user(LOCAL_ADMIN, "admin")
+                backend.audit(user.id, "create_user", "users", user.id, {"name": LOCAL_ADMIN, "role": "admin", "why": "first open"}, time.time())
+        return user
+    if not isinstance(api_key, str) or not api_key.startswith("gz_"):
+        raise AccessDenied("that is not a genzoo API key (they start with 'gz_'); ask an admin for one")
+    user = backend.user_by_key(sha256_hex(api_key))
+    if user is None:
+        raise AccessDenied("unknown or revoked API key; ask an admin for a new one")
+    return user

@@ -1,0 +1,37 @@
+"""What ``genzoo search`` does (``cli.py`` holds only the thin typer wrapper)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rich.table import Table
+from rich.text import Text
+
+PREVIEW_CHARS = 80
+
+
+def run_search(query: str, *, store_path: Path | None, mode: str, k: int, fusion: str, alpha: float, **filters) -> Table:
+    from genzoo.store.api import Store
+
+    encoder = None if mode == "keyword" else "default"
+    with Store.open(store_path, encoder=encoder, embed_on_write=False) as store:
+        hits = store.search(query, mode=mode, k=k, fusion=fusion, alpha=alpha, **{k_: v for k_, v in filters.items() if v is not None})
+        table = Table(title=Text(f"{len(hits)} result(s) for {query!r} ({mode}) in {store.backend.url}"))
+    for col in ("id", "score", "kw#", "vec#", "kind", "model", "user", "when", "rating", "output"):
+        table.add_column(col, overflow="fold")
+    for h in hits:
+        g = h.generation
+        shown = g.text if g.text is not None else f"{g.content_type or 'bytes'}, {len(g.content or b'')} bytes, sha256 {str(g.content_sha256)[:12]}"
+        shown = " ".join(str(shown).split())
+        if len(shown) > PREVIEW_CHARS:
+            shown = shown[: PREVIEW_CHARS - 1] + "…"
+        when = datetime.fromtimestamp(g.created_at, timezone.utc).strftime("%Y-%m-%d %H:%M")
+        cells = (str(g.id), f"{h.score:.4g}", _rank(h.keyword_rank), _rank(h.vector_rank), g.kind, g.model_name or g.family or "-",
+                 g.owner, when, "-" if g.rating is None else f"{g.rating:.1f}", shown)
+        table.add_row(*(Text(c) for c in cells))  # Text: stored strings are never read as rich markup
+    return table
+
+
+def _rank(r) -> str:
+    return "-" if r is None else str(r)

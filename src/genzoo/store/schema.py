@@ -1,0 +1,143 @@
+"""The store's schema as numbered migrations, applied in order, each in one transaction.
+
+``PRAGMA user_version`` holds the version a file is at. Opening an older store upgrades it
+(after a backup copy beside it); opening a store written by a newer genzoo is refused rather
+than guessed at. A migration only adds: tables, columns, indexes, and derived data it can
+rebuild from what is already stored (the full-text index), so an upgrade loses nothing.
+
+Version 1 is the first released layout (records only); 2 adds search (full-text index and
+embeddings); 3 adds documents and chunks (for RAG) and per-generation quality scores.
+Times are UTC seconds since the epoch (REAL): comparable, indexable, no time-zone parsing.
+"""
+
+from __future__ import annotations
+
+V1 = """
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'writer', 'reader')),
+    created_at REAL NOT NULL
+);
+CREATE TABLE api_keys (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    key_sha256 TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE TABLE models (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    family TEXT NOT NULL,
+    variant TEXT NOT NULL DEFAULT '',
+    config TEXT NOT NULL DEFAULT '{}',
+    config_sha256 TEXT,
+    checkpoint_uri TEXT,
+    checkpoint_sha256 TEXT,
+    checkpoint_blob BLOB,
+    metrics TEXT NOT NULL DEFAULT '{}',
+    lineage TEXT NOT NULL DEFAULT '{}',
+    parent_id INTEGER REFERENCES models(id),
+    created_at REAL NOT NULL
+);
+CREATE UNIQUE INDEX models_identity ON models(name, IFNULL(checkpoint_sha256, ''), IFNULL(config_sha256, ''));
+CREATE TABLE prompts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    text TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    owner_id INTEGER NOT NULL REFERENCES users(id),
+    session_id TEXT,
+    conversation_id TEXT,
+    turn INTEGER,
+    created_at REAL NOT NULL
+);
+CREATE TABLE generations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    model_id INTEGER REFERENCES models(id),
+    family TEXT,
+    prompt_id INTEGER REFERENCES prompts(id),
+    owner_id INTEGER NOT NULL REFERENCES users(id),
+    visibility TEXT NOT NULL DEFAULT 'private' CHECK (visibility IN ('private', 'shared')),
+    session_id TEXT,
+    conversation_id TEXT,
+    parent_id INTEGER REFERENCES generations(id),
+    text TEXT,
+    content BLOB,
+    content_type TEXT,
+    content_sha256 TEXT,
+    manifest TEXT NOT NULL DEFAULT '{}',
+    seed INTEGER,
+    synthetic INTEGER NOT NULL DEFAULT 1,
+    created_at REAL NOT NULL
+);
+CREATE TABLE feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    generation_id INTEGER NOT NULL REFERENCES generations(id),
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    rating REAL,
+    label TEXT,
+    comment TEXT,
+    created_at REAL NOT NULL
+);
+CREATE INDEX feedback_generation ON feedback(generation_id);
+CREATE TABLE audit_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    user_id INTEGER,
+    action TEXT NOT NULL,
+    target TEXT,
+    target_id INTEGER,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+"""
+
+# Full-text index: standalone (not over the generations table), so the store decides what is
+# indexed: text fields marked sensitive are encrypted at rest and must not be indexed in clear.
+V2 = """
+CREATE VIRTUAL TABLE generations_fts USING fts5(prompt, text, family, tokenize = 'porter unicode61 remove_diacritics 2');
+INSERT INTO generations_fts(rowid, prompt, text, family)
+    SELECT g.id, IFNULL(p.text, ''), IFNULL(g.text, ''), IFNULL(g.family, '')
+    FROM generations g LEFT JOIN prompts p ON p.id = g.prompt_id;
+CREATE TABLE embeddings (
+    generation_id INTEGER NOT NULL REFERENCES generations(id),
+    space TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (space, generation_id)
+) WITHOUT ROWID;
+CREATE INDEX generations_owner ON generations(owner_id);
+CREATE INDEX generations_model ON generations(model_id);
+CREATE INDEX generations_family ON generations(family);
+CREATE INDEX generations_kind ON generations(kind);
+CREATE INDEX generations_created ON generations(created_at);
+CREATE INDEX generations_conversation ON generations(conversation_id);
+"""
+
+V3 = """
+ALTER TABLE generations ADD COLUMN quality TEXT NOT NULL DEFAULT '{}';
+CREATE TABLE documents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    uri TEXT NOT NULL,
+    title TEXT,
+    sha256 TEXT NOT NULL,
+    owner_id INTEGER NOT NULL REFERENCES users(id),
+    visibility TEXT NOT NULL DEFAULT 'private' CHECK (visibility IN ('private', 'shared')),
+    meta TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL
+);
+CREATE UNIQUE INDEX documents_identity ON documents(uri, sha256);
+CREATE TABLE chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    document_id INTEGER NOT NULL REFERENCES documents(id),
+    ord INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    start INTEGER,
+    end INTEGER
+);
+CREATE INDEX chunks_document ON chunks(document_id, ord);
+"""
+
+MIGRATIONS: dict[int, str] = {1: V1, 2: V2, 3: V3}
+LATEST = max(MIGRATIONS)

@@ -1,0 +1,370 @@
+"""The SQLite backend: one file, WAL journal, every write one atomic transaction.
+
+WAL lets searches read while a writer commits; ``synchronous=NORMAL`` in WAL mode loses no
+committed transaction when the *process* dies (SIGKILL included: the log is in the OS page
+cache), only possibly the last ones on a power cut, at a fraction of FULL's fsync cost.
+``BEGIN IMMEDIATE`` takes the write lock up front, so two writers queue (``busy_timeout``)
+instead of failing halfway; it also makes ids grow in commit order, which the vector index
+relies on to catch up incrementally.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from genzoo.errors import GenzooError
+from genzoo.store import schema
+from genzoo.store.records import AuditEntry, Feedback, Generation, ModelRecord, User
+from genzoo.store.search import Filters, fts_any, fts_with_cutoff
+from genzoo.store.vectors import VectorIndex
+
+BUSY_TIMEOUT_S = 30.0
+# The common-term cutoff (see search.fts_with_cutoff), chosen by measurement at 100,000 pydocs
+# records (benchmarks/store_fts_cutoff.py, 3-6 word queries): bm25 p50 3.3 ms at 1%, 4.0 ms at 2%,
+# 9.4 ms at 5%, 29.4 ms for plain OR (benchmarks/README.md, section 19).
+COMMON_SHARE = 0.01
+CUTOFF_FROM = 20_000
+
+
+def _statements(script: str):
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                yield buf.strip()
+            buf = ""
+
+
+def migrate(conn: sqlite3.Connection, target: int = schema.LATEST) -> int:
+    """Apply the migrations above the file's version up to ``target``, each in its own transaction.
+    Returns the version reached. Safe when another process migrates at the same time."""
+    for version in range(1, target + 1):
+        if conn.execute("PRAGMA user_version").fetchone()[0] >= version:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] < version:  # another process may have done it
+                for stmt in _statements(schema.MIGRATIONS[version]):
+                    conn.execute(stmt)
+                conn.execute(f"PRAGMA user_version = {int(version)}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+class SqliteBackend:
+    def __init__(self, path: str | Path):
+        path = Path(path).expanduser()
+        if path.is_dir():
+            raise GenzooError(f"{path} is a folder; give the store a file path such as {path / 'store.db'}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.url = path, f"sqlite:///{path}"
+        try:
+            self.conn = connect(path)
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as e:
+            raise GenzooError(f"{path} is not a genzoo store (SQLite says: {e}); give another --store path") from e
+        if version > schema.LATEST:
+            self.conn.close()
+            raise GenzooError(f"{path} has store schema version {version}, newer than this genzoo's {schema.LATEST}; upgrade genzoo to open it")
+        if 0 < version < schema.LATEST:
+            self._backup(version)
+        migrate(self.conn)
+        self._depth = 0
+        self._indexes: dict[str, VectorIndex] = {}
+        self._df: dict[str, int] = {}  # document count per query term (for the common-term cutoff)
+        self._df_size = 0
+
+    def _backup(self, version: int) -> None:
+        """A copy of the store as it was, before an upgrade touches it."""
+        target = self.path.with_name(f"{self.path.name}.v{version}.bak")
+        if target.exists():
+            return
+        tmp = target.with_name(target.name + ".tmp")
+        dst = sqlite3.connect(str(tmp))
+        try:
+            self.conn.backup(dst)
+        finally:
+            dst.close()
+        os.replace(tmp, target)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def schema_version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    @contextmanager
+    def write(self):
+        if self._depth:
+            yield
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        finally:
+            self._depth = 0
+
+    def _one(self, sql: str, params=()):
+        return self.conn.execute(sql, params).fetchone()
+
+    # ---- users and keys ---------------------------------------------------------------------
+    def add_user(self, name: str, role: str) -> User:
+        now = time.time()
+        cur = self.conn.execute("INSERT INTO users(name, role, created_at) VALUES (?, ?, ?)", (name, role, now))
+        return User(cur.lastrowid, name, role, now)
+
+    def user_by_name(self, name: str) -> User | None:
+        row = self._one("SELECT id, name, role, created_at FROM users WHERE name = ?", (name,))
+        return User(*row) if row else None
+
+    def user_by_key(self, key_sha256: str) -> User | None:
+        row = self._one("SELECT u.id, u.name, u.role, u.created_at FROM api_keys k JOIN users u ON u.id = k.user_id "
+                        "WHERE k.key_sha256 = ? AND k.revoked_at IS NULL", (key_sha256,))
+        return User(*row) if row else None
+
+    def add_key(self, user_id: int, key_sha256: str, prefix: str) -> int:
+        return self.conn.execute("INSERT INTO api_keys(user_id, key_sha256, prefix, created_at) VALUES (?, ?, ?, ?)",
+                                 (user_id, key_sha256, prefix, time.time())).lastrowid
+
+    def revoke_keys(self, user_id: int) -> int:
+        return self.conn.execute("UPDATE api_keys SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+                                 (time.time(), user_id)).rowcount
+
+    # ---- records -------------------------------------------------------------------------------
+    def add_model(self, m: ModelRecord) -> int:
+        row = self._one("SELECT id FROM models WHERE name = ? AND IFNULL(checkpoint_sha256, '') = ? AND IFNULL(config_sha256, '') = ?",
+                        (m.name, m.checkpoint_sha256 or "", m.config_sha256 or ""))
+        if row:
+            return row[0]
+        return self.conn.execute(
+            "INSERT INTO models(name, family, variant, config, config_sha256, checkpoint_uri, checkpoint_sha256, checkpoint_blob, "
+            "metrics, lineage, parent_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (m.name, m.family, m.variant, json.dumps(m.config), m.config_sha256, m.checkpoint_uri, m.checkpoint_sha256,
+             m.checkpoint_blob, json.dumps(m.metrics), json.dumps(m.lineage), m.parent_id, time.time()),
+        ).lastrowid
+
+    def get_model(self, model_id: int) -> ModelRecord | None:
+        r = self._one("SELECT * FROM models WHERE id = ?", (model_id,))
+        if r is None:
+            return None
+        return ModelRecord(name=r["name"], family=r["family"], variant=r["variant"], config=json.loads(r["config"]),
+                           config_sha256=r["config_sha256"], checkpoint_uri=r["checkpoint_uri"],
+                           checkpoint_sha256=r["checkpoint_sha256"], checkpoint_blob=r["checkpoint_blob"],
+                           metrics=json.loads(r["metrics"]), lineage=json.loads(r["lineage"]), parent_id=r["parent_id"],
+                           id=r["id"], created_at=r["created_at"])
+
+    def add_prompt(self, text, sha256: str, owner_id: int, session_id, conversation_id, turn, at: float) -> int:
+        return self.conn.execute(
+            "INSERT INTO prompts(text, sha256, owner_id, session_id, conversation_id, turn, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (text, sha256, owner_id, session_id, conversation_id, turn, at)).lastrowid
+
+    GENERATION_COLUMNS = ("kind", "model_id", "family", "prompt_id", "owner_id", "visibility", "session_id", "conversation_id",
+                          "parent_id", "text", "content", "content_type", "content_sha256", "manifest", "seed", "synthetic",
+                          "created_at", "quality")
+
+    def add_generation(self, row: dict) -> int:
+        cols = self.GENERATION_COLUMNS
+        values = [row.get(c) for c in cols]
+        return self.conn.execute(f"INSERT INTO generations({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", values).lastrowid
+
+    def index_text(self, generation_id: int, prompt: str, text: str, family: str) -> None:
+        self.conn.execute("INSERT INTO generations_fts(rowid, prompt, text, family) VALUES (?, ?, ?, ?)",
+                          (generation_id, prompt, text, family))
+
+    def put_embeddings(self, space: str, rows: list[tuple[int, bytes]]) -> None:
+        self.conn.executemany("INSERT OR REPLACE INTO embeddings(space, generation_id, vector) VALUES (?, ?, ?)",
+                              [(space, gid, vec) for gid, vec in rows])
+
+    def add_feedback(self, generation_id: int, user_id: int, rating, label, comment, at: float) -> int:
+        return self.conn.execute("INSERT INTO feedback(generation_id, user_id, rating, label, comment, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                                 (generation_id, user_id, rating, label, comment, at)).lastrowid
+
+    def audit(self, user_id, action, target, target_id, detail, at) -> None:
+        self.conn.execute("INSERT INTO audit_log(at, user_id, action, target, target_id, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                          (at, user_id, action, target, target_id, json.dumps(detail, default=str)))
+
+    # ---- reading -------------------------------------------------------------------------------
+    def get_generations(self, ids: list[int]) -> dict[int, Generation]:
+        if not ids:
+            return {}
+        marks = ", ".join("?" * len(ids))
+        rows = self.conn.execute(
+            "SELECT g.*, u.name AS owner, p.text AS prompt, m.name AS model_name, "
+            "(SELECT avg(f.rating) FROM feedback f WHERE f.generation_id = g.id) AS rating "
+            "FROM generations g JOIN users u ON u.id = g.owner_id LEFT JOIN prompts p ON p.id = g.prompt_id "
+            f"LEFT JOIN models m ON m.id = g.model_id WHERE g.id IN ({marks})", list(ids)).fetchall()
+        return {r["id"]: _generation(r) for r in rows}
+
+    def get_generation(self, generation_id: int) -> Generation | None:
+        return self.get_generations([generation_id]).get(generation_id)
+
+    def visible(self, generation_id: int, viewer: int | None) -> bool:
+        row = self._one("SELECT owner_id, visibility FROM generations WHERE id = ?", (generation_id,))
+        return row is not None and (viewer is None or row[1] == "shared" or row[0] == viewer)
+
+    def feedback_for(self, generation_id: int) -> list[Feedback]:
+        rows = self.conn.execute("SELECT f.id, f.generation_id, u.name, f.rating, f.label, f.comment, f.created_at FROM feedback f "
+                                 "JOIN users u ON u.id = f.user_id WHERE f.generation_id = ? ORDER BY f.id", (generation_id,))
+        return [Feedback(*r) for r in rows]
+
+    def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
+        rows = self.conn.execute("SELECT a.id, a.at, u.name, a.action, a.target, a.target_id, a.detail FROM audit_log a "
+                                 "LEFT JOIN users u ON u.id = a.user_id ORDER BY a.id DESC LIMIT ?", (limit,))
+        return [AuditEntry(*r[:6], json.loads(r[6])) for r in rows]
+
+    def count(self, table: str) -> int:
+        if table not in ("generations", "prompts", "models", "feedback", "audit_log", "users", "api_keys", "embeddings", "documents", "chunks"):
+            raise GenzooError(f"unknown table {table!r}")
+        return self._one(f"SELECT count(*) FROM {table}")[0]
+
+    def _where(self, f: Filters, viewer: int | None) -> tuple[str, list]:
+        """SQL conditions on ``g`` for the filters; values only ever as parameters."""
+        sql, params = ["1"], []
+        if viewer is not None:
+            sql.append("(g.visibility = 'shared' OR g.owner_id = ?)")
+            params.append(viewer)
+        if isinstance(f.model, int):
+            sql.append("g.model_id = ?")
+            params.append(f.model)
+        elif f.model is not None:
+            sql.append("g.model_id IN (SELECT id FROM models WHERE name = ?)")
+            params.append(f.model)
+        for col, value in (("g.family", f.family), ("g.kind", f.kind)):
+            if value is not None:
+                sql.append(f"{col} = ?")
+                params.append(value)
+        if f.user is not None:
+            sql.append("g.owner_id = (SELECT id FROM users WHERE name = ?)")
+            params.append(f.user)
+        if f.since is not None:
+            sql.append("g.created_at >= ?")
+            params.append(f.since)
+        if f.until is not None:
+            sql.append("g.created_at <= ?")
+            params.append(f.until)
+        if f.synthetic is not None:
+            sql.append("g.synthetic = ?")
+            params.append(int(f.synthetic))
+        if f.min_rating is not None:
+            sql.append("g.id IN (SELECT generation_id FROM feedback WHERE rating IS NOT NULL GROUP BY generation_id HAVING avg(rating) >= ?)")
+            params.append(f.min_rating)
+        return " AND ".join(sql), params
+
+    def keyword(self, terms: list[str], filters: Filters, viewer: int | None, k: int) -> list[tuple[int, float]]:
+        n = self._one("SELECT max(id) FROM generations")[0] or 0
+        if n >= CUTOFF_FROM:  # below it every query is fast: plain OR
+            counts = self._term_counts(terms, n)
+            terms = [t for t in terms if counts[t] > 0]  # an absent word matches nothing and cannot anchor
+        if not terms:
+            return []
+        match = fts_with_cutoff(terms, counts, COMMON_SHARE * n) if n >= CUTOFF_FROM else fts_any(terms)
+        return self._bm25(match, filters, viewer, k)
+
+    def _bm25(self, match: str, filters: Filters, viewer: int | None, k: int) -> list[tuple[int, float]]:
+        where, params = self._where(filters, viewer)
+        # bm25 column weights: prompt and text count fully, the family name (one word) a little
+        rows = self.conn.execute(
+            "SELECT g.id, bm25(generations_fts, 1.0, 1.0, 0.2) AS s FROM generations_fts "
+            f"JOIN generations g ON g.id = generations_fts.rowid WHERE generations_fts MATCH ? AND {where} ORDER BY s LIMIT ?",
+            [match, *params, k]).fetchall()
+        return [(r[0], -r[1]) for r in rows]  # bm25() is lower-is-better
+
+    def _term_counts(self, terms: list[str], n: int) -> dict[str, int]:
+        """Records holding each term, cached until the store grows by 20%."""
+        if n > self._df_size * 1.2:
+            self._df, self._df_size = {}, n
+        for t in terms:
+            if t not in self._df:
+                self._df[t] = self._one("SELECT count(*) FROM generations_fts WHERE generations_fts MATCH ?", (f'"{t}"',))[0]
+        return {t: self._df[t] for t in terms}
+
+    def latest(self, filters: Filters, viewer: int | None, k: int) -> list[int]:
+        where, params = self._where(filters, viewer)
+        return [r[0] for r in self.conn.execute(f"SELECT g.id FROM generations g WHERE {where} ORDER BY g.id DESC LIMIT ?", [*params, k])]
+
+    def _sync(self, space: str, pending, kind: str | None) -> VectorIndex:
+        """Append to the space's index every generation committed since the last search."""
+        index = self._indexes.setdefault(space, VectorIndex())
+        rows = self.conn.execute(
+            "SELECT g.id, g.owner_id, g.visibility, g.model_id, g.family, g.kind, g.created_at, g.synthetic, e.vector, "
+            "CASE WHEN e.vector IS NULL AND g.kind = ? THEN g.text END AS text FROM generations g "
+            "LEFT JOIN embeddings e ON e.space = ? AND e.generation_id = g.id WHERE g.id > ? ORDER BY g.id",
+            (kind, space, index.last_id)).fetchall()
+        if not rows:
+            return index
+        todo = [(r["id"], r["text"]) for r in rows if r["vector"] is None and r["text"] is not None]
+        made = {}
+        if todo and pending is not None:
+            made = dict(zip((i for i, _ in todo), np.asarray(pending(todo), np.float32)))
+        keep = [r for r in rows if r["vector"] is not None or r["id"] in made]
+        if keep:
+            vecs = np.stack([np.frombuffer(r["vector"], np.float32) if r["vector"] is not None else made[r["id"]] for r in keep])
+            index.add([r["id"] for r in keep], vecs, [dict(r) for r in keep])
+        index.last_id = rows[-1]["id"]
+        return index
+
+    def vector(self, space: str, query, filters: Filters, viewer: int | None, k: int, pending=None, kind=None) -> list[tuple[int, float]]:
+        index = self._sync(space, pending, kind)
+        if index.n == 0:
+            return []
+        model_ids = owner_id = allowed = None
+        if isinstance(filters.model, int):
+            model_ids = [filters.model]
+        elif filters.model is not None:
+            model_ids = [r[0] for r in self.conn.execute("SELECT id FROM models WHERE name = ?", (filters.model,))]
+        if filters.user is not None:
+            user = self.user_by_name(filters.user)
+            owner_id = user.id if user else -1
+        if filters.min_rating is not None:
+            allowed = [r[0] for r in self.conn.execute(
+                "SELECT generation_id FROM feedback WHERE rating IS NOT NULL GROUP BY generation_id HAVING avg(rating) >= ?",
+                (filters.min_rating,))]
+        keep = index.mask(viewer=viewer, model_ids=model_ids, family=filters.family, owner_id=owner_id, kind=filters.kind,
+                          since=filters.since, until=filters.until, synthetic=filters.synthetic, allowed_ids=allowed)
+        try:
+            return index.search(query, k, keep)
+        except ValueError as e:
+            raise GenzooError(f"vector search in space {space!r}: {e}; embed the query with the encoder that filled this store") from e
+
+    def integrity_check(self) -> str:
+        result = "; ".join(r[0] for r in self.conn.execute("PRAGMA integrity_check"))
+        try:
+            self.conn.execute("INSERT INTO generations_fts(generations_fts) VALUES ('integrity-check')")
+        except sqlite3.DatabaseError as e:
+            return f"{result}; full-text index: {e}"
+        return result
+
+
+def _generation(r) -> Generation:
+    return Generation(
+        id=r["id"], kind=r["kind"], owner=r["owner"], visibility=r["visibility"], created_at=r["created_at"], text=r["text"],
+        content=r["content"], content_type=r["content_type"], content_sha256=r["content_sha256"], prompt=r["prompt"],
+        prompt_id=r["prompt_id"], manifest=json.loads(r["manifest"] or "{}"), model_id=r["model_id"], model_name=r["model_name"],
+        family=r["family"], session_id=r["session_id"], conversation_id=r["conversation_id"], parent_id=r["parent_id"],
+        synthetic=bool(r["synthetic"]), quality=json.loads(r["quality"] or "{}"), seed=r["seed"], rating=r["rating"],
+    )
