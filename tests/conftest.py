@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 import torch
 
@@ -6,3 +7,5 @@ import torch
 # OpenMP spin-wait slowdowns when other processes share the cores.
 torch.set_num_threads(int(os.environ.get("GENZOO_TEST_THREADS", "1")))
 os.environ.setdefault("GENZOO_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache", "genzoo"))
+# `genzoo sample` / `generate` record into a store by default: never into the user's own one from tests
+os.environ.setdefault("GENZOO_STORE", os.path.join(tempfile.mkdtemp(prefix="genzoo-test-store-"), "store.db"))

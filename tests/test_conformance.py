@@ -34,6 +34,7 @@ from genzoo.models.base import (
     LOG_PROB,
     SAMPLE,
     TEXT_CONDITION,
+    TRANSLATE,
     GenerativeModel,
     ModelConfig,
 )
@@ -41,7 +42,7 @@ from genzoo.registry import families, get_family
 from genzoo.train import Trainer, TrainConfig, distributed
 from interrupt import crash_at
 
-KIND_DATA = {"image": "digits", "points": "toy2d:moons", "tokens": "pydocs"}  # a built-in dataset per data kind
+KIND_DATA = {"image": "digits", "points": "toy2d:moons", "tokens": "pydocs", "domains": "digits2typed"}  # a built-in dataset per data kind
 
 
 def _cases() -> list:
@@ -257,7 +258,16 @@ def check_capabilities(family, variant, kind):
         assert path.shape == (4, *test.shape[1:]) and torch.isfinite(path).all()
     else:
         refused(lambda: model.interpolate(test[0], test[1], 4))
-    for cap in caps - {SAMPLE, LOG_PROB, LABEL_CONDITION, COMPLETE, INTERPOLATE}:
+    if TRANSLATE in caps:  # two-domain data: each example is an (A, B) pair of images
+        for side, col in (("A", 0), ("B", 1)):
+            moved = model.translate(test[:3, col], side)
+            assert moved.shape == test[:3, col].shape and torch.isfinite(moved).all()
+            if dataset(kind).levels:
+                assert torch.equal(moved, moved.round()) and moved.min() >= 0 and moved.max() <= dataset(kind).levels - 1
+        refused(lambda: model.translate(test[:2, 0], "C"))  # no such domain
+    else:
+        refused(lambda: model.translate(test[:2], "A"))
+    for cap in caps - {SAMPLE, LOG_PROB, LABEL_CONDITION, COMPLETE, INTERPOLATE, TRANSLATE}:
         pytest.fail(f"no conformance check for capability {cap!r} yet: add one to check_capabilities")
 
 

@@ -67,6 +67,7 @@ def train(
     tokenizer: Optional[str] = typer.Option(None, help="text data: char (default) or bpe, trained on the training split"),
     vocab_size: Optional[int] = typer.Option(None, "--vocab-size", help="text data: BPE vocabulary size (default 2048)"),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="evaluate the model when training ends"),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the training step (gpt; needs a C++ compiler on CPU)"),
 ) -> None:
     """Train a FAMILY on a dataset; writes a checkpoint, samples, metrics.jsonl and loss.png.
 
@@ -82,6 +83,7 @@ def train(
             steps=steps, minutes=minutes, batch_size=batch_size, grad_accum=grad_accum, lr=lr, seed=seed, device=device,
             precision=precision, checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes,
             sample_every=sample_every, ema_decay=ema_decay, val_every=val_every, patience=patience, select_best=select_best,
+            compile=compile_ or None,
         )
         if resume and _is_main_process():
             if has_checkpoint(out_dir):
@@ -144,6 +146,8 @@ def sample(
     device: str = typer.Option("cpu"),
     output: Path = typer.Option(Path("samples.png"), "--output", "-o", help="PNG grid (images) or plot (points); its manifest (.json) and raw samples (.npy) go beside it"),
     save_array: Optional[Path] = typer.Option(None, "--save-npy", help="also save the raw samples as .npy here"),
+    store: Optional[Path] = typer.Option(None, "--store", help="record into this store (default: $GENZOO_STORE or ~/.genzoo/store.db)"),
+    no_store: bool = typer.Option(False, "--no-store", help="do not record this generation in the store"),
 ) -> None:
     """Draw samples from a trained model; write them as a PNG with a provenance manifest (.json) and the raw samples (.npy) beside it."""
     from genzoo import provenance
@@ -170,23 +174,34 @@ def sample(
             provenance.write_array(save_array, gen.outputs)
         # the manifest goes last: where one exists, the files it names are complete
         provenance.write_manifest(manifest_path, {**gen.manifest, "image": output.name, "array": array_path.name})
+        if not no_store:
+            from genzoo.store import recording
+
+            gid, url = recording.record_with(store, lambda s: recording.record_samples(s, gen.manifest, output, model))
     except GenzooError as e:
         _fail(e)
     out.print(f"wrote {n} samples to {output}", soft_wrap=True, markup=False)
     out.print(f"manifest: {manifest_path} (raw samples: {array_path}); replay it with `genzoo reproduce {manifest_path}`", soft_wrap=True, markup=False)
+    if not no_store:
+        out.print(f"recorded as generation {gid} in {url}; replay it with `genzoo reproduce {gid}`", soft_wrap=True, markup=False)
 
 
 @app.command()
 def reproduce(
-    manifest: Path = typer.Argument(..., help="manifest .json that `genzoo sample` wrote beside its PNG"),
+    manifest: str = typer.Argument(..., help="manifest .json that `genzoo sample` wrote beside its PNG, or a generation id from the store"),
     device: Optional[str] = typer.Option(None, help="replay on this device (default: the recorded one; bit-identity is only promised there)"),
     checkpoint: Optional[Path] = typer.Option(None, help="use this checkpoint folder instead of the recorded one (if the run moved); its sha256 must match"),
+    store: Optional[Path] = typer.Option(None, "--store", help="the store a generation id refers to (default: $GENZOO_STORE or ~/.genzoo/store.db)"),
 ) -> None:
-    """Regenerate the samples a manifest records and say whether they are bit-identical (exit code 1 if not)."""
+    """Regenerate the samples a manifest or a stored generation records and say whether they are bit-identical (exit code 1 if not)."""
     from genzoo import provenance
+    from genzoo.store import recording
 
     try:
-        result = provenance.reproduce(manifest, checkpoint=checkpoint, device=device)
+        if recording.looks_like_id(manifest):
+            result, _ = recording.record_with(store, lambda s: recording.reproduce_generation(s, int(manifest), device=device, checkpoint=checkpoint))
+        else:
+            result = provenance.reproduce(Path(manifest), checkpoint=checkpoint, device=device)
     except GenzooError as e:
         _fail(e)
 
@@ -226,6 +241,8 @@ def generate(
     verify: Optional[str] = typer.Option(None, help="verifier in the loop: python (the output must parse)"),
     attempts: int = typer.Option(8, help="verifier: attempts at most"),
     device: str = typer.Option("cpu"),
+    store: Optional[Path] = typer.Option(None, "--store", help="record into this store (default: $GENZOO_STORE or ~/.genzoo/store.db)"),
+    no_store: bool = typer.Option(False, "--no-store", help="do not record the generated text in the store"),
 ) -> None:
     """Continue a prompt with a text model, streamed token by token; optionally constrained or verified."""
     from genzoo import textgen
@@ -245,6 +262,8 @@ def generate(
                 raise GenzooError("--verify takes one prompt")
             result = textgen.generate_checked(model, tokenizer, prompts[0], verify, attempts, seed=seed, **options)
             out.print(result.text, markup=False, highlight=False, soft_wrap=True)
+            if not no_store:  # the checked text holds the prompt; the attempt that passed used seed + attempts - 1
+                _record_texts(store, run, model, [prompts[0]], [result.text[len(prompts[0]):]], seed + result.attempts - 1, options)
             console.print(f"verifier {verify}: {'passed' if result.ok else 'FAILED'} after {result.attempts} attempt(s) of {attempts}")
             if not result.ok:
                 raise typer.Exit(1)
@@ -258,7 +277,23 @@ def generate(
     else:
         for p, r in zip(prompts, results):
             out.print(p + r.text, markup=False, highlight=False, soft_wrap=True)
+    if not no_store:  # after the text is out: the note goes to stderr on a line of its own
+        try:
+            _record_texts(store, run, model, prompts, [r.text for r in results], seed, options)
+        except GenzooError as e:
+            _fail(e)
     console.print(f"[{', '.join(f'{len(r.ids)} tokens, {r.stop_reason}' for r in results)}]")
+
+
+def _record_texts(store, run, model, prompts, texts, seed, options) -> None:
+    """Record each prompt's continuation; a batch of prompts replays as one prompt each (same seed)."""
+    from genzoo.store import recording
+
+    def write(s):
+        return [recording.record_text(s, recording.text_manifest(run, model, p, t, seed, options), t, model) for p, t in zip(prompts, texts)]
+
+    ids, url = recording.record_with(store, write)
+    console.print(f"recorded as generation(s) {', '.join(map(str, ids))} in {url}", markup=False, highlight=False)
 
 
 class _TokenStream:
@@ -408,6 +443,24 @@ def complete(
 
 
 @app.command()
+def translate(
+    run: Path = typer.Argument(..., help="run or checkpoint folder of a model that can translate (cyclegan)"),
+    source: str = typer.Option(..., "--from", help="domain of the input images: A or B"),
+    n: int = typer.Option(32, "--n", help="how many test images of that domain"),
+    output: Path = typer.Option(Path("translations.png"), "--output", "-o"),
+) -> None:
+    """Translate test images of one domain into the other; rows: inputs, translations, round trips."""
+    from genzoo.translate import translate_run
+
+    try:
+        done = translate_run(run, source, output, n)
+    except GenzooError as e:
+        _fail(e)
+    out.print(f"wrote {done['images']} {done['from']} images, their translations and round trips to {done['grid']} "
+              f"(mean round-trip error {done['cycle_error_levels']} levels per pixel)")
+
+
+@app.command()
 def interpolate(
     run: Path = typer.Argument(..., help="run or checkpoint folder of a model that can interpolate (the flows)"),
     pair: Optional[List[str]] = typer.Option(None, "--pair", help="two test-image indices A,B (repeatable; default 0,1 2,3 4,5 6,7)"),
@@ -510,6 +563,25 @@ def info(run: Path = typer.Argument(..., help="run or checkpoint folder")) -> No
 
 
 @app.command()
+def dedup(
+    data: str = typer.Argument(..., help="dataset: pydocs, pycode, digits, a .txt / .jsonl file, a folder, a .npy / .npz"),
+    threshold: Optional[float] = typer.Option(None, help="near-duplicate threshold: Jaccard for text (default 0.8), cosine for images (0.99)"),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="write the kept items here (.jsonl / .txt for text, .npz for images); `genzoo train --data` reads it"),
+    unit: str = typer.Option("word", help="text shingles: word or char"),
+    k: int = typer.Option(5, help="text shingle size (words or characters)"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Report exact and near-duplicate items in a dataset; optionally write a cleaned copy."""
+    from genzoo.store.dedup_cli import print_report, run_dedup
+
+    try:
+        report = run_dedup(data, threshold=threshold, out=out_path, unit=unit, k=k)
+    except GenzooError as e:
+        _fail(e)
+    print_report(report, out, as_json)
+
+
+@app.command()
 def bench(
     data: str = typer.Option("digits", "--data", "-d"),
     minutes: Optional[float] = typer.Option(None, help="training budget per family"),
@@ -536,6 +608,34 @@ def bench(
         _fail(e)
     out.print(report["markdown"])
     out.print(f"report: {out_dir / 'report.html'}  table: {out_dir / 'results.md'}, {out_dir / 'results.json'}")
+
+
+@app.command()
+def search(
+    query: str = typer.Argument(..., help="words to look for (an empty string lists the newest records)"),
+    mode: str = typer.Option("hybrid", help="hybrid, keyword or vector"),
+    k: int = typer.Option(10, "--k", help="results to show"),
+    fusion: str = typer.Option("rrf", help="hybrid fusion: rrf (reciprocal rank, k=60) or weighted"),
+    alpha: float = typer.Option(0.5, help="weighted fusion: weight of the vector side"),
+    model: Optional[str] = typer.Option(None, help="only this model (name)"),
+    family: Optional[str] = typer.Option(None, help="only this family"),
+    user: Optional[str] = typer.Option(None, help="only this user's records"),
+    kind: Optional[str] = typer.Option(None, help="text, image, points or array"),
+    since: Optional[str] = typer.Option(None, help="recorded at or after (ISO 8601, e.g. 2025-01-31)"),
+    until: Optional[str] = typer.Option(None, help="recorded at or before (ISO 8601)"),
+    min_rating: Optional[float] = typer.Option(None, "--min-rating", help="mean feedback rating at least this"),
+    synthetic: Optional[bool] = typer.Option(None, "--synthetic/--real", help="only synthetic (model output) or only real records"),
+    store: Optional[Path] = typer.Option(None, "--store", help="the store (default: $GENZOO_STORE or ~/.genzoo/store.db)"),
+) -> None:
+    """Search the generation store: keyword (BM25), vector (all-MiniLM-L6-v2) or both fused, with filters."""
+    from genzoo.store.commands import run_search
+
+    try:
+        table = run_search(query, store_path=store, mode=mode, k=k, fusion=fusion, alpha=alpha, model=model, family=family,
+                           user=user, kind=kind, since=since, until=until, min_rating=min_rating, synthetic=synthetic)
+    except GenzooError as e:
+        _fail(e)
+    out.print(table)
 
 
 def _per_family(items: list[str] | None) -> dict[str, dict]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from genzoo.errors import GenzooError, unknown
 
-KINDS = ("image", "points", "tokens")  # the data kinds a dataset can declare
+KINDS = ("image", "points", "tokens", "domains")  # the data kinds a dataset can declare (domains: two image sets, A and B)
 
 
 class FromData:

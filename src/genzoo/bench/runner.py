@@ -41,23 +41,27 @@ def run_bench(
     kind = load_dataset(data, "train").kind
     names = families or eligible_families(kind)
     for name in names:
-        info = get_family(name)
+        family, variant = split_entry(name)
+        info = get_family(family)
         if kind not in info.data_kinds:
-            raise GenzooError(f"{name} does not handle {kind} data")
+            raise GenzooError(f"{family} does not handle {kind} data")
+        if variant is not None:
+            info.variant_overrides(variant, load_dataset(data, "train").spec())  # refuses an unknown variant now, not after hours
     rows = []
     budget = {"minutes": minutes, "steps": steps}
     for name in names:
-        run_dir = out_dir / f"{name}-{data.replace(':', '-').replace('/', '_')}"
+        family, variant = split_entry(name)
+        run_dir = out_dir / f"{name.replace(':', '-')}-{data.replace(':', '-').replace('/', '_')}"
         t0 = time.perf_counter()
         try:
-            model, summary = api.train(name, data, out=run_dir, steps=steps, minutes=minutes, seed=seed, progress=progress)
+            model, summary = api.train(family, data, variant=variant, out=run_dir, steps=steps, minutes=minutes, seed=seed, progress=progress)
         except GenzooError as e:  # one family failing must not lose the others' results
             rows.append({"family": name, "error": str(e), "run": str(run_dir)})
             write_reports(rows, data, out_dir, budget)
             continue
         metrics = evaluate(
-            model, data, n_samples=n_samples, nll_options=(nll_options or {}).get(name),
-            sampler_options=(sample_options or {}).get(name), seed=seed, progress=progress,
+            model, data, n_samples=n_samples, nll_options=_options_for(nll_options, name),
+            sampler_options=_options_for(sample_options, name), seed=seed, progress=progress,
         )
         row = {
             "family": name,
@@ -74,6 +78,21 @@ def run_bench(
         rows.append(row)
         write_reports(rows, data, out_dir, budget)  # partial results survive a crash
     return write_reports(rows, data, out_dir, budget)
+
+
+def split_entry(name: str) -> tuple[str, str | None]:
+    """A bench entry is a family ("gan") or "family:variant" ("gan:wgan-gp"), so that every variant
+    of a family can be benched beside the others; None means the family's default variant."""
+    family, sep, variant = name.partition(":")
+    if sep and not variant:
+        raise GenzooError(f"bench entry {name!r}: give FAMILY or FAMILY:VARIANT, e.g. gan:wgan-gp")
+    return family, (variant or None)
+
+
+def _options_for(options: dict[str, dict] | None, name: str) -> dict | None:
+    """Per-entry options: those given for "family:variant", else those for the family."""
+    options = options or {}
+    return options.get(name, options.get(split_entry(name)[0]))
 
 
 def _last_png(run_dir: Path) -> str | None:

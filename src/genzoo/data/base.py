@@ -10,8 +10,9 @@ import torch
 from genzoo.errors import GenzooError
 from genzoo.family import KINDS
 
-# The rank of ``x`` each kind holds: images (N, C, H, W), points (N, D), tokens (N, T) windows or one (T,) stream.
-RANKS = {"image": (4,), "points": (2,), "tokens": (1, 2)}
+# The rank of ``x`` each kind holds: images (N, C, H, W), points (N, D), tokens (N, T) windows or one (T,) stream,
+# domains (N, 2, C, H, W): an image of domain A beside one of domain B (see genzoo.data.domains).
+RANKS = {"image": (4,), "points": (2,), "tokens": (1, 2), "domains": (5,)}
 
 
 @dataclass

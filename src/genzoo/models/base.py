@@ -147,6 +147,10 @@ class GenerativeModel(nn.Module):
         """Decode a path between two examples' latents."""
         raise self._cannot(INTERPOLATE, "interpolate between examples")
 
+    def translate(self, x: torch.Tensor, direction: str = "A", **options) -> torch.Tensor:
+        """Map images of domain ``direction`` ("A" or "B") into the other domain (unpaired translation)."""
+        raise self._cannot(TRANSLATE, "translate between image domains")
+
     def _cannot(self, capability: str, verb: str) -> GenzooError:
         return GenzooError(f"{self.family or type(self).__name__} cannot {verb}; families that can have "
                            f"the '{capability}' capability (see `genzoo list`)")
@@ -167,6 +171,11 @@ class GenerativeModel(nn.Module):
                 with noise_source(rng):
                     total += float(self.loss(Batch(xb, yb, rng)).detach()) * len(xb)
         return total / len(x)
+
+    def compile_for_training(self, backend: str = "inductor") -> None:
+        """Compile what a training step runs with ``torch.compile(backend=...)`` (the Trainer's
+        ``compile`` setting). A family opts in by overriding this; sampling and validation stay eager."""
+        raise GenzooError(f"{self.family} does not support --compile yet; families that do: gpt")
 
     def training_state(self) -> dict[str, Any]:
         """State that is not weights but must survive a resume (a replay buffer, a chain's last
