@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -31,6 +32,24 @@ from genzoo.data import load_dataset
 from genzoo.data.domains import domain_images
 from genzoo.eval.evaluator import DEFAULT_SETTINGS, DigitsCNN, get_digits_evaluator, levels_to_input, random_affine
 from genzoo.translate import save_translation_grid
+
+
+def typed_reader(seed: int = 0, epochs: int = 30):
+    """The typed reader, trained once and cached beside the digits evaluator (``$GENZOO_CACHE``)."""
+    from genzoo.eval.evaluator import cache_dir
+
+    path = cache_dir() / f"typed_reader_seed{seed}_epochs{epochs}.pt"
+    s = DEFAULT_SETTINGS
+    if path.is_file():
+        net = DigitsCNN(s.feature_dim, s.dropout)
+        net.load_state_dict(torch.load(path, weights_only=True))
+        return net.eval()
+    net = train_typed_reader(seed, epochs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(net.state_dict(), tmp)
+    os.replace(tmp, path)
+    return net
 
 
 def train_typed_reader(seed: int = 0, epochs: int = 30):
@@ -79,25 +98,30 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--results", default="benchmarks/results/cyclegan_digits")
     ap.add_argument("--set", nargs="*", default=[], help="model config KEY=VALUE")
+    ap.add_argument("--variant", default=None, help="default (unsupervised CycleGAN) or semantic (reads labels)")
+    ap.add_argument("--train", nargs="*", default=[], help="training KEY=VALUE (e.g. schedule=cosine)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
-    model, summary = api.train("cyclegan", "digits2typed", out=args.out, resume=True, steps=args.steps,
-                               model_overrides=api.parse_assignments(args.set), progress=False)
+    model, summary = api.train("cyclegan", "digits2typed", variant=args.variant, out=args.out, resume=True, steps=args.steps,
+                               model_overrides=api.parse_assignments(args.set), progress=False,
+                               **api.parse_assignments(args.train))
     model.eval()
-    untrained = api.build_model("cyclegan", load_dataset("digits2typed", "train"), overrides=api.parse_assignments(args.set)).eval()
+    untrained = api.build_model("cyclegan", load_dataset("digits2typed", "train"), args.variant,
+                                overrides=api.parse_assignments(args.set)).eval()
 
     test = load_dataset("digits2typed", "test")
     hand, hand_y = domain_images(test, "A")
     typed, typed_y = domain_images(test, "B")
-    reader = train_typed_reader()
+    reader = typed_reader()
     evaluator = get_digits_evaluator()
     to_typed, to_hand = model.translate(hand, "A"), model.translate(typed, "B")
     report = {
         "run": args.out, "steps": summary["steps"], "train_seconds": summary["train_seconds"],
+        "variant": model.config.variant, "model_overrides": args.set, "train_overrides": args.train, "load_average_at_end": os.getloadavg(),
         "typed_reader": {"test_accuracy_on_real_typed": share(read(reader, typed), typed_y),
                          "on_untranslated_handwritten": share(read(reader, hand), hand_y)},
         "digits_evaluator": {"test_accuracy_on_real_handwritten": round(evaluator.test_accuracy, 4),

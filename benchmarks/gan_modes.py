@@ -32,6 +32,7 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=2500)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--set", action="append", default=[], help="VARIANT.KEY=VALUE config override")
+    p.add_argument("--train", nargs="*", default=[], help="KEY=VALUE training overrides (e.g. schedule=cosine batch_size=512)")
     p.add_argument("--out", default="benchmarks/results/gan_modes")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -55,7 +56,8 @@ def main() -> None:
     for variant in args.variants.split(","):
         for seed in map(int, args.seeds.split(",")):
             model = api.build_model("gan", train, variant, overrides.get(variant), seed)
-            cfg = api.train_config_for(type(model), train, steps=args.steps, seed=seed, progress=False)
+            train_settings = api.parse_assignments(args.train)
+            cfg = api.train_config_for(type(model), train, steps=args.steps, seed=seed, progress=False, **train_settings)
             t0 = time.perf_counter()
             trainer = Trainer(model, train, cfg)
             trainer.fit()
@@ -63,8 +65,15 @@ def main() -> None:
             gen = trainer.sampling_model.eval()
             x = gen.sample(args.samples, generator=torch.Generator().manual_seed(1000 + seed)).cpu()
             cov = mode_coverage(x)
+            # the raw (not averaged) generator beside the EMA one: averaging weights of a generator whose
+            # modes still move could itself smear samples between modes
+            raw = trainer.model.eval().sample(args.samples, generator=torch.Generator().manual_seed(1000 + seed)).cpu()
+            raw_cov = mode_coverage(raw)
             runs.append({"variant": variant, "seed": seed, "steps": cfg.steps, "train_seconds": round(seconds, 1),
+                         "model_overrides": overrides.get(variant, {}), "train_overrides": train_settings,
                          **cov, "mmd2": mmd2(x, test[:2000]),
+                         "raw_generator": {"modes_covered": raw_cov["modes_covered"],
+                                           "high_quality_share": raw_cov["high_quality_share"]},
                          "collapse_alarm": eight_gaussians_alarm(x, test[:2000])["alarm"]})
             samples[(variant, seed)] = x
             print(json.dumps(runs[-1]), flush=True)
@@ -90,7 +99,8 @@ def _write(out: Path, runs, real, samples, args) -> None:
     from genzoo.viz import _matplotlib
 
     record = {"command": "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/gan_modes.py " + " ".join(
-                  f"--{k} {v}" for k, v in vars(args).items() if v not in (None, [])),
+                  f"--{k} {' '.join(v) if isinstance(v, list) else v}" for k, v in vars(args).items() if v not in (None, [])),
+              "load_average_at_end": os.getloadavg(),
               "threads": args.threads, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
               "real_test_points": real, "summary": _summary(runs), "runs": runs,
               "anchors_lin_2018": {"gan": [6.3, 0.982], "pacgan2": [7.9, 0.956]}}

@@ -9,3 +9,5 @@ torch.set_num_threads(int(os.environ.get("GENZOO_TEST_THREADS", "1")))
 os.environ.setdefault("GENZOO_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache", "genzoo"))
 # `genzoo sample` / `generate` record into a store by default: never into the user's own one from tests
 os.environ.setdefault("GENZOO_STORE", os.path.join(tempfile.mkdtemp(prefix="genzoo-test-store-"), "store.db"))
+
+from pg_server import pg_cluster, pg_empty_url, pg_url  # noqa: E402,F401  (PostgreSQL fixtures for the store tests)

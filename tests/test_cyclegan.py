@@ -106,3 +106,25 @@ def test_translate_command(trained, tmp_path):
         assert im.size == (16 * 9 * 4 + 4, 6 * 9 * 4 + 4)
     refused = CliRunner().invoke(app, ["translate", str(out), "--from", "Z", "-o", str(grid)])
     assert refused.exit_code == 2 and "A or B" in refused.output
+
+
+def test_semantic_variant_reads_labels_and_the_default_never_does():
+    from genzoo.models.base import Batch, BatchRandom
+
+    data = load_dataset("digits2typed", "train")
+    plain = tiny()
+    assert plain.c_a is None and plain.config.lambda_class == 0
+    semantic = api.build_model("cyclegan", data, "semantic", TINY)
+    assert semantic.config.num_classes == 10 and semantic.c_b(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
+    x = data.x[:8]
+    with pytest.raises(GenzooError, match="needs labels in both domains"):
+        semantic._domain_labels(Batch(x, None, BatchRandom(0, 0, 8, 0)))
+    with pytest.raises(GenzooError, match="num_classes"):
+        semantic._domain_labels(Batch(x, torch.full((8, 2), 12), BatchRandom(0, 0, 8, 0)))
+    with pytest.raises(GenzooError, match="lambda_class > 0 and num_classes > 0 together"):
+        tiny(lambda_class=1.0)
+    # the class term is the translated images' cross entropy under the other domain's classifier
+    y = data.y[:8]
+    a = semantic.to_unit(x[:, 0])
+    expected = torch.nn.functional.cross_entropy(semantic.c_b(semantic.g_ab(a)), y[:, 0])
+    assert expected.item() > 0 and torch.isfinite(expected)

@@ -79,12 +79,16 @@ def test_gradient_penalty_known_answers_and_gradient_to_the_critic():
 # ---- each variant learns -------------------------------------------------------
 
 
-@pytest.mark.parametrize("variant, steps, lr", [("dcgan", 200, 1e-3), ("wgan-gp", 80, 1e-3), ("conditional", 200, 1e-3)])
-def test_each_variant_learns_on_8gaussians(variant, steps, lr):
+@pytest.mark.parametrize("variant, extra, steps, lr", [
+    ("dcgan", {}, 200, 1e-3), ("wgan-gp", {}, 80, 1e-3),
+    ("dcgan", {"loss": "hinge"}, 200, 1e-3),  # the conditional variant's loss (the variant itself needs labels)
+    ("dcgan", {"pack": 2}, 200, 1e-3), ("wgan-gp", {"pack": 2}, 80, 1e-3),  # PacGAN2
+])
+def test_each_variant_learns_on_8gaussians(variant, extra, steps, lr):
     """MMD^2 to the test points falls far below the untrained generator's (small MLPs, seconds)."""
     data = load_dataset("toy2d:8gaussians", "train")
     test = load_dataset("toy2d:8gaussians", "test").x[:1000]
-    model = api.build_model("gan", data, variant, {"mlp_width": 64, "mlp_depth": 2}, seed=0)
+    model = api.build_model("gan", data, variant, {"mlp_width": 64, "mlp_depth": 2, **extra}, seed=0)
     g = torch.Generator().manual_seed(0)
     before = mmd2(model.sample(1000, generator=g), test)
     trainer = fit(model, data, steps, lr)
@@ -110,6 +114,60 @@ def test_conditional_gan_draws_the_requested_digit(evaluator):
     x = trainer.sampling_model.sample(200, condition=wanted, generator=torch.Generator().manual_seed(0))
     accuracy = (evaluator.predict(x) == wanted).double().mean().item()
     assert accuracy > 0.6, f"requested class read on {accuracy:.0%} of samples"
+
+
+def test_label_variants_refuse_unlabelled_data_instead_of_changing_meaning():
+    from genzoo.registry import get_family
+
+    points = load_dataset("toy2d:8gaussians", "train")
+    for family, variant in (("gan", "conditional"), ("ebm", "jem")):
+        info = get_family(family)
+        assert info.kinds_of(variant) == ("image",) and info.handles(variant, "image") and not info.handles(variant, "points")
+        with pytest.raises(GenzooError, match=f"the {variant} variant of {family} handles image data, not points"):
+            api.build_model(family, points, variant)
+    assert get_family("gan").kinds_of("dcgan") == ("image", "points")  # undeclared: every kind of the family
+    unlabelled = {"kind": "image", "shape": [1, 8, 8], "levels": 17}  # e.g. a user's image folder
+    with pytest.raises(GenzooError, match="needs data with num_classes"):
+        get_family("gan").variant_overrides("conditional", unlabelled)
+    from genzoo.bench.runner import eligible_families
+
+    assert "gan" in eligible_families("points") and "ebm" in eligible_families("points")  # default variants do
+    from genzoo.bench.runner import run_bench
+
+    with pytest.raises(GenzooError, match="not points data"):  # the bench refuses before training anything
+        run_bench("toy2d:8gaussians", families=["ebm:jem"], steps=1, progress=False)
+
+
+def test_register_refuses_variant_kinds_outside_the_family():
+    from genzoo.family import register
+
+    with pytest.raises(ValueError, match="variant_kinds"):
+        register("x-test", "", data_kinds=("image",), variants={"a": {}}, variant_kinds={"a": ("points",)})
+    with pytest.raises(ValueError, match="variant_kinds"):
+        register("x-test", "", data_kinds=("image",), variants={"a": {}}, variant_kinds={"b": ("image",)})
+
+
+def test_pack_scores_whole_packs_and_its_gradient_penalty_groups_them():
+    """PacGAN: D sees ``pack`` examples concatenated; the penalty's norm runs over each pack's values."""
+    data = load_dataset("toy2d:8gaussians", "train")
+    model = api.build_model("gan", data, "wgan-gp", {"pack": 3, "mlp_width": 8, "mlp_depth": 2}, seed=0)
+    x = torch.randn(6, 2)
+    scores = model.critic(x)
+    assert scores.shape == (2,)
+    # the packed score equals D on the concatenated pair of rows
+    torch.testing.assert_close(scores[1], model.discriminator(x[3:].reshape(1, 6)).squeeze())
+    lin = nn.Linear(6, 1, bias=False).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[0.6, 0.8, 0.0, 0.0, 0.0, 0.0]]))  # reads the first example of each pack
+    critic = lambda v: lin(v.reshape(len(v) // 3, 6)).squeeze(1)  # noqa: E731
+    x_hat = torch.randn(6, 2, dtype=torch.float64)
+    assert gradient_penalty(critic, x_hat, pack=3).item() == pytest.approx(0.0)  # |grad| per pack = 1
+    # norms taken per example instead (1, 0, 0 in each pack) would give (0 + 1 + 1) / 3
+    assert gradient_penalty(critic, x_hat).item() == pytest.approx(2 / 3)
+    with pytest.raises(GenzooError, match="pack must be >= 1"):
+        api.build_model("gan", data, "dcgan", {"pack": 0})
+    with pytest.raises(GenzooError, match="unconditional"):
+        api.build_model("gan", load_dataset("digits", "train"), "conditional", {"pack": 2})
 
 
 def test_unconditional_variants_ignore_labels_and_refuse_conditions():
@@ -258,3 +316,14 @@ def test_bench_entries_name_a_family_or_a_variant():
 
     with pytest.raises(GenzooError, match="unknown variant"):
         run_bench("digits", families=["gan:stylish"], steps=1, out_dir="/nonexistent", progress=False)
+
+
+def test_lipschitz_scales_the_critic_scores():
+    data = load_dataset("toy2d:8gaussians", "train")
+    x = torch.randn(4, 2)
+    base = api.build_model("gan", data, "dcgan", {"mlp_width": 8, "mlp_depth": 2}, seed=0)
+    scaled = api.build_model("gan", data, "dcgan", {"mlp_width": 8, "mlp_depth": 2, "lipschitz": 5.0}, seed=0)
+    base.eval(), scaled.eval()
+    torch.testing.assert_close(scaled.critic(x), 5 * base.critic(x))
+    with pytest.raises(GenzooError, match="lipschitz must be > 0"):
+        api.build_model("gan", data, "dcgan", {"lipschitz": 0.0})

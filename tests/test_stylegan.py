@@ -120,3 +120,21 @@ def test_image_sides_must_suit_the_doublings():
 
     with pytest.raises(GenzooError, match="divisible"):
         StyleGAN(StyleGAN.default_config(spec))
+
+
+def test_stylegan_learns_digits():
+    """A small StyleGAN, 120 steps: pixel-space MMD^2 to the test digits falls well below the untrained
+    generator's (measured 0.153 -> 0.049 at 100 steps, 0.032 at 150; real train vs test: 0.002)."""
+    from genzoo.eval.toy2d import mmd2
+    from genzoo.train import Trainer, TrainConfig
+
+    data, test = load_dataset("digits", "train"), load_dataset("digits", "test").x
+    model = api.build_model("stylegan", data, overrides={"z_dim": 16, "w_dim": 16, "mapping_layers": 2, "channels": 16}, seed=0)
+    flat = lambda x: (x.float() / 16).flatten(1)  # noqa: E731  (levels 0..16 -> [0, 1] pixels)
+    before = mmd2(flat(model.sample(400, generator=torch.Generator().manual_seed(0))), flat(test))
+    cfg = TrainConfig(steps=120, batch_size=64, lr=2e-3, betas=(0.0, 0.99), schedule="constant", warmup_steps=0,
+                      ema_decay=0.9, grad_clip=None, val_every=0, progress=False)
+    trainer = Trainer(model, data, cfg)
+    trainer.fit()
+    after = mmd2(flat(trainer.sampling_model.sample(400, generator=torch.Generator().manual_seed(0))), flat(test))
+    assert after < 0.4 * before, f"MMD^2 {before:.4f} -> {after:.4f}"

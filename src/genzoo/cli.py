@@ -146,7 +146,7 @@ def sample(
     device: str = typer.Option("cpu"),
     output: Path = typer.Option(Path("samples.png"), "--output", "-o", help="PNG grid (images) or plot (points); its manifest (.json) and raw samples (.npy) go beside it"),
     save_array: Optional[Path] = typer.Option(None, "--save-npy", help="also save the raw samples as .npy here"),
-    store: Optional[Path] = typer.Option(None, "--store", help="record into this store (default: $GENZOO_STORE or ~/.genzoo/store.db)"),
+    store: Optional[str] = typer.Option(None, "--store", help="record into this store (a file path or a postgresql:// URL; default: $GENZOO_STORE or ~/.genzoo/store.db)"),
     no_store: bool = typer.Option(False, "--no-store", help="do not record this generation in the store"),
 ) -> None:
     """Draw samples from a trained model; write them as a PNG with a provenance manifest (.json) and the raw samples (.npy) beside it."""
@@ -191,7 +191,7 @@ def reproduce(
     manifest: str = typer.Argument(..., help="manifest .json that `genzoo sample` wrote beside its PNG, or a generation id from the store"),
     device: Optional[str] = typer.Option(None, help="replay on this device (default: the recorded one; bit-identity is only promised there)"),
     checkpoint: Optional[Path] = typer.Option(None, help="use this checkpoint folder instead of the recorded one (if the run moved); its sha256 must match"),
-    store: Optional[Path] = typer.Option(None, "--store", help="the store a generation id refers to (default: $GENZOO_STORE or ~/.genzoo/store.db)"),
+    store: Optional[str] = typer.Option(None, "--store", help="the store a generation id refers to (a file path or a postgresql:// URL; default: $GENZOO_STORE or ~/.genzoo/store.db)"),
 ) -> None:
     """Regenerate the samples a manifest or a stored generation records and say whether they are bit-identical (exit code 1 if not)."""
     from genzoo import provenance
@@ -241,7 +241,7 @@ def generate(
     verify: Optional[str] = typer.Option(None, help="verifier in the loop: python (the output must parse)"),
     attempts: int = typer.Option(8, help="verifier: attempts at most"),
     device: str = typer.Option("cpu"),
-    store: Optional[Path] = typer.Option(None, "--store", help="record into this store (default: $GENZOO_STORE or ~/.genzoo/store.db)"),
+    store: Optional[str] = typer.Option(None, "--store", help="record into this store (a file path or a postgresql:// URL; default: $GENZOO_STORE or ~/.genzoo/store.db)"),
     no_store: bool = typer.Option(False, "--no-store", help="do not record the generated text in the store"),
 ) -> None:
     """Continue a prompt with a text model, streamed token by token; optionally constrained or verified."""
@@ -625,7 +625,7 @@ def search(
     until: Optional[str] = typer.Option(None, help="recorded at or before (ISO 8601)"),
     min_rating: Optional[float] = typer.Option(None, "--min-rating", help="mean feedback rating at least this"),
     synthetic: Optional[bool] = typer.Option(None, "--synthetic/--real", help="only synthetic (model output) or only real records"),
-    store: Optional[Path] = typer.Option(None, "--store", help="the store (default: $GENZOO_STORE or ~/.genzoo/store.db)"),
+    store: Optional[str] = typer.Option(None, "--store", help="the store (a file path or a postgresql:// URL; default: $GENZOO_STORE or ~/.genzoo/store.db)"),
 ) -> None:
     """Search the generation store: keyword (BM25), vector (all-MiniLM-L6-v2) or both fused, with filters."""
     from genzoo.store.commands import run_search
@@ -636,6 +636,154 @@ def search(
     except GenzooError as e:
         _fail(e)
     out.print(table)
+
+
+rag_app = typer.Typer(no_args_is_help=True, help="Retrieval-augmented generation over documents indexed in the store.")
+app.add_typer(rag_app, name="rag")
+
+
+@rag_app.command("index")
+def rag_index(
+    paths: List[Path] = typer.Argument(..., help="files or folders (.txt, .md, .rst, .py; folders recursively)"),
+    chunk_chars: int = typer.Option(1000, "--chunk-chars", help="largest chunk, in characters"),
+    overlap: int = typer.Option(150, "--overlap", help="characters a chunk repeats from the one before"),
+    shared: bool = typer.Option(False, "--shared", help="let every user of the store retrieve these documents"),
+    keyword_only: bool = typer.Option(False, "--keyword-only", help="do not embed the chunks (keyword retrieval only)"),
+    store: Optional[str] = typer.Option(None, "--store", help="the store (a file path or a postgresql:// URL; default: $GENZOO_STORE or ~/.genzoo/store.db)"),
+) -> None:
+    """Chunk documents (paragraphs, Markdown sections, Python definitions) and index them for keyword + vector retrieval."""
+    from genzoo.store.data_commands import run_rag_index
+
+    try:
+        out.print(run_rag_index(paths, store_path=store, chunk_chars=chunk_chars, overlap=overlap, shared=shared, keyword_only=keyword_only),
+                  markup=False, highlight=False)
+    except GenzooError as e:
+        _fail(e)
+
+
+@rag_app.command("ask")
+def rag_ask(
+    question: str = typer.Argument(..., help="the question"),
+    model: Path = typer.Option(..., "--model", help="a genzoo text run folder or a local Hugging Face checkpoint folder"),
+    k: int = typer.Option(4, "--k", help="sources to retrieve"),
+    mode: str = typer.Option("hybrid", help="retrieval: hybrid, keyword or vector"),
+    max_tokens: int = typer.Option(128, "--max-tokens", help="longest answer, in tokens"),
+    temperature: float = typer.Option(0.0, help="0: greedy decoding"),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("cpu"),
+    no_store: bool = typer.Option(False, "--no-store", help="do not record the question and answer"),
+    store: Optional[str] = typer.Option(None, "--store", help="the store (a file path or a postgresql:// URL; default: $GENZOO_STORE or ~/.genzoo/store.db)"),
+) -> None:
+    """Answer a question from the indexed documents; prints the answer and the sources it used ([1] path:lines)."""
+    from genzoo.store.data_commands import format_answer, run_rag_ask
+
+    try:
+        answer = run_rag_ask(question, model=model, store_path=store, k=k, mode=mode, max_tokens=max_tokens, temperature=temperature,
+                             seed=seed, device=device, no_store=no_store)
+    except GenzooError as e:
+        _fail(e)
+    out.print(format_answer(answer), markup=False, highlight=False)
+
+
+@app.command("graph")
+def graph_cmd(
+    node: str = typer.Argument(..., help="TYPE:ID, e.g. generation:12, model:3, document:5 (types: generation, prompt, model, document, chunk, entity)"),
+    direction: str = typer.Option("in", help="in: what led to it (prompts, models, documents, parents); out: what it led to"),
+    types: Optional[str] = typer.Option(None, help="only these node types, comma-separated"),
+    store: Optional[str] = typer.Option(None, "--store", help="the store (a file path or a postgresql:// URL; default: $GENZOO_STORE or ~/.genzoo/store.db)"),
+) -> None:
+    """Walk the store's relationship graph: which prompts, models and documents led to an output, or what a model or document led to."""
+    from genzoo.store.data_commands import run_graph
+
+    try:
+        out.print(run_graph(node, store_path=store, direction=direction, types=types), markup=False, highlight=False)
+    except GenzooError as e:
+        _fail(e)
+
+
+@app.command()
+def stats(
+    by: str = typer.Option("day", help="day or week"),
+    model: Optional[str] = typer.Option(None, help="only this model (name)"),
+    png: Optional[Path] = typer.Option(None, "--out", "-o", help="also draw the chart into this PNG"),
+    store: Optional[str] = typer.Option(None, "--store", help="the store (a file path or a postgresql:// URL; default: $GENZOO_STORE or ~/.genzoo/store.db)"),
+) -> None:
+    """Usage and feedback over time per model: generations, mean rating, label counts (table, and a PNG chart with -o)."""
+    from genzoo.store.data_commands import run_stats
+
+    try:
+        out.print(run_stats(store_path=store, by=by, model=model, png=png))
+    except GenzooError as e:
+        _fail(e)
+    if png is not None:
+        out.print(f"chart: {png}", markup=False, highlight=False)
+
+
+@app.command("export")
+def export_cmd(
+    out_path: Path = typer.Option(..., "--out", "-o", help="where to write: .jsonl / .parquet for text, .npz for images"),
+    rated_min: Optional[float] = typer.Option(None, "--rated-min", help="records whose mean rating is at least this"),
+    label: Optional[str] = typer.Option(None, "--label", help="records given this label"),
+    include_synthetic: bool = typer.Option(False, "--include-synthetic", help="also export synthetic (model-made) records"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="jsonl, parquet or npz (default: from the -o suffix)"),
+    store: Optional[str] = typer.Option(None, "--store", help="the store (a file path or a postgresql:// URL; default: $GENZOO_STORE or ~/.genzoo/store.db)"),
+) -> None:
+    """Export rated or labeled records as a training set that `genzoo train --data` reads (real records only by default)."""
+    from genzoo.store.data_commands import run_export
+
+    try:
+        out.print(run_export(out_path, store_path=store, rated_min=rated_min, label=label, include_synthetic=include_synthetic, fmt=fmt),
+                  markup=False, highlight=False)
+    except GenzooError as e:
+        _fail(e)
+
+
+@app.command()
+def fill(
+    run: Path = typer.Argument(..., help="a bert run or checkpoint, or a local Hugging Face BERT folder with its masked-LM head"),
+    texts: List[str] = typer.Argument(..., help='texts with [MASK] where tokens are missing, e.g. "the [MASK] statement"'),
+    top_k: int = typer.Option(5, "--top-k", help="candidates shown per [MASK]"),
+    as_json: bool = typer.Option(False, "--json", help="print the results as JSON"),
+) -> None:
+    """Fill each [MASK] with a BERT's most likely token (and show the top candidates)."""
+    from genzoo.bert_commands import run_fill
+
+    try:
+        results = run_fill(run, texts, top_k=top_k)
+    except GenzooError as e:
+        _fail(e)
+    if as_json:
+        out.print_json(json.dumps(results))
+        return
+    for r in results:
+        out.print(r["text"])
+        for i, cands in enumerate(r["masks"]):
+            out.print(f"  [MASK] {i + 1}: " + ", ".join(f"{t!r} {p:.3f}" for t, p in cands))
+
+
+@app.command()
+def embed(
+    run: Path = typer.Argument(..., help="a sentence-transformers / Hugging Face BERT folder, or a bert run"),
+    texts: Optional[List[str]] = typer.Argument(None, help="texts to embed"),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help="a text file: one text per line"),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="write the (n, dim) float32 vectors to this .npy"),
+    normalize: Optional[bool] = typer.Option(None, "--normalize/--no-normalize", help="L2-normalise (default: as the folder says; runs: yes)"),
+) -> None:
+    """Mean-pooled sentence embeddings from genzoo's own BERT (all-MiniLM-L6-v2 matches sentence-transformers)."""
+    from genzoo.bert_commands import run_embed
+
+    try:
+        items = list(texts or [])
+        if file is not None:
+            items += [line for line in _read_text_file(file, "--file").splitlines() if line.strip()]
+        vectors = run_embed(run, items, out=out_path, normalize=normalize)
+    except GenzooError as e:
+        _fail(e)
+    if out_path is not None:
+        out.print(f"{vectors.shape[0]} vectors of {vectors.shape[1]} dims -> {out_path}")
+    else:
+        for text, v in zip(items, vectors):
+            out.print(json.dumps({"text": text, "vector": [round(float(x), 6) for x in v]}))
 
 
 def _per_family(items: list[str] | None) -> dict[str, dict]:

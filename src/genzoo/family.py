@@ -38,6 +38,9 @@ class FamilyInfo:
     description: str
     data_kinds: tuple[str, ...]  # which of KINDS it handles
     variants: dict[str, dict] = field(default_factory=dict)  # variant -> config overrides (values may be FromData)
+    # variant -> the data kinds it handles, where fewer than the family's (a conditional variant needs
+    # labelled images); variants not named here handle every kind in data_kinds
+    variant_kinds: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def capabilities(self) -> frozenset[str]:
@@ -51,10 +54,22 @@ class FamilyInfo:
     def default_variant(self) -> str:
         return next(iter(self.variants))
 
+    def kinds_of(self, variant: str) -> tuple[str, ...]:
+        """The data kinds ``variant`` handles (the family's, unless the variant declared fewer)."""
+        return self.variant_kinds.get(variant, self.data_kinds)
+
+    def handles(self, variant: str, kind: str) -> bool:
+        return kind in self.kinds_of(variant)
+
     def variant_overrides(self, variant: str, data_spec: dict) -> dict:
-        """The config fields ``variant`` sets for this data (the one place variants are applied)."""
+        """The config fields ``variant`` sets for this data (the one place variants are applied);
+        refuses data of a kind the variant does not handle."""
         if variant not in self.variants:
             raise GenzooError(f"unknown variant {variant!r} of {self.name}; valid variants: {', '.join(self.variants)}")
+        kind = data_spec.get("kind")
+        if kind is not None and not self.handles(variant, kind):
+            raise GenzooError(f"the {variant} variant of {self.name} handles {', '.join(self.kinds_of(variant))} data, "
+                              f"not {kind} data; pick another variant ({', '.join(v for v in self.variants if self.handles(v, kind))})")
         return {k: v.resolve(data_spec, self.name, variant) if isinstance(v, FromData) else v
                 for k, v in self.variants[variant].items()}
 
@@ -62,15 +77,22 @@ class FamilyInfo:
 FAMILIES: dict[str, FamilyInfo] = {}
 
 
-def register(name: str, description: str, data_kinds=("image", "points"), variants: dict | None = None):
-    """Class decorator: make a GenerativeModel subclass available as family ``name``."""
+def register(name: str, description: str, data_kinds=("image", "points"), variants: dict | None = None,
+             variant_kinds: dict | None = None):
+    """Class decorator: make a GenerativeModel subclass available as family ``name``.
+    ``variant_kinds`` narrows the data kinds of some variants (default: every variant, every kind)."""
     bad = set(data_kinds) - set(KINDS)
     if bad:
         raise ValueError(f"family {name}: unknown data kinds {sorted(bad)}; valid: {KINDS}")
+    variants = variants or {"default": {}}
+    narrowed = {v: tuple(k) for v, k in (variant_kinds or {}).items()}
+    for v, kinds in narrowed.items():
+        if v not in variants or not kinds or not set(kinds) <= set(data_kinds):
+            raise ValueError(f"family {name}: variant_kinds[{v!r}] = {kinds} must name a variant and some of {tuple(data_kinds)}")
 
     def wrap(cls):
         cls.family = name
-        FAMILIES[name] = FamilyInfo(name, cls, description, tuple(data_kinds), variants or {"default": {}})
+        FAMILIES[name] = FamilyInfo(name, cls, description, tuple(data_kinds), variants, narrowed)
         return cls
 
     return wrap

@@ -27,6 +27,7 @@ COLUMNS = [
     ("coverage", "coverage", "{:.3f}"),
     ("class_coverage", "class cov.", "{:.2f}"),
     ("class_kl", "class KL", "{:.3f}"),
+    ("collapse_alarm", "collapse alarm", "{}"),  # genzoo.eval.collapse.alarm_from_metrics, from the two columns before
     ("mmd2", "MMD^2", "{:.4f}"),
     ("bits_per_char", "bits/char", "{:.3f}"),
     ("bz2_bits_per_char", "bz2 bits/char (ref.)", "{:.3f}"),
@@ -64,7 +65,16 @@ def _cell(row: dict, key: str, fmt: str) -> str:
         return str(v)
 
 
+def _with_alarm(row: dict) -> dict:
+    """The row with ``collapse_alarm`` ("ALARM" or "no") where it has class coverage and class KL."""
+    from genzoo.eval.collapse import alarm_from_metrics
+
+    alarm = alarm_from_metrics(row)
+    return row if alarm is None else {**row, "collapse_alarm": "ALARM" if alarm["alarm"] else "no"}
+
+
 def _table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    rows = [_with_alarm(r) for r in rows]
     cols = [(k, t, f) for k, t, f in COLUMNS if any(k in r for r in rows)]
     body = [[_cell(r, k, f) for k, _, f in cols] for r in rows]
     scored = next((r for r in rows if any(k.endswith(FLOOR_SUFFIX) for k in r)), {})  # error rows have no floors

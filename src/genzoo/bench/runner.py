@@ -18,7 +18,9 @@ from genzoo.registry import families, get_family
 
 
 def eligible_families(data_kind: str) -> list[str]:
-    return [n for n, f in sorted(families().items()) if data_kind in f.data_kinds and not n.startswith("test-")]
+    """Families whose default variant handles ``data_kind`` (a family:variant entry may name another)."""
+    return [n for n, f in sorted(families().items())
+            if f.handles(f.default_variant, data_kind) and not n.startswith("test-")]
 
 
 def run_bench(
@@ -45,8 +47,8 @@ def run_bench(
         info = get_family(family)
         if kind not in info.data_kinds:
             raise GenzooError(f"{family} does not handle {kind} data")
-        if variant is not None:
-            info.variant_overrides(variant, load_dataset(data, "train").spec())  # refuses an unknown variant now, not after hours
+        # refuses an unknown variant, or one that does not handle this data, now rather than after hours
+        info.variant_overrides(variant or info.default_variant, load_dataset(data, "train").spec())
     rows = []
     budget = {"minutes": minutes, "steps": steps}
     for name in names:

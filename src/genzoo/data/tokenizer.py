@@ -299,6 +299,10 @@ class TextTokenizer:
             raise
         except Exception as e:  # the Rust side raises its own exception type
             raise GenzooError(f"{path}: not a valid tokenizer.json ({e})") from None
+        # Some folders (BERT's all-MiniLM-L6-v2) save padding to a fixed 128 and truncation in tokenizer.json;
+        # encode must give a text's own ids, so callers pad and truncate themselves.
+        tok.no_padding()
+        tok.no_truncation()
         cfg = _read_json(d / "tokenizer_config.json")
         model_cfg = _read_json(d / "config.json")
         gen_cfg = _read_json(d / "generation_config.json")

@@ -37,6 +37,7 @@ import torch
 from genzoo.errors import GenzooError
 from genzoo.eval import toy2d
 from genzoo.eval.classes import class_coverage, class_kl
+from genzoo.eval.collapse import alarm_from_metrics
 from genzoo.eval.evaluator import one_thread
 from genzoo.eval.frechet import frechet_distance
 from genzoo.eval.likelihood import model_device, per_example_nll, summarize_nll
@@ -384,6 +385,10 @@ def format_report(metrics: dict) -> str:
         lines.append(f"{label:<24}{_fmt(metrics[key]):>12}{_fmt(floor) if floor is not None else '-':>12}  {better}")
     if "floor_n" in metrics:
         lines.append(f"floor: real training data in place of samples (n={metrics['floor_n']})")
+    alarm = alarm_from_metrics(metrics)
+    if alarm is not None:
+        lines.append("mode-collapse alarm: " + ("RAISED: " + "; ".join(alarm["reasons"]) if alarm["alarm"]
+                                                else "not raised (every class has at least half its share, class KL <= 0.1)"))
     if "copy_ct" in metrics:
         lines += _memorization_lines(metrics)
     if "likelihood" in metrics:

@@ -7,6 +7,7 @@ from genzoo.models import pixelcnn  # noqa: F401
 from genzoo.models import realnvp  # noqa: F401
 from genzoo.models import glow  # noqa: F401
 from genzoo.models import gpt  # noqa: F401
+from genzoo.models import bert  # noqa: F401
 from genzoo.models import ebm  # noqa: F401
 from genzoo.models import gan  # noqa: F401
 from genzoo.models import cyclegan  # noqa: F401

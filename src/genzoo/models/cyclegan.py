@@ -17,6 +17,14 @@ Data: kind "domains" (``genzoo.data.domains``), e.g. ``digits2typed``.
 ``translate(x, "A")`` maps A images to B; ``translate(x, "B")`` maps B to A.
 The paper's pool of 50 past fakes for the discriminators is left out: it is
 per-process state whose draws would make 2 processes differ from 1.
+
+Variant ``semantic`` (not CycleGAN proper: it uses labels, so it is supervised
+in class though still unpaired) adds a semantic-consistency term in the spirit
+of CyCADA (Hoffman et al. 2018): two classifiers C_A, C_B learn each domain's
+labels on real images (trained with the discriminators), and the generators
+also minimize lambda_class * (CE(C_B(G_AB(a)), y_a) + CE(C_A(G_BA(b)), y_b)),
+so that a translated image must read as its input's class in the other domain.
+The default variant never reads labels.
 """
 
 from __future__ import annotations
@@ -43,6 +51,12 @@ class CycleGANConfig(ModelConfig):
     disc_width: int = 32  # discriminator channels
     lambda_cycle: float = 10.0  # the paper's weight of the cycle term
     lambda_identity: float = 0.5  # identity term, as a fraction of lambda_cycle (the paper: 0.5; 0 turns it off)
+    lambda_class: float = 0.0  # > 0 (variant semantic): class-preserving term; needs labels in both domains
+    num_classes: int = 0  # classes of the labels the semantic term reads (digits2typed: 10)
+
+
+# "semantic" reads labels; digits2typed has 10 digits (other labelled domains: --set num_classes=K).
+VARIANTS = {"default": {}, "semantic": {"lambda_class": 1.0, "num_classes": 10}}
 
 
 class _ResidualBlock(nn.Module):
@@ -104,6 +118,18 @@ class PatchDiscriminator(nn.Module):
         return self.net(x)
 
 
+class DomainClassifier(nn.Sequential):
+    """Reads the class of an image of one domain (variant semantic): conv, stride-2 convs, linear."""
+
+    def __init__(self, channels: int, width: int, downs: int, num_classes: int, size: tuple[int, int]):
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1), nn.LeakyReLU(0.2)]
+        w, (h, ww) = width, size
+        for _ in range(downs + 1):
+            layers += [nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            w, h, ww = 2 * w, (h + 1) // 2, (ww + 1) // 2
+        super().__init__(*layers, nn.Flatten(), nn.Linear(w * h * ww, num_classes))
+
+
 def lsgan_generator_loss(scores: torch.Tensor) -> torch.Tensor:
     return ((scores - 1) ** 2).mean()
 
@@ -116,6 +142,7 @@ def lsgan_discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tenso
     "cyclegan",
     description="CycleGAN: unpaired translation between two image domains (two generators, two PatchGAN critics, cycle + identity losses)",
     data_kinds=("domains",),
+    variants=VARIANTS,
 )
 class CycleGAN(GenerativeModel):
     config_class = CycleGANConfig
@@ -136,6 +163,13 @@ class CycleGAN(GenerativeModel):
         self.g_ba = ResnetGenerator(channels, config.width, config.blocks, downs)
         self.d_a = PatchDiscriminator(channels, config.disc_width, downs)
         self.d_b = PatchDiscriminator(channels, config.disc_width, downs)
+        if config.lambda_class < 0 or config.num_classes < 0 or (config.lambda_class > 0) != (config.num_classes > 0):
+            raise GenzooError("the class-preserving term needs lambda_class > 0 and num_classes > 0 together "
+                              f"(got {config.lambda_class} and {config.num_classes}); the default variant sets both to 0")
+        self.c_a = self.c_b = None
+        if config.lambda_class:
+            self.c_a = DomainClassifier(channels, config.disc_width, downs, config.num_classes, (height, width))
+            self.c_b = DomainClassifier(channels, config.disc_width, downs, config.num_classes, (height, width))
 
     # ---- configuration ---------------------------------------------------
     @classmethod
@@ -151,7 +185,7 @@ class CycleGAN(GenerativeModel):
 
     def configure_optimizers(self, lr: float, weight_decay: float, betas=(0.5, 0.999)) -> dict[str, torch.optim.Optimizer]:
         generators = nn.ModuleList([self.g_ab, self.g_ba])
-        critics = nn.ModuleList([self.d_a, self.d_b])
+        critics = nn.ModuleList([self.d_a, self.d_b] + ([self.c_a, self.c_b] if self.c_a is not None else []))
         return {"generators": torch.optim.AdamW(decay_groups(generators, weight_decay), lr=lr, betas=betas),
                 "discriminators": torch.optim.AdamW(decay_groups(critics, weight_decay), lr=lr, betas=betas)}
 
@@ -185,15 +219,33 @@ class CycleGAN(GenerativeModel):
         loss_g = adversarial + cfg.lambda_cycle * terms["cycle"]
         if "identity" in terms:
             loss_g = loss_g + cfg.lambda_identity * cfg.lambda_cycle * terms["identity"]
+        if self.c_a is not None:
+            y_a, y_b = self._domain_labels(batch)
+            class_term = F.cross_entropy(self.c_b(terms["fake_b"]), y_a) + F.cross_entropy(self.c_a(terms["fake_a"]), y_b)
+            loss_g = loss_g + cfg.lambda_class * class_term
         opt.step("generators", loss_g)
         # The critics see the fakes of the generators before this step's update, as in the paper.
         loss_d = (lsgan_discriminator_loss(self.d_a(a), self.d_a(terms["fake_a"].detach()))
                   + lsgan_discriminator_loss(self.d_b(b), self.d_b(terms["fake_b"].detach())))
+        if self.c_a is not None:  # the classifiers learn each domain's labels on real images only
+            classify = F.cross_entropy(self.c_a(a), y_a) + F.cross_entropy(self.c_b(b), y_b)
+            loss_d = loss_d + classify
         opt.step("discriminators", loss_d)
         metrics = {"loss_g": loss_g.item(), "loss_d": loss_d.item(), "adversarial": adversarial.item(), "cycle": terms["cycle"].item()}
+        if self.c_a is not None:
+            metrics.update(class_term=class_term.item(), classify=classify.item())
         if "identity" in terms:
             metrics["identity"] = terms["identity"].item()
         return metrics
+
+    def _domain_labels(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        y = batch.y
+        if y is None or y.ndim != 2 or y.shape[1] != 2:
+            raise GenzooError("the semantic variant needs labels in both domains (e.g. digits2typed); "
+                              "this data has none: use the default variant")
+        if y.min() < 0 or y.max() >= self.config.num_classes:
+            raise GenzooError(f"labels run {int(y.min())}..{int(y.max())}; set num_classes to cover them")
+        return y[:, 0].long(), y[:, 1].long()
 
     # ---- translation -------------------------------------------------------
     def _check_images(self, x) -> torch.Tensor:

@@ -47,8 +47,10 @@ from genzoo.family import FromData, register
 from genzoo.models.base import LABEL_CONDITION, SAMPLE, Batch, GenerativeModel, ModelConfig, Updater, generator_device
 from genzoo.sampling.langevin import langevin
 
-# Without labels (toy2d) JEM's p(y|x) term has nothing to train: it is then the plain PCD model.
-VARIANTS = {"pcd": {"num_classes": 0}, "jem": {"num_classes": FromData("num_classes", required=False)}}
+# JEM needs labelled images: without labels its p(y|x) term has nothing to train and it would
+# silently be the plain PCD model, so it refuses points (VARIANT_KINDS) and unlabelled images (FromData).
+VARIANTS = {"pcd": {"num_classes": 0}, "jem": {"num_classes": FromData("num_classes")}}
+VARIANT_KINDS = {"jem": ("image",)}
 INITS = ("uniform", "gaussian")
 
 
@@ -107,6 +109,7 @@ def _mlp(dims: int, widths: list[int], outputs: int) -> nn.Sequential:
     description="Energy-based model: persistent contrastive divergence with SGLD and a replay buffer; JEM (classifier + generator)",
     data_kinds=("image", "points"),
     variants=VARIANTS,
+    variant_kinds=VARIANT_KINDS,
 )
 class EBM(GenerativeModel):
     config_class = EBMConfig

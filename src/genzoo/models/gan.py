@@ -52,11 +52,12 @@ VARIANTS = {
     "dcgan": {"loss": "nonsaturating", "critic_steps": 1, "gp_weight": 0.0, "num_classes": 0, "spectral_norm": True},
     "wgan-gp": {"loss": "wasserstein", "critic_steps": 5, "gp_weight": 10.0, "drift": 1e-3, "num_classes": 0,
                 "spectral_norm": False},
-    # On unlabelled data (toy2d) there is nothing to condition on: num_classes is 0 there and the
-    # variant is an unconditional hinge GAN that refuses sample(condition=...).
-    "conditional": {"loss": "hinge", "critic_steps": 1, "gp_weight": 0.0, "num_classes": FromData("num_classes", required=False),
+    # Labelled images only (VARIANT_KINDS, and FromData refuses an unlabelled image folder): on
+    # unlabelled data it would silently become an unconditional hinge GAN.
+    "conditional": {"loss": "hinge", "critic_steps": 1, "gp_weight": 0.0, "num_classes": FromData("num_classes"),
                     "spectral_norm": True},
 }
+VARIANT_KINDS = {"conditional": ("image",)}
 
 
 @dataclass
@@ -79,8 +80,16 @@ class GANConfig(ModelConfig):
     # layer, so it cannot overpower G. Without it (or batch norm) DCGAN collapsed on digits onto one
     # class by 1500 steps (FD_digits 2218, class coverage 0.1). WGAN-GP uses its penalty instead.
     spectral_norm: bool = True
+    # D's scores are multiplied by this: with spectral norm, a bound on D's Lipschitz constant. At 1 a
+    # spectrally normalised D cannot score a point 3 std (0.6) off a toy2d 8gaussians mode more than
+    # about 0.6 logits below the mode itself, too little to push samples off the bridges between modes.
+    lipschitz: float = 1.0
     diffaugment: str = ""  # e.g. "translation,cutout" (images only; see genzoo.nn.diffaugment)
     dequantize_real: bool = True  # discrete data: real images spread uniformly within their level's bin
+    # PacGAN (Lin et al. 2018): D scores ``pack`` examples at once (points concatenated, image channels
+    # stacked), so a batch of near-copies or of off-mode samples is easier to tell from real data.
+    # Batches are cut to a multiple of ``pack``. Unconditional losses only (a pack mixes classes).
+    pack: int = 1
 
 
 class _MLP(nn.Sequential):
@@ -162,13 +171,14 @@ class Discriminator(nn.Module):
         return out
 
 
-def gradient_penalty(critic, x_hat: torch.Tensor, *args) -> torch.Tensor:
+def gradient_penalty(critic, x_hat: torch.Tensor, *args, pack: int = 1) -> torch.Tensor:
     """E[(|grad_x critic(x_hat)| - 1)^2] over the batch (Gulrajani et al. 2017), differentiable in
-    the critic's parameters (create_graph), each example's gradient norm taken over all its values."""
+    the critic's parameters (create_graph), each score's gradient norm taken over all the values it
+    reads (one example, or ``pack`` consecutive examples when the critic packs them)."""
     x_hat = x_hat.detach().requires_grad_(True)
     scores = critic(x_hat, *args)
     (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
-    return (grad.flatten(1).norm(2, dim=1) - 1).square().mean()
+    return (grad.reshape(len(x_hat) // pack, -1).norm(2, dim=1) - 1).square().mean()
 
 
 @register(
@@ -176,6 +186,7 @@ def gradient_penalty(critic, x_hat: torch.Tensor, *args) -> torch.Tensor:
     description="GANs: DCGAN, WGAN-GP, conditional GAN (projection discriminator); EMA generator, DiffAugment",
     data_kinds=("image", "points"),
     variants=VARIANTS,
+    variant_kinds=VARIANT_KINDS,
 )
 class GAN(GenerativeModel):
     config_class = GANConfig
@@ -194,11 +205,12 @@ class GAN(GenerativeModel):
         self.label_embedding = nn.Embedding(c.num_classes, label_dim) if c.num_classes else None
         if arch == "conv":
             self.generator = ConvGenerator(c.latent_dim + label_dim, self.shape, list(c.gen_widths))
-            features = ConvFeatures(self.shape, list(c.disc_widths), c.feature_dim)
+            packed_shape = (self.shape[0] * c.pack, *self.shape[1:])
+            features = ConvFeatures(packed_shape, list(c.disc_widths), c.feature_dim)
             feature_dim = c.feature_dim
         else:
             self.generator = _MLP(c.latent_dim + label_dim, c.mlp_width, c.mlp_depth, self.dims)
-            features = nn.Sequential(nn.Flatten(), _MLP(self.dims, c.mlp_width, c.mlp_depth - 1, c.mlp_width), nn.LeakyReLU(0.2))
+            features = nn.Sequential(nn.Flatten(), _MLP(self.dims * c.pack, c.mlp_width, c.mlp_depth - 1, c.mlp_width), nn.LeakyReLU(0.2))
             feature_dim = c.mlp_width
         # A constant added to every score cancels between the real and fake terms of the wasserstein
         # loss (and of the hinge loss while every margin is active): such a bias gets no gradient.
@@ -219,6 +231,12 @@ class GAN(GenerativeModel):
             raise GenzooError("critic_steps and latent_dim must be >= 1; num_classes, gp_weight and drift >= 0")
         if c.mlp_depth < 1 or not c.gen_widths or not c.disc_widths:
             raise GenzooError("mlp_depth must be >= 1 and gen_widths / disc_widths name at least one stage")
+        if c.lipschitz <= 0:
+            raise GenzooError(f"lipschitz must be > 0 (a scale of D's scores), got {c.lipschitz}")
+        if c.pack < 1:
+            raise GenzooError(f"pack must be >= 1 (examples the discriminator scores together), got {c.pack}")
+        if c.pack > 1 and c.num_classes:
+            raise GenzooError("pack > 1 needs an unconditional variant (a pack would mix classes); use pack=1")
         if c.diffaugment and len(self.shape) != 3:
             raise GenzooError("diffaugment works on images only; leave it empty ('') for points")
 
@@ -262,10 +280,15 @@ class GAN(GenerativeModel):
         return self.generator(z).view(len(z), *self.shape)
 
     def critic(self, x: torch.Tensor, y: torch.Tensor | None = None, uniform=None) -> torch.Tensor:
-        """D(T(x), y): one score per example (T = DiffAugment when on and ``uniform`` is given)."""
+        """D(T(x), y): one score per example, or per pack of ``pack`` consecutive examples
+        (T = DiffAugment when on and ``uniform`` is given)."""
         if self.augment and uniform is not None:
             x = diff_augment(x, self.augment, uniform)
-        return self.discriminator(x, y if self.config.num_classes else None)
+        m = self.config.pack
+        if m > 1:  # (n, C, H, W) -> (n / m, m C, H, W); points (n, D) -> (n / m, m D)
+            x = x.reshape(len(x) // m, m * x.shape[1], *x.shape[2:])
+        scores = self.discriminator(x, y if self.config.num_classes else None)
+        return scores * self.config.lipschitz if self.config.lipschitz != 1.0 else scores
 
     def _real(self, batch: Batch) -> torch.Tensor:
         x = batch.x
@@ -300,9 +323,13 @@ class GAN(GenerativeModel):
                 p.requires_grad_(f)
 
     def training_step(self, batch: Batch, step: int, opt: Updater) -> dict[str, float]:
-        c, n = self.config, len(batch)
-        y = self._labels(batch.y, n)  # the real batch's labels, reused for the fakes: the data's class mix
-        real = self._real(batch)
+        c = self.config
+        n = len(batch) - len(batch) % c.pack  # whole packs only
+        if n == 0:
+            raise GenzooError(f"a batch of {len(batch)} holds no whole pack of {c.pack}; use batch_size >= pack")
+        y = self._labels(batch.y, len(batch))  # the real batch's labels, reused for the fakes: the data's class mix
+        real = self._real(batch)[:n]
+        y = None if y is None else y[:n]
         uniform = batch.rng.rand  # all noise from the batch's stream: splits over processes, resumes exactly
         for _ in range(c.critic_steps):
             with torch.no_grad():
@@ -313,7 +340,7 @@ class GAN(GenerativeModel):
             if c.gp_weight:
                 eps = batch.rng.rand(n, *[1] * len(self.shape)).to(real)
                 x_hat = eps * real + (1 - eps) * fake
-                gp = gradient_penalty(lambda v, yy: self.critic(v, yy, uniform), x_hat, y)
+                gp = gradient_penalty(lambda v, yy: self.critic(v, yy, uniform), x_hat, y, pack=c.pack)
                 loss_d = loss_d + c.gp_weight * gp
             opt.step("discriminator", loss_d)
         with self._frozen_discriminator():

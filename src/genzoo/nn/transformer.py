@@ -229,10 +229,15 @@ class CausalSelfAttention(nn.Module):
 
     Dropout: SDPA's ``dropout_p`` draws its mask from torch's global generator, which cannot
     be fed from the batch's random stream (genzoo.nn.dropout), so it stays 0 and the
-    block applies ``BatchDropout`` to the attention branch's output instead (as to the MLP's)."""
+    block applies ``BatchDropout`` to the attention branch's output instead (as to the MLP's).
 
-    def __init__(self, width: int, heads: int, kv_heads: int, head_dim: int, qkv_bias: bool = False, out_bias: bool = False):
+    ``causal=False`` makes it bidirectional (an encoder such as BERT): every token sees every key
+    that ``mask`` allows (None: all of them)."""
+
+    def __init__(self, width: int, heads: int, kv_heads: int, head_dim: int, qkv_bias: bool = False, out_bias: bool = False,
+                 causal: bool = True):
         super().__init__()
+        self.causal = causal
         if heads % kv_heads:
             raise GenzooError(f"kv_heads ({kv_heads}) must divide heads ({heads})")
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
@@ -254,21 +259,23 @@ class CausalSelfAttention(nn.Module):
         if Hkv != H and not _SDPA_GQA:
             k, v = k.repeat_interleave(H // Hkv, dim=1), v.repeat_interleave(H // Hkv, dim=1)
         gqa = {"enable_gqa": True} if Hkv != H and _SDPA_GQA else {}
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1, **gqa)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=self.causal and mask is None and T > 1, **gqa)
         return self.proj(y.transpose(1, 2).reshape(B, T, H * D))
 
 
 # ---- feed-forward ---------------------------------------------------------------
 class GeluMLP(nn.Module):
-    """GPT-2's feed-forward: proj(GELU(fc(x))), GELU in its tanh approximation as in GPT-2."""
+    """GPT-2's feed-forward: proj(GELU(fc(x))), GELU in its tanh approximation as in GPT-2
+    (``approximate="none"``: the exact erf GELU, as in BERT)."""
 
-    def __init__(self, width: int, hidden: int, bias: bool = True):
+    def __init__(self, width: int, hidden: int, bias: bool = True, approximate: str = "tanh"):
         super().__init__()
+        self.approximate = approximate
         self.fc = nn.Linear(width, hidden, bias=bias)
         self.proj = nn.Linear(hidden, width, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(F.gelu(self.fc(x), approximate="tanh"))
+        return self.proj(F.gelu(self.fc(x), approximate=self.approximate))
 
 
 class SwiGLU(nn.Module):
@@ -290,23 +297,34 @@ class SwiGLU(nn.Module):
 
 # ---- the block ------------------------------------------------------------------
 class Block(nn.Module):
-    """Pre-norm residual block: x + Drop(Attn(Norm1(x))), then + Drop(MLP(Norm2(x)))."""
+    """Pre-norm residual block: x + Drop(Attn(Norm1(x))), then + Drop(MLP(Norm2(x))).
+
+    ``post_norm``: the original transformer's (and BERT's) order instead,
+    x = Norm1(x + Drop(Attn(x))), then Norm2(x + Drop(MLP(x))). ``causal=False``: bidirectional
+    attention (an encoder). ``mlp="gelu_erf"``: the GELU MLP with the exact erf GELU (BERT)."""
 
     def __init__(self, width: int, heads: int, kv_heads: int, head_dim: int, mlp_hidden: int, *,
                  norm: str = "layernorm", mlp: str = "gelu", norm_eps: float = 1e-5, dropout: float = 0.0,
-                 qkv_bias: bool = False, out_bias: bool = False, mlp_bias: bool = False):
+                 qkv_bias: bool = False, out_bias: bool = False, mlp_bias: bool = False,
+                 causal: bool = True, post_norm: bool = False):
         super().__init__()
+        self.post_norm = post_norm
         self.norm1 = make_norm(norm, width, norm_eps)
-        self.attn = CausalSelfAttention(width, heads, kv_heads, head_dim, qkv_bias, out_bias)
+        self.attn = CausalSelfAttention(width, heads, kv_heads, head_dim, qkv_bias, out_bias, causal=causal)
         self.norm2 = make_norm(norm, width, norm_eps)
         if mlp == "gelu":
             self.mlp = GeluMLP(width, mlp_hidden, mlp_bias)
+        elif mlp == "gelu_erf":
+            self.mlp = GeluMLP(width, mlp_hidden, mlp_bias, approximate="none")
         elif mlp == "swiglu":
             self.mlp = SwiGLU(width, mlp_hidden, mlp_bias)
         else:
-            raise GenzooError(f"unknown MLP {mlp!r}; choose gelu or swiglu")
+            raise GenzooError(f"unknown MLP {mlp!r}; choose gelu, gelu_erf or swiglu")
         self.dropout = BatchDropout(dropout)  # masks from the batch's random stream (applied to both branches)
 
     def forward(self, x: torch.Tensor, rope=None, mask=None, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        if self.post_norm:
+            x = self.norm1(x + self.dropout(self.attn(x, rope, mask, cache, layer)))
+            return self.norm2(x + self.dropout(self.mlp(x)))
         x = x + self.dropout(self.attn(self.norm1(x), rope, mask, cache, layer))
         return x + self.dropout(self.mlp(self.norm2(x)))

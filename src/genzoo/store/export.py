@@ -1,0 +1,138 @@
+"""Rated or labeled records as a training set: what ``genzoo export`` writes.
+
+Text -> ``.jsonl`` (one ``{"text": ...}`` object a line, the format ``genzoo train --data`` reads)
+or ``.parquet`` (the same columns, for other tools; needs ``pyarrow``). Images -> ``.npz`` with
+``x`` (N, H, W) uint8 and ``ids``, which ``genzoo train --data`` reads. Synthetic records (model
+output) stay out unless ``include_synthetic``: a training set of real data must not fill up with
+a model's own samples by accident. Every row says whether it is synthetic.
+
+The training text of a continuation (``genzoo generate`` records the prompt and the new text
+apart) is prompt + continuation, the text the model saw whole; other records give their text.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from genzoo.errors import GenzooError
+from genzoo.store.visibility import seen_by
+
+FORMATS = ("jsonl", "parquet", "npz")
+CONTINUATION_FORMATS = ("genzoo.textgen/1",)
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    written: int
+    synthetic: int
+    skipped_synthetic: int  # matched the rating / label but left out as synthetic
+    format: str
+
+
+def _select(store, rated_min, label, include_synthetic: bool, kind: str) -> tuple[list[int], int]:
+    if rated_min is None and label is None:
+        raise GenzooError("say which records to export: --rated-min R (mean rating at least R) and/or --label L")
+    if rated_min is not None and (isinstance(rated_min, bool) or not isinstance(rated_min, (int, float))):
+        raise GenzooError(f"--rated-min must be a number, got {rated_min!r}")
+    conds, params = [], []
+    if rated_min is not None:
+        conds.append("g.id IN (SELECT generation_id FROM feedback WHERE rating IS NOT NULL GROUP BY generation_id HAVING avg(rating) >= ?)")
+        params.append(float(rated_min))
+    if label is not None:
+        conds.append("g.id IN (SELECT generation_id FROM feedback WHERE label = ?)")
+        params.append(label)
+    seen, seen_params = seen_by(store.viewer, "g")
+    rows = store.backend.rows(f"SELECT g.id, g.synthetic FROM generations g WHERE g.kind = ? AND {' AND '.join(conds)} "
+                              f"AND {seen} ORDER BY g.id", [kind, *params, *seen_params])
+    keep = [r["id"] for r in rows if include_synthetic or not r["synthetic"]]
+    return keep, len(rows) - len(keep)
+
+
+def _format_for(out: Path, fmt: str | None) -> str:
+    fmt = fmt or {".jsonl": "jsonl", ".parquet": "parquet", ".npz": "npz"}.get(out.suffix.lower())
+    if fmt not in FORMATS:
+        raise GenzooError(f"give --format jsonl, parquet or npz (or an -o path ending in one of them), got {fmt or out.suffix!r}")
+    return fmt
+
+
+def export(store, out: str | Path, *, rated_min: float | None = None, label: str | None = None, include_synthetic: bool = False,
+           fmt: str | None = None) -> ExportReport:
+    out = Path(out)
+    fmt = _format_for(out, fmt)
+    kind = "image" if fmt == "npz" else "text"
+    ids, skipped = _select(store, rated_min, label, include_synthetic, kind)
+    gens = [store.get(i) for i in ids]
+    if not gens:
+        raise GenzooError(f"no {kind} records match (rating/label{'' if include_synthetic else ', real only'}); "
+                          f"{skipped} synthetic ones matched: add --include-synthetic to export them" if skipped else
+                          f"no {kind} records match those ratings / labels; nothing written")
+    labels = _labels(store, ids)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    if fmt == "npz":
+        _write_npz(tmp, gens)
+    else:
+        rows = [_text_row(g, labels.get(g.id, [])) for g in gens]
+        _write_parquet(tmp, rows) if fmt == "parquet" else _write_jsonl(tmp, rows)
+    os.replace(tmp, out)
+    return ExportReport(out, len(gens), sum(g.synthetic for g in gens), skipped, fmt)
+
+
+def _labels(store, ids: list[int]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for i in range(0, len(ids), 500):
+        part = ids[i : i + 500]
+        for r in store.backend.rows(f"SELECT generation_id, label FROM feedback WHERE label IS NOT NULL AND generation_id IN "
+                                    f"({', '.join('?' * len(part))}) ORDER BY id", part):
+            out.setdefault(r["generation_id"], []).append(r["label"])
+    return out
+
+
+def _text_row(g, labels: list[str]) -> dict:
+    continuation = g.manifest.get("format") in CONTINUATION_FORMATS and g.prompt
+    return {"text": (g.prompt + g.text) if continuation else g.text, "prompt": g.prompt, "completion": g.text, "id": g.id,
+            "model": g.model_name, "family": g.family, "rating": g.rating, "labels": labels, "synthetic": g.synthetic}
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def _write_parquet(path: Path, rows: list[dict]) -> None:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise GenzooError("Parquet export needs pyarrow: pip install 'genzoo[export]', or export --format jsonl") from e
+    pq.write_table(pa.Table.from_pylist(rows), path)
+
+
+def _write_npz(path: Path, gens) -> None:
+    """Images as (N, H, W) uint8: a PNG record is one image; a .npy record (N, ...) adds N rows."""
+    from PIL import Image
+
+    arrays, ids = [], []
+    for g in gens:
+        if g.content is None:
+            continue
+        if (g.content_type or "").endswith("png"):
+            a = np.asarray(Image.open(io.BytesIO(g.content)).convert("L"))[None]
+        else:
+            a = np.load(io.BytesIO(g.content), allow_pickle=False)
+            a = a[:, 0] if a.ndim == 4 and a.shape[1] == 1 else a
+        arrays.append(a)
+        ids += [g.id] * len(a)
+    shapes = {a.shape[1:] for a in arrays}
+    if len(shapes) != 1:
+        raise GenzooError(f"the selected images have different shapes {sorted(shapes)}; export one model's records at a time")
+    with open(path, "wb") as f:  # np.savez on a path would add .npz to the temporary name
+        np.savez(f, x=np.concatenate(arrays), ids=np.asarray(ids, np.int64))

@@ -1,0 +1,334 @@
+"""Retrieval-augmented generation over documents kept in the store.
+
+``index_paths`` reads text, Markdown and Python files, cuts them (``genzoo.store.chunking``) and
+stores documents and chunks with their sha256. Re-indexing an unchanged file does nothing; a
+changed file becomes a new document that supersedes the old one (and a file changed back makes
+its earlier version current again). A chunk whose text is already
+stored (same sha256) is kept as a copy pointing at the first one (``duplicate_of``) and is not
+indexed or embedded again: repeated boilerplate is searched once, and re-indexing an edited file
+only embeds the chunks that changed. A stored chunk is retrievable while any copy of it belongs to
+a current document the caller may see; it is shown by that copy's ``path:lines``.
+
+``retrieve`` fuses BM25 over the chunks with a cosine search over their vectors by reciprocal rank
+fusion (k=60), as ``Store.search`` does for generations. ``ask`` puts the retrieved sources into a
+prompt that fits the model's context, generates, and records the question (a prompt), the answer
+(a generation) and ``grounded`` relations from each source chunk to the answer, in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from genzoo.errors import GenzooError
+from genzoo.store import search as S
+from genzoo.store.chunking import CHUNK_CHARS, OVERLAP, chunk_document, kind_for
+from genzoo.store.records import NewGeneration, sha256_hex
+from genzoo.store.vectors import VectorIndex
+from genzoo.store.visibility import seen_by
+
+RAG_FORMAT = "genzoo.rag/1"
+INDEXED_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".py")
+MAX_FILE_BYTES = 20_000_000
+CANDIDATES = 50
+
+
+@dataclass
+class Source:
+    chunk_id: int
+    uri: str
+    start_line: int
+    end_line: int
+    text: str
+    score: float = 0.0
+    keyword_rank: int | None = None
+    vector_rank: int | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.uri}:{self.start_line}-{self.end_line}"
+
+
+@dataclass
+class IndexReport:
+    documents: int = 0  # new or changed documents stored
+    unchanged: int = 0
+    chunks: int = 0  # chunk rows written
+    duplicate_chunks: int = 0  # of which copies of an already stored chunk
+    embedded: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Answer:
+    text: str
+    sources: list[Source]
+    generation_id: int | None
+    prompt: str
+
+
+def _files(paths) -> list[Path]:
+    out = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise GenzooError(f"{p} does not exist; give files or folders of .txt, .md, .rst or .py")
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in INDEXED_SUFFIXES
+                          and not any(part.startswith(".") for part in f.relative_to(p).parts))
+        else:
+            out.append(p)
+    return out
+
+
+def index_paths(store, paths, *, chunk_chars: int = CHUNK_CHARS, overlap: int = OVERLAP, visibility: str = "private") -> IndexReport:
+    """Index files and folders (recursively: .txt, .md, .rst, .py; hidden ones skipped)."""
+    report = IndexReport()
+    for f in _files(paths):
+        try:
+            raw = f.read_bytes()
+            if len(raw) > MAX_FILE_BYTES:
+                raise UnicodeDecodeError("utf-8", b"", 0, 1, "too large")
+            text = raw.decode("utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            report.skipped.append(f"{f}: {e.reason if isinstance(e, UnicodeDecodeError) else e}")
+            continue
+        index_text(store, str(f.resolve()), text, kind=kind_for(f), chunk_chars=chunk_chars, overlap=overlap,
+                   visibility=visibility, report=report)
+    return report
+
+
+def index_text(store, uri: str, text: str, *, kind: str = "text", chunk_chars: int = CHUNK_CHARS, overlap: int = OVERLAP,
+               visibility: str = "private", title: str | None = None, report: IndexReport | None = None) -> int:
+    """Store one document and its chunks; its id (the existing one when unchanged)."""
+    store._require("index documents", ("admin", "writer"), "documents")
+    if visibility not in ("private", "shared"):
+        raise GenzooError(f"visibility must be private or shared, got {visibility!r}")
+    report = report if report is not None else IndexReport()
+    b, sha = store.backend, sha256_hex(text)
+    same = b.rows("SELECT id, superseded_by FROM documents WHERE uri = ? AND sha256 = ?", (uri, sha))
+    if same and same[0]["superseded_by"] is None:
+        report.unchanged += 1
+        return same[0]["id"]
+    if same:  # the file went back to a version stored before: that version becomes current again
+        old = same[0]["id"]
+        with b.write():
+            b.execute("UPDATE documents SET superseded_by = ? WHERE uri = ? AND id <> ? AND superseded_by IS NULL", (old, uri, old))
+            b.execute("UPDATE documents SET superseded_by = NULL WHERE id = ?", (old,))
+            b.audit(store.user.id, "restore_document", "documents", old, {"uri": uri, "sha256": sha}, time.time())
+        report.documents += 1
+        return old
+    chunks = chunk_document(text, kind, chunk_chars, overlap)
+    shas = [sha256_hex(c.text) for c in chunks]
+    known = _first_copies(b, set(shas))
+    fresh = list(dict.fromkeys(s for s in shas if s not in known))  # chunks to index and embed: first copies only
+    vectors = {}
+    encoder = store.encoder
+    if fresh and encoder is not None and encoder.kind == "text":
+        by_sha = {s: c.text for s, c in zip(shas, chunks)}
+        vectors = dict(zip(fresh, np.asarray(encoder.encode([by_sha[s] for s in fresh]), np.float32)))
+    now = time.time()
+    with b.write():
+        doc_id = b.insert("documents", {"uri": uri, "title": title or Path(uri).name, "sha256": sha, "owner_id": store.user.id,
+                                        "visibility": visibility, "meta": json.dumps({"kind": kind, "chunk_chars": chunk_chars,
+                                                                                     "overlap": overlap, "chars": len(text)}),
+                                        "created_at": now})
+        b.execute("UPDATE documents SET superseded_by = ? WHERE uri = ? AND id <> ? AND superseded_by IS NULL", (doc_id, uri, doc_id))
+        for ord_, (c, s) in enumerate(zip(chunks, shas)):
+            first = known.get(s)
+            cid = b.insert("chunks", {"document_id": doc_id, "ord": ord_, "text": c.text, "start": c.start, "end": c.end,
+                                      "sha256": s, "start_line": c.start_line, "end_line": c.end_line, "duplicate_of": first})
+            report.chunks += 1
+            if first is not None:
+                report.duplicate_chunks += 1
+                continue
+            known[s] = cid
+            b.index_chunk(cid, c.text, uri)
+            if s in vectors:
+                b.insert("chunk_embeddings", {"chunk_id": cid, "space": encoder.space, "vector": vectors[s].tobytes()})
+                report.embedded += 1
+        b.audit(store.user.id, "index_document", "documents", doc_id, {"uri": uri, "sha256": sha, "chunks": len(chunks)}, now)
+    report.documents += 1
+    return doc_id
+
+
+def _first_copies(backend, shas: set[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    shas_list = sorted(shas)
+    for i in range(0, len(shas_list), 500):  # stay under SQLite's bound-parameter limit
+        part = shas_list[i : i + 500]
+        marks = ", ".join("?" * len(part))
+        for r in backend.rows(f"SELECT sha256, min(id) AS id FROM chunks WHERE duplicate_of IS NULL AND sha256 IN ({marks}) "
+                              "GROUP BY sha256", part):
+            out[r["sha256"]] = r["id"]
+    return out
+
+
+# ---- retrieval -----------------------------------------------------------------------------------
+
+_LIVE_COPY = ("SELECT c.id AS first_id, c2.id AS copy_id, d.uri, c2.start_line, c2.end_line, c.text FROM chunks c "
+              "JOIN chunks c2 ON (c2.id = c.id OR c2.duplicate_of = c.id) JOIN documents d ON d.id = c2.document_id "
+              "WHERE d.superseded_by IS NULL AND {seen} AND c.id IN ({marks}) "
+              "ORDER BY c2.id DESC")
+
+
+class ChunkVectors:
+    """Exact cosine search over the vectors of the searchable chunks (first copies) in one space,
+    loaded once and then extended with chunks stored since (chunk ids only grow). A chunk stored
+    without a vector (indexed ``--keyword-only``, or in another space) is embedded here on first
+    need, and the vector kept when the caller may write, as the store does for generations."""
+
+    def __init__(self):
+        self.index, self.space = VectorIndex(), None
+
+    def sync(self, store) -> VectorIndex:
+        encoder, b = store.encoder, store.backend
+        if encoder.space != self.space:
+            self.index, self.space = VectorIndex(), encoder.space
+        rows = b.rows("SELECT c.id, c.text, e.vector FROM chunks c LEFT JOIN chunk_embeddings e ON e.chunk_id = c.id AND e.space = ? "
+                      "WHERE c.duplicate_of IS NULL AND c.id > ? ORDER BY c.id", (encoder.space, self.index.last_id))
+        if not rows:
+            return self.index
+        missing = [r for r in rows if r["vector"] is None]
+        made = {}
+        if missing:
+            vecs = np.asarray(encoder.encode([r["text"] for r in missing]), np.float32)
+            made = {r["id"]: v for r, v in zip(missing, vecs)}
+            if store.user.role in ("admin", "writer"):
+                with b.write():
+                    for cid, v in made.items():
+                        b.insert("chunk_embeddings", {"chunk_id": cid, "space": encoder.space, "vector": v.tobytes()})
+                    b.audit(store.user.id, "embed_chunks", "chunks", None, {"space": encoder.space, "count": len(made)}, time.time())
+        meta = [{"owner_id": 0, "visibility": "shared", "model_id": None, "family": None, "kind": "chunk", "created_at": 0.0,
+                 "synthetic": 0}] * len(rows)  # visibility is checked in SQL on the candidates (_live_copies)
+        vectors = np.stack([made[r["id"]] if r["vector"] is None else np.frombuffer(r["vector"], np.float32) for r in rows])
+        self.index.add([r["id"] for r in rows], vectors, meta)
+        self.index.last_id = rows[-1]["id"]
+        return self.index
+
+
+def retrieve(store, question: str, k: int = 4, *, mode: str = "hybrid", vectors: ChunkVectors | None = None) -> list[Source]:
+    """The k chunks that best match ``question``: keyword, vector or both fused (RRF, k=60)."""
+    question, k = S.check_query(question), S.check_k(k)
+    if mode not in S.MODES:
+        raise GenzooError(f"mode must be one of {', '.join(S.MODES)}, got {mode!r}")
+    if not question.strip():
+        raise GenzooError("ask a question: the text is empty")
+    b, viewer, n = store.backend, store.viewer, max(CANDIDATES, 5 * k)
+    keyword = b.chunk_keyword(S.query_terms(question), viewer, n) if mode != "vector" else []
+    vector: list[tuple[int, float]] = []
+    if mode != "keyword":
+        if store.encoder is None:
+            if mode == "vector":
+                raise GenzooError("vector retrieval needs a text encoder; open the store with one, or use mode='keyword'")
+        else:
+            index = (vectors or ChunkVectors()).sync(store)
+            if index.n:
+                vector = index.search(store.encoder.encode([question])[0], n)
+    if mode == "hybrid":
+        fused = S.rrf([[i for i, _ in keyword], [i for i, _ in vector]])
+    else:
+        fused = dict(keyword if mode == "keyword" else vector)
+    ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+    kw_rank = {cid: r for r, (cid, _) in enumerate(keyword, 1)}
+    vec_rank = {cid: r for r, (cid, _) in enumerate(vector, 1)}
+    live = _live_copies(b, [cid for cid, _ in ranked], viewer)  # drops chunks of superseded or hidden documents
+    out = []
+    for cid, score in ranked:
+        if cid in live:
+            r = live[cid]
+            out.append(Source(cid, r["uri"], r["start_line"], r["end_line"], r["text"], score, kw_rank.get(cid), vec_rank.get(cid)))
+            if len(out) == k:
+                break
+    return out
+
+
+def _live_copies(backend, ids: list[int], viewer) -> dict[int, dict]:
+    out: dict[int, dict] = {}
+    for i in range(0, len(ids), 500):
+        part = ids[i : i + 500]
+        seen, params = seen_by(viewer, "d")
+        for r in backend.rows(_LIVE_COPY.format(seen=seen, marks=", ".join("?" * len(part))), [*params, *part]):
+            out.setdefault(r["first_id"], r)  # newest live copy
+    return out
+
+
+# ---- asking --------------------------------------------------------------------------------------
+
+INSTRUCTION = "Answer from the sources; cite them as [1].\n\n"
+MIN_SOURCE_TOKENS = 16  # a source cut shorter than this says too little to be worth its header
+
+
+def build_prompt(question: str, sources: list[Source], count_tokens, budget: int) -> tuple[str, list[Source]]:
+    """The prompt and the sources it holds: sources in rank order while they fit in ``budget``
+    tokens (the last one cut to fit, else left out); the question is always kept whole (it is the
+    point of the prompt). Sources are named by file name and lines (a full path costs tokens
+    that small contexts cannot spare); the printed sources give the full path."""
+    tail = f"Question: {question}\nAnswer:"
+    used: list[Source] = []
+    body = INSTRUCTION
+    for s in sources:
+        header = f"[{len(used) + 1}] {Path(s.uri).name}:{s.start_line}-{s.end_line}\n"
+        block = header + s.text.strip() + "\n\n"
+        if count_tokens(body + block + tail) <= budget:
+            body += block
+            used.append(s)
+            continue
+        room = budget - count_tokens(body + tail)
+        if room >= MIN_SOURCE_TOKENS + count_tokens(header):  # cut the source: characters shrink until the tokens fit
+            text = s.text.strip()
+            keep = len(text)
+            while keep > 0 and count_tokens(body + header + text[:keep] + "\n\n" + tail) > budget:
+                keep = int(keep * 0.8)
+            if keep >= MIN_SOURCE_TOKENS:
+                body += header + text[:keep] + "\n\n"
+                used.append(s)
+        break
+    prompt = body + tail
+    if count_tokens(prompt) > budget:
+        raise GenzooError(f"the question alone needs more than the {budget} tokens the model's context leaves; ask a shorter question "
+                          "or lower --max-tokens")
+    return prompt, used
+
+
+def ask(store, question: str, model_path: str | Path, *, k: int = 4, mode: str = "hybrid", max_tokens: int = 128,
+        temperature: float = 0.0, seed: int = 0, device: str = "cpu", record: bool = True, loaded=None) -> Answer:
+    """Retrieve, generate with a genzoo text model or a local Hugging Face folder, record."""
+    from genzoo.textgen import generate_text, load_text_model
+
+    if record:  # refuse before the work, not after it
+        store._require("record answers (ask with record=False / --no-store to only read)", ("admin", "writer"), "generations")
+    model, tokenizer = loaded or load_text_model(model_path, device)
+    sources = retrieve(store, question, k, mode=mode)
+    context = int(model.config.context)
+    budget = context - max_tokens
+    if budget < 16:
+        raise GenzooError(f"the model's context is {context} tokens; --max-tokens {max_tokens} leaves no room for a prompt")
+    prompt, used = build_prompt(question, sources, lambda t: len(tokenizer.encode(t)), budget)
+    options = {"max_tokens": max_tokens, "temperature": temperature}
+    result = generate_text(model, tokenizer, [prompt], seed=seed, **options)[0]
+    answer = result.text.strip()
+    gid = _record_answer(store, model_path, model, question, prompt, answer, used, seed, options, mode) if record else None
+    return Answer(answer, used, gid, prompt)
+
+
+def _record_answer(store, model_path, model, question, prompt, answer, used, seed, options, mode) -> int:
+    from genzoo.provenance import config_hash
+    from genzoo.store.graph import relate
+    from genzoo.store.recording import _model_record, text_manifest
+
+    manifest = text_manifest(Path(model_path), model, question, answer, seed, options)
+    manifest.update({"format": RAG_FORMAT, "input": prompt, "retrieval": mode,
+                     "sources": [{"chunk_id": s.chunk_id, "where": s.where, "rank": i} for i, s in enumerate(used, 1)]})
+    config = model.config.to_dict() if hasattr(model.config, "to_dict") else {}
+    folder = Path(manifest["checkpoint"])
+    with store.backend.write():  # the answer and its links commit together
+        mid = store.register_model(_model_record(folder, manifest["family"], config.get("variant", ""), config, config_hash(config)))
+        gid = store.record(NewGeneration(kind="text", text=answer, prompt=question, manifest=manifest, model_id=mid,
+                                         family=manifest["family"], seed=seed, synthetic=True))
+        for rank, s in enumerate(used, 1):
+            relate(store, ("chunk", s.chunk_id), "grounded", ("generation", gid), origin="rag", weight=float(rank))
+    return gid

@@ -1,0 +1,133 @@
+"""A ViT digits classifier: ``genzoo.nn.vit.ViTEncoder``, mean-pooled patch tokens, a linear head.
+
+Not a generative family (nothing to sample), so it is not registered; it shows the encoder
+working on images and is benchmarked in ``benchmarks/vit_digits.py``.
+
+Training uses the digits evaluator's augmentation (small random rotations, scalings and
+1-pixel shifts, ``genzoo.eval.evaluator.random_affine``): a transformer has no convolution's
+built-in translation prior, and 1,000 training images are few to learn one from.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genzoo.errors import GenzooError
+from genzoo.eval.evaluator import TrainSettings, levels_to_input, random_affine
+from genzoo.nn.vit import ViTEncoder
+
+
+@dataclass
+class ViTClassifierConfig:
+    patch: int = 2  # 2x2 patches: 16 tokens for an 8x8 digit
+    width: int = 64
+    depth: int = 4
+    heads: int = 4
+    dropout: float = 0.1
+    num_classes: int = 10
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    augment: bool = True
+    seed: int = 0
+
+
+class ViTClassifierNet(nn.Module):
+    def __init__(self, config: ViTClassifierConfig, shape=(1, 8, 8)):
+        super().__init__()
+        self.encoder = ViTEncoder(shape, config.patch, config.width, config.depth, config.heads, dropout=config.dropout)
+        self.head = nn.Linear(config.width, config.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x).mean(dim=1))
+
+
+class ViTClassifier:
+    """``fit(x, y)`` on digits levels (N, 1, 8, 8) with integer labels, then ``predict`` / ``score``."""
+
+    def __init__(self, config: ViTClassifierConfig | None = None):
+        self.config = config or ViTClassifierConfig()
+        self.net: ViTClassifierNet | None = None
+        self.history: list[dict] = []
+
+    def _check(self, x, y=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = levels_to_input(x)
+        if y is None:
+            return x, None
+        y = torch.as_tensor(y).long()
+        if len(y) != len(x):
+            raise GenzooError(f"{len(x)} images but {len(y)} labels; give one label per image")
+        if len(y) and not (0 <= int(y.min()) and int(y.max()) < self.config.num_classes):
+            raise GenzooError(f"labels must lie in 0..{self.config.num_classes - 1}")
+        return x, y
+
+    def fit(self, x, y, *, x_val=None, y_val=None, max_seconds: float | None = None) -> "ViTClassifier":
+        """Train with AdamW and a one-cycle schedule; ``max_seconds`` stops early (the schedule stays as planned)."""
+        cfg = self.config
+        x, y = self._check(x, y)
+        if len(x) == 0:
+            raise GenzooError("fit needs at least one image")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self.net = ViTClassifierNet(cfg)
+        data_rng = torch.Generator().manual_seed(cfg.seed + 1)
+        augment = TrainSettings()
+        opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps = cfg.epochs * math.ceil(len(x) / cfg.batch_size)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps, pct_start=0.1)
+        start = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):  # dropout masks from a fixed seed, caller's RNG untouched
+            torch.manual_seed(cfg.seed + 2)
+            for epoch in range(cfg.epochs):
+                self.net.train()
+                order = torch.randperm(len(x), generator=data_rng)
+                for i in range(0, len(x), cfg.batch_size):
+                    idx = order[i : i + cfg.batch_size]
+                    xb = random_affine(x[idx], augment, data_rng) if cfg.augment else x[idx]
+                    loss = F.cross_entropy(self.net(xb), y[idx])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - start, 2), "train_loss": loss.item()}
+                if x_val is not None:
+                    record["val_accuracy"] = self.score(x_val, y_val)
+                self.history.append(record)
+                if max_seconds is not None and time.perf_counter() - start > max_seconds:
+                    break
+        self.net.eval()
+        return self
+
+    def _require_fit(self) -> ViTClassifierNet:
+        if self.net is None:
+            raise GenzooError("this ViTClassifier is not trained yet; call fit(x, y) first")
+        return self.net
+
+    def predict_proba(self, x) -> torch.Tensor:
+        net = self._require_fit()
+        x, _ = self._check(x)
+        net.eval()
+        with torch.no_grad():
+            return torch.cat([F.softmax(net(x[i : i + 512]), 1) for i in range(0, len(x), 512)]) if len(x) else torch.empty(0, self.config.num_classes)
+
+    def predict(self, x) -> torch.Tensor:
+        return self.predict_proba(x).argmax(1)
+
+    def score(self, x, y) -> float:
+        """Accuracy on (x, y)."""
+        _, y = self._check(x, y)
+        return (self.predict(x) == y).float().mean().item()
+
+    def describe(self) -> dict:
+        net = self._require_fit()
+        return {"config": asdict(self.config), "parameters": sum(p.numel() for p in net.parameters())}
+
+
+__all__ = ["ViTClassifier", "ViTClassifierConfig", "ViTClassifierNet"]
