@@ -1,8 +1,8 @@
 """ViT digits classifier: test accuracy after a fixed number of epochs, with its training time.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/vit_digits.py --epochs 100
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/vit_digits.py --name vit_digits_e300_strongaug
 
-Writes benchmarks/results/vit_digits.json and vit_digits.png (validation accuracy per epoch).
+Writes benchmarks/results/NAME.json and NAME.png (validation accuracy per epoch).
 One thread: the model is small and the machine is shared (see genzoo.eval.evaluator.one_thread).
 """
 
@@ -37,6 +37,9 @@ def main() -> None:
     parser.add_argument("--patch", type=int, default=defaults.patch)
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--dropout", type=float, default=defaults.dropout)
+    parser.add_argument("--max-shift", type=float, default=defaults.max_shift)
+    parser.add_argument("--max-rotation-deg", type=float, default=defaults.max_rotation_deg)
+    parser.add_argument("--max-scale", type=float, default=defaults.max_scale)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--name", default="vit_digits", help="output file stem under benchmarks/results")
@@ -45,7 +48,8 @@ def main() -> None:
 
     train, val, test = (load_dataset("digits", s) for s in ("train", "val", "test"))
     cfg = ViTClassifierConfig(epochs=args.epochs, width=args.width, depth=args.depth, patch=args.patch, lr=args.lr,
-                              dropout=args.dropout, seed=args.seed, augment=not args.no_augment)
+                              dropout=args.dropout, seed=args.seed, augment=not args.no_augment, max_shift=args.max_shift,
+                              max_rotation_deg=args.max_rotation_deg, max_scale=args.max_scale)
     clf = ViTClassifier(cfg)
     start = time.perf_counter()
     clf.fit(train.x, train.y, x_val=val.x, y_val=val.y)

@@ -38,18 +38,18 @@ def vae_run(tmp_path_factory):
 def test_sample_records_by_default_and_reproduce_replays_the_record(vae_run, tmp_path):
     db = tmp_path / "s.db"
     res = cli("sample", vae_run, "--n", 4, "--seed", 5, "-o", tmp_path / "a.png", "--store", db)
-    assert "recorded as generation 1" in res.output and count(db) == 1
+    assert "recorded as generation 1" in res.output and count(db) == 1 + 4  # the grid, then each digit image (with its features)
     cli("sample", vae_run, "--n", 4, "-o", tmp_path / "b.png", "--store", db, "--no-store")
-    assert count(db) == 1
+    assert count(db) == 1 + 4
     res = cli("reproduce", "1", "--store", db)
     assert "bit-identical: yes" in res.output
     cli("reproduce", tmp_path / "a.json")  # a manifest path still works
     conn = sqlite3.connect(db)
-    row = conn.execute("SELECT g.kind, g.content_type, m.name, m.checkpoint_sha256, g.manifest FROM generations g JOIN models m ON m.id = g.model_id").fetchone()
+    row = conn.execute("SELECT g.kind, g.content_type, m.name, m.checkpoint_sha256, g.manifest FROM generations g JOIN models m ON m.id = g.model_id WHERE g.id = 1").fetchone()
     conn.close()
     assert row[:3] == ("image", "image/png", "vae") and len(row[3]) == 64 and '"seed": 5' in row[4]
     res = cli("search", "vae", "--mode", "keyword", "--kind", "image", "--store", db)
-    assert "1 result(s)" in res.output
+    assert "5 result(s)" in res.output
     res = cli("search", "vae", "--mode", "keyword", "--kind", "text", "--store", db)
     assert "0 result(s)" in res.output
     res = cli("reproduce", "99", "--store", db, code=2)
@@ -101,6 +101,6 @@ def test_search_on_a_plain_install_falls_back_to_keyword_and_finds_the_family(va
     cli("sample", vae_run, "--n", 2, "-o", tmp_path / "a.png", "--store", db)
     monkeypatch.setattr(embed, "embeddings_available", lambda: False)
     res = cli("search", "vae", "--store", db)
-    assert "keyword" in res.output and "genzoo[store]" in res.output and "1 result(s)" in res.output
+    assert "keyword" in res.output and "genzoo[store]" in res.output and "3 result(s)" in res.output  # the grid and its 2 digit images
     res = cli("search", "vae", "--store", db, "--mode", "keyword")
-    assert "1 result(s)" in res.output
+    assert "3 result(s)" in res.output

@@ -177,7 +177,7 @@ def sample(
         if not no_store:
             from genzoo.store import recording
 
-            gid, url = recording.record_with(store, lambda s: recording.record_samples(s, gen.manifest, output, model))
+            gid, url = recording.record_with(store, lambda s: recording.record_samples(s, gen.manifest, output, model, gen.outputs))
     except GenzooError as e:
         _fail(e)
     out.print(f"wrote {n} samples to {output}", soft_wrap=True, markup=False)
@@ -564,17 +564,29 @@ def info(run: Path = typer.Argument(..., help="run or checkpoint folder")) -> No
 
 @app.command()
 def dedup(
-    data: str = typer.Argument(..., help="dataset: pydocs, pycode, digits, a .txt / .jsonl file, a folder, a .npy / .npz"),
-    threshold: Optional[float] = typer.Option(None, help="near-duplicate threshold: Jaccard for text (default 0.8), cosine for images (0.99)"),
+    data: Optional[str] = typer.Argument(None, help="dataset: pydocs, pycode, digits, a .txt / .jsonl file, a folder, a .npy / .npz; with --store: the store (path or postgresql:// URL; default $GENZOO_STORE or ~/.genzoo/store.db)"),
+    threshold: Optional[float] = typer.Option(None, help="near-duplicate threshold: Jaccard for text (default 0.8), cosine for images (0.99 of pixels; with --store 0.998 of stored features)"),
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="write the kept items here (.jsonl / .txt for text, .npz for images); `genzoo train --data` reads it"),
     unit: str = typer.Option("word", help="text shingles: word or char"),
     k: int = typer.Option(5, help="text shingle size (words or characters)"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    in_store: bool = typer.Option(False, "--store", help="report duplicates among the stored generations you may see (read-only)"),
+    kind: str = typer.Option("text", "--kind", help="with --store: text (MinHash) or image (cosine of stored image vectors)"),
 ) -> None:
-    """Report exact and near-duplicate items in a dataset; optionally write a cleaned copy."""
+    """Report exact and near-duplicate items in a dataset (optionally write a cleaned copy), or with --store among stored generations."""
     from genzoo.store.dedup_cli import print_report, run_dedup
 
     try:
+        if in_store:
+            from genzoo.store.dedup_cli import print_store_report, store_dedup
+
+            report = store_dedup(data, kind=kind, threshold=threshold, out=out_path)
+            print_store_report(report, out, as_json)
+            return
+        if data is None:
+            raise GenzooError("give the data to dedup (e.g. `genzoo dedup pydocs`), or --store for the stored generations")
+        if kind != "text":
+            raise GenzooError("--kind selects what to compare among stored generations: add --store (a dataset's kind is its own)")
         report = run_dedup(data, threshold=threshold, out=out_path, unit=unit, k=k)
     except GenzooError as e:
         _fail(e)

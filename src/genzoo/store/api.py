@@ -373,6 +373,14 @@ class Store:
         found = self.backend.vector(space, v, f, self.viewer, k)
         return self._hits(found, {}, {gid: r for r, (gid, _) in enumerate(found, 1)})
 
+    def duplicates(self, kind: str = "text", *, threshold: float | None = None, space: str = "digits-cnn-64", **filters) -> dict:
+        """Exact and near-duplicate clusters among the generations this caller may see (read-only):
+        text by MinHash LSH (Jaccard, default 0.8), images by cosine of their vectors in ``space``
+        (default 0.998); the same filters as ``search``. See ``genzoo.store.generation_dedup``."""
+        from genzoo.store.generation_dedup import find_duplicates
+
+        return find_duplicates(self, kind, threshold=threshold, space=space, **filters)
+
     def _vector(self, query: str, f: S.Filters, n: int):
         if self.encoder is None:
             raise GenzooError("vector search needs a text encoder; open the store with an encoder, or use mode='keyword'")

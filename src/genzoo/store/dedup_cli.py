@@ -205,3 +205,39 @@ def print_report(report: dict, console, as_json: bool = False) -> None:
                       markup=False, highlight=False)
     if "out" in report:
         console.print(f"wrote {report['kept']} items to {report['out']}", markup=False, highlight=False)
+
+
+# ---- genzoo dedup --store: duplicates among stored generations ----------------------------
+def print_store_report(report: dict, console, as_json: bool = False, examples: int = 10) -> None:
+    if as_json:
+        import json
+
+        console.print_json(json.dumps(report))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"duplicate {report['kind']} generations in {report.get('store', 'the store')}")
+    for col in ("generations", "kept", "exact", "near", "clusters", "threshold", "seconds"):
+        table.add_column(col, justify="right")
+    table.add_row(str(report["generations"]), str(report["kept"]), str(report["exact_duplicates"]),
+                  str(report["near_duplicates"]), str(len(report["clusters"])), f"{report['threshold']:g}",
+                  f"{report['seconds']:.2f}")
+    console.print(table)
+    for c in report["clusters"][:examples]:
+        dups = ", ".join(f"{d['id']} ({d['how']} {d['similarity']:.3f})" for d in c["duplicates"])
+        console.print(f"  kept {c['kept']}: {dups}", markup=False, highlight=False)
+
+
+def store_dedup(url_or_path, *, kind: str = "text", threshold: float | None = None, out=None) -> dict:
+    """``genzoo dedup --store``: open the store as the CLI's user ($GENZOO_API_KEY, else the local
+    admin), report, close. It only reads: there is no cleaned copy of a store to write."""
+    from genzoo.store.api import Store
+
+    if out is not None:
+        raise GenzooError("--out writes a cleaned copy of a dataset; with --store dedup only reports (it deletes nothing)")
+    with Store.open(url_or_path, encoder=None, redact=False) as store:
+        from genzoo.store.generation_dedup import find_duplicates
+
+        report = find_duplicates(store, kind, threshold=threshold)
+        report["store"] = store.backend.url
+    return report

@@ -63,17 +63,54 @@ def _model_record(folder: Path, family: str, variant: str = "", config: dict | N
                        checkpoint_uri=str(folder), checkpoint_sha256=weights_sha256(folder), metrics=metrics, lineage=lineage)
 
 
-def record_samples(store, manifest: dict, png: Path, model) -> int:
-    """Record a ``genzoo sample`` call: its manifest and its PNG."""
+def record_samples(store, manifest: dict, png: Path, model, samples=None, image_encoder=None) -> int:
+    """Record a ``genzoo sample`` call: its manifest and its PNG (the id returned). For a
+    digits-shaped model, each of ``samples`` is also recorded, as a child of the grid holding its
+    levels (.npy) and its digits-evaluator features, so ``Store.similar`` finds images by image."""
     folder = Path(manifest["checkpoint"])
     mid = store.register_model(_model_record(folder, manifest["family"], manifest.get("variant", ""),
                                              model.config.to_dict() if hasattr(model.config, "to_dict") else {}, manifest["config_sha256"]))
     kind = {"image": "image", "points": "points"}.get((model.data_spec or {}).get("kind"), "array")
     condition = manifest.get("condition")
-    return store.record(NewGeneration(
+    prompt = None if condition is None else f"condition: {json.dumps(condition)}"
+    gid = store.record(NewGeneration(
         kind=kind, content=png.read_bytes(), content_type="image/png", manifest=manifest, model_id=mid, family=manifest["family"],
-        prompt=None if condition is None else f"condition: {json.dumps(condition)}", seed=manifest["seed"], synthetic=True,
+        prompt=prompt, seed=manifest["seed"], synthetic=True,
     ))
+    if samples is not None and is_digits_shaped(model.data_spec):
+        record_sample_images(store, gid, manifest, samples, mid, image_encoder)
+    return gid
+
+
+def is_digits_shaped(data_spec: dict | None) -> bool:
+    """8x8 single-channel images of 17 levels: what the digits evaluator's features are made for."""
+    spec = data_spec or {}
+    return spec.get("kind") == "image" and tuple(spec.get("shape") or ()) == (1, 8, 8) and spec.get("levels") == 17
+
+
+def record_sample_images(store, parent_id: int, manifest: dict, samples, model_id: int, encoder=None) -> list[int]:
+    """One image record per sample (levels as .npy, its features in the encoder's space), in one write.
+    The encoder (torch, the digits CNN) is loaded here, only when images are recorded."""
+    import io
+
+    import numpy as np
+
+    if encoder is None:
+        from genzoo.store.embed import DigitsImageEncoder
+
+        encoder = DigitsImageEncoder()
+    images = np.asarray(samples.detach().cpu() if hasattr(samples, "detach") else samples)
+    levels = np.clip(np.rint(images), 0, 16).astype(np.int16).reshape(len(images), 1, 8, 8)
+    vectors = encoder.encode(levels)
+    items = []
+    for i, (image, vector) in enumerate(zip(levels, vectors)):
+        buf = io.BytesIO()
+        np.save(buf, image, allow_pickle=False)
+        items.append(NewGeneration(
+            kind="image", content=buf.getvalue(), content_type="application/x-npy", manifest={**manifest, "sample_index": i},
+            model_id=model_id, family=manifest["family"], seed=manifest["seed"], synthetic=True, parent_id=parent_id,
+            embedding=vector, space=encoder.space))
+    return store.record_many(items)
 
 
 def text_manifest(run: Path, model, prompt: str, text: str, seed: int, options: dict) -> dict:
