@@ -11,6 +11,10 @@
 
 Writes benchmarks/results/t5_docsig.json and t5_docsig.png (loss curves) with a few examples.
 
+``--parity``: instead, the largest logit difference between transformers' T5ForConditionalGeneration
+and genzoo's T5 loaded from the saved folder, on tiny random v1.0 (ReLU, tied, scaled) and v1.1
+(gated GELU, unscaled) models with a padded input row (the setting of tests/test_t5.py).
+
 Run (1 thread, in the background):
   OMP_NUM_THREADS=1 nohup .venv/bin/python benchmarks/t5_docsig.py --pretrain-minutes 4 --finetune-minutes 9 \
       > runs/t5_docsig.log 2>&1 &
@@ -62,6 +66,39 @@ def evaluate_pairs(model: T5, pairs, max_input: int, max_new: int, batch: int = 
     return score(preds, [p[1] for p in pairs]), preds
 
 
+def parity() -> dict:
+    import tempfile
+
+    import transformers
+
+    from genzoo.models.hf_t5 import load_hf_t5
+
+    out = {}
+    for name, ffn, tie in (("v1.0-relu-tied", "relu", True), ("v1.1-gated-gelu", "gated-gelu", False)):
+        torch.manual_seed(0)
+        cfg = transformers.T5Config(vocab_size=120, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=3,
+                                    num_heads=4, relative_attention_num_buckets=8, relative_attention_max_distance=20,
+                                    feed_forward_proj=ffn, tie_word_embeddings=tie, dropout_rate=0.0)
+        hf = transformers.T5ForConditionalGeneration(cfg).eval()
+        with torch.no_grad():
+            for pname, p in hf.named_parameters():
+                p.copy_(1 + 0.2 * torch.randn_like(p) if "layer_norm" in pname else 0.3 * torch.randn_like(p))
+        with tempfile.TemporaryDirectory() as d:
+            hf.save_pretrained(d)
+            ours = load_hf_t5(d)
+        g = torch.Generator().manual_seed(1)
+        ids = torch.randint(2, 120, (2, 30), generator=g)
+        mask = torch.ones_like(ids)
+        mask[1, 21:] = 0
+        dec = torch.randint(2, 120, (2, 25), generator=g)
+        with torch.no_grad():
+            want = hf(input_ids=ids, attention_mask=mask, decoder_input_ids=dec).logits
+            got = ours(ids, dec, mask.bool())
+        out[name] = {"max_abs_diff": float((want - got).abs().max()), "logit_std": float(want.std())}
+    print(json.dumps(out, indent=2))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pretrain-minutes", type=float, default=4.0)
@@ -72,7 +109,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", nargs="*", default=[], help="T5Config overrides, key=value (ints only)")
     ap.add_argument("--out", default=str(RESULTS / "t5_docsig.json"))
+    ap.add_argument("--parity", action="store_true", help="only the Hugging Face logits parity check")
     args = ap.parse_args()
+    if args.parity:
+        parity()
+        return
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     torch.manual_seed(args.seed)
     t0 = time.time()
@@ -88,9 +129,10 @@ def main() -> None:
           f"({time.time() - t0:.0f}s)", flush=True)
 
     overrides = {k: int(v) for k, v in (kv.split("=", 1) for kv in args.set)}
-    cfg = T5Config(data={"name": "docsig", "kind": "pairs", "vocab_size": tok.vocab_size}, width=128, d_kv=32, d_ff=512,
-                   layers=3, heads=4, num_buckets=32, max_distance=128, ffn="gated-gelu", tie_lm_head=True,
-                   num_sentinels=32, eos_token_id=tok.eos_id, **overrides)
+    sizes = {"width": 128, "d_kv": 32, "d_ff": 512, "layers": 3, "heads": 4, "num_buckets": 32, "max_distance": 128,
+             "num_sentinels": 32, **overrides}  # --set replaces these
+    cfg = T5Config(data={"name": "docsig", "kind": "pairs", "vocab_size": tok.vocab_size}, ffn="gated-gelu",
+                   tie_lm_head=True, eos_token_id=tok.eos_id, **sizes)
     model = T5(cfg)
     model.tokenizer = tok
     params = sum(p.numel() for p in model.parameters())
@@ -111,8 +153,8 @@ def main() -> None:
         opt.step()
         step += 1
         if step % 50 == 0:
-            curve.append(("pretrain", step, float(loss)))
-            print(f"pretrain step {step} loss {float(loss):.3f}", flush=True)
+            curve.append(("pretrain", step, loss.item()))
+            print(f"pretrain step {step} loss {loss.item():.3f}", flush=True)
     pre_steps, pre_s = step, time.time() - start
     trained_span = heldout_span_loss(model, val_windows, args.seed)
     print(f"pretrained {pre_steps} steps in {pre_s:.0f}s: held-out span loss {trained_span:.3f}", flush=True)
@@ -133,8 +175,8 @@ def main() -> None:
         opt.step()
         step += 1
         if step % 50 == 0:
-            curve.append(("finetune", step, float(loss)))
-            print(f"finetune step {step} loss {float(loss):.3f}", flush=True)
+            curve.append(("finetune", step, loss.item()))
+            print(f"finetune step {step} loss {loss.item():.3f}", flush=True)
     ft_steps, ft_s = step, time.time() - start
     model.eval()
     t_eval = time.time()

@@ -230,3 +230,20 @@ def test_refusals(tmp_path):
         tiny().generate_text("hello")
     with pytest.raises(GenzooError, match="sentinels"):
         tiny(num_sentinels=1).span_corruption(torch.zeros(1, 40, dtype=torch.long))
+
+
+def test_cli_finetune_and_generate(tmp_path):
+    from typer.testing import CliRunner
+
+    from genzoo.cli import app
+
+    f = tmp_path / "pairs.jsonl"
+    f.write_text('{"input": "ab", "target": "AB"}\n{"input": "ba", "target": "BA"}\n')
+    runner = CliRunner()
+    r = runner.invoke(app, ["t5", "finetune", str(tmp_path / "m"), "--pairs", str(f), "--steps", "3", "--batch-size", "2"])
+    assert r.exit_code == 0, r.output
+    assert "3 steps" in r.output and (tmp_path / "m" / "tokenizer.json").is_file()
+    r = runner.invoke(app, ["t5", "generate", str(tmp_path / "m"), "ab", "--max-new-tokens", "3"])
+    assert r.exit_code == 0 and json.loads(r.output.splitlines()[0])["input"] == "ab"
+    r = runner.invoke(app, ["t5", "finetune", str(tmp_path / "n"), "--pairs", str(f), "--task", "docsig"])
+    assert r.exit_code == 2 and "exactly one" in r.output

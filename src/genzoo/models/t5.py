@@ -31,8 +31,9 @@ start id), then ``num_sentinels`` sentinels counting *down* from the last id
 (``<extra_id_0>`` = vocab_size - 1, as in T5's SentencePiece vocabulary).
 
 This family is not registered with the generic Trainer/bench: its data are (input, target)
-pairs, not the one token stream of the "tokens" kind. It is used from Python, its benchmark
-(``benchmarks/t5_docsig.py``) and ``genzoo.models.t5.train_loop``.
+pairs, not the one token stream of the "tokens" kind. It is used from Python (``finetune``,
+``generate_text``, ``span_corruption_loss``), ``genzoo t5 finetune`` / ``genzoo t5 generate``
+(``genzoo.t5_commands``) and ``benchmarks/t5_docsig.py``.
 """
 
 from __future__ import annotations
@@ -169,7 +170,7 @@ class T5Attention(nn.Module):
     def forward(self, x: torch.Tensor, bias: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         k, v = kv if kv is not None else self.keys_values(x)
         q = self.split(self.q(x))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=None,
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=1.0,
                                              dropout_p=self.dropout if self.training else 0.0)
         return self.o(out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
 
@@ -485,8 +486,8 @@ def finetune(model: T5, pairs: list[tuple[str, str]], *, steps: int, batch_size:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if log is not None:
-            log(step, float(loss))
+            log(step, losses[-1])
     model.eval()
     return losses
