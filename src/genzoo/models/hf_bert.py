@@ -32,7 +32,7 @@ import torch
 from genzoo.data.tokenizer import TextTokenizer, _read_json
 from genzoo.errors import GenzooError
 from genzoo.models.bert import BERT, BERTConfig
-from genzoo.models.hf_import import _read_config, _read_weights, _weight_files
+from genzoo.models.hf_import import _read_config, _read_weights, _weight_files, build_with_weights
 
 _DROPPED = ("pooler.", "cls.seq_relationship.", "embeddings.position_ids", "embeddings.token_type_ids")
 
@@ -136,13 +136,6 @@ def load_hf_bert(folder: str | Path, *, device: str | torch.device = "cpu") -> B
     cfg = hf_bert_config(hf, tokenizer)
     state, has_head = _map_weights(_read_weights(_weight_files(folder), torch.float32), cfg)
     cfg.mlm_head = has_head
-    with torch.device("meta"):  # no random initialisation of weights about to be replaced
-        model = BERT(cfg)
-    expected = model.state_dict()
-    for name, tensor in state.items():
-        if tuple(tensor.shape) != tuple(expected[name].shape):
-            raise GenzooError(f"weight {name} has shape {tuple(tensor.shape)} in the checkpoint, but config.json implies "
-                              f"{tuple(expected[name].shape)}: the weights do not match config.json")
-    model.load_state_dict(state, strict=True, assign=True)
+    model = build_with_weights(BERT, cfg, state)
     model.tokenizer = tokenizer
     return model.to(device).eval()

@@ -114,6 +114,20 @@ def hf_config_to_genzoo(hf: dict, context: int | None = None) -> GPTConfig:
     )
 
 
+def build_with_weights(model_class, cfg, state: dict[str, torch.Tensor]):
+    """``model_class(cfg)`` holding ``state``: built on the meta device (no random initialisation of
+    weights about to be replaced), each tensor's shape checked against the config, then assigned."""
+    with torch.device("meta"):
+        model = model_class(cfg)
+    expected = model.state_dict()
+    for name, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise GenzooError(f"weight {name} has shape {tuple(tensor.shape)} in the checkpoint, but config.json implies "
+                              f"{tuple(expected[name].shape)}: the weights do not match config.json")
+    model.load_state_dict(state, strict=True, assign=True)
+    return model
+
+
 def _weight_files(folder: Path) -> list[Path]:
     index = folder / "model.safetensors.index.json"
     if index.is_file():
@@ -191,14 +205,7 @@ def load_hf_causal_lm(folder: str | Path, *, dtype: torch.dtype = torch.float32,
     folder = Path(folder)
     cfg = hf_config_to_genzoo(_read_config(folder), context)
     state = _map_weights(_read_weights(_weight_files(folder), dtype), cfg)
-    with torch.device("meta"):  # no random initialisation of weights about to be replaced
-        model = GPT(cfg)
-    expected = model.state_dict()
-    for name, tensor in state.items():
-        if tuple(tensor.shape) != tuple(expected[name].shape):
-            raise GenzooError(f"weight {name} has shape {tuple(tensor.shape)} in the checkpoint, but config.json implies "
-                              f"{tuple(expected[name].shape)}: the weights do not match config.json")
-    model.load_state_dict(state, strict=True, assign=True)
+    model = build_with_weights(GPT, cfg, state)
     c = model.config
     model.rope = RotaryEmbedding(c.head_dim, c.rope_theta, c.rope_scaling)  # its buffers were built on the meta device
     return model.to(device).eval()

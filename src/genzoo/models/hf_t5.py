@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from genzoo.errors import GenzooError
-from genzoo.models.hf_import import _read_config, _read_weights, _weight_files
+from genzoo.models.hf_import import _read_config, _read_weights, _weight_files, build_with_weights
 from genzoo.models.t5 import T5, T5Config
 
 _FFN = {"relu": "relu", "gated-gelu": "gated-gelu", "gated-gelu_new": "gated-gelu"}
@@ -126,13 +126,6 @@ def load_hf_t5(folder: str | Path, *, device: str | torch.device = "cpu") -> T5:
         sentinels = sum(1 for t in tokenizer.tokenizer.get_vocab() if t.startswith("<extra_id_")) or 100
     cfg = hf_t5_config(hf, sentinels)
     state = _map_weights(_read_weights(_weight_files(folder), torch.float32), cfg)
-    with torch.device("meta"):  # no random initialisation of weights about to be replaced
-        model = T5(cfg)
-    expected = model.state_dict()
-    for name, tensor in state.items():
-        if tuple(tensor.shape) != tuple(expected[name].shape):
-            raise GenzooError(f"weight {name} has shape {tuple(tensor.shape)} in the checkpoint, but config.json implies "
-                              f"{tuple(expected[name].shape)}: the weights do not match config.json")
-    model.load_state_dict(state, strict=True, assign=True)
+    model = build_with_weights(T5, cfg, state)
     model.tokenizer = tokenizer
     return model.to(device).eval()
