@@ -30,7 +30,8 @@ import numpy as np
 
 from genzoo.errors import GenzooError
 from genzoo.store import pg_schema as schema
-from genzoo.store.records import AuditEntry, Feedback, Generation, ModelRecord, User
+from genzoo.store.records import Generation, ModelRecord, User
+from genzoo.store.sql_common import SharedReads
 from genzoo.store.search import Filters
 
 # The common-term cutoff as in the SQLite backend (search.fts_with_cutoff): above CUTOFF_FROM
@@ -122,7 +123,9 @@ def _split(value, what: str) -> tuple[str | None, bytes | None]:
     return _plain(value, what), None
 
 
-class PostgresBackend:
+class PostgresBackend(SharedReads):
+    PH = "%s"
+
     def __init__(self, url: str, read_url: str | None = None):
         psycopg = _psycopg()
         self.url = safe_url(url)
@@ -204,6 +207,9 @@ class PostgresBackend:
 
     def _one(self, sql: str, params=(), conn=None):
         return (conn or self._rd).execute(sql, params).fetchone()
+
+    def _fetch(self, sql: str, params=()) -> list:
+        return self._rd.execute(sql, params).fetchall()
 
     def _dicts(self, sql: str, params=(), conn=None) -> list[dict]:
         from psycopg.rows import dict_row
@@ -357,23 +363,6 @@ class PostgresBackend:
             "FROM generations g JOIN users u ON u.id = g.owner_id LEFT JOIN prompts p ON p.id = g.prompt_id "
             "LEFT JOIN models m ON m.id = g.model_id WHERE g.id = ANY(%s)", (list(ids),))
         return {r["id"]: _generation(r) for r in rows}
-
-    def get_generation(self, generation_id: int) -> Generation | None:
-        return self.get_generations([generation_id]).get(generation_id)
-
-    def visible(self, generation_id: int, viewer: int | None) -> bool:
-        row = self._one("SELECT owner_id, visibility FROM generations WHERE id = %s", (generation_id,))
-        return row is not None and (viewer is None or row[1] == "shared" or row[0] == viewer)
-
-    def feedback_for(self, generation_id: int) -> list[Feedback]:
-        rows = self._rd.execute("SELECT f.id, f.generation_id, u.name, f.rating, f.label, f.comment, f.created_at FROM feedback f "
-                                "JOIN users u ON u.id = f.user_id WHERE f.generation_id = %s ORDER BY f.id", (generation_id,))
-        return [Feedback(*r) for r in rows]
-
-    def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
-        rows = self._rd.execute("SELECT a.id, a.at, u.name, a.action, a.target, a.target_id, a.detail FROM audit_log a "
-                                "LEFT JOIN users u ON u.id = a.user_id ORDER BY a.id DESC LIMIT %s", (limit,))
-        return [AuditEntry(*r[:6], json.loads(r[6])) for r in rows]
 
     def count(self, table: str) -> int:
         if table not in TABLES:

@@ -21,7 +21,8 @@ import numpy as np
 
 from genzoo.errors import GenzooError
 from genzoo.store import schema
-from genzoo.store.records import AuditEntry, Feedback, Generation, ModelRecord, User
+from genzoo.store.records import Generation, ModelRecord, User
+from genzoo.store.sql_common import SharedReads
 from genzoo.store.search import Filters, fts_any, fts_with_cutoff
 from genzoo.store.vectors import VectorIndex
 
@@ -71,7 +72,9 @@ def connect(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
-class SqliteBackend:
+class SqliteBackend(SharedReads):
+    PH = "?"
+
     def __init__(self, path: str | Path):
         path = Path(path).expanduser()
         if path.is_dir():
@@ -131,6 +134,9 @@ class SqliteBackend:
 
     def _one(self, sql: str, params=()):
         return self.conn.execute(sql, params).fetchone()
+
+    def _fetch(self, sql: str, params=()) -> list:
+        return self.conn.execute(sql, params).fetchall()
 
     # ---- users and keys ---------------------------------------------------------------------
     def add_user(self, name: str, role: str) -> User:
@@ -219,23 +225,6 @@ class SqliteBackend:
             "FROM generations g JOIN users u ON u.id = g.owner_id LEFT JOIN prompts p ON p.id = g.prompt_id "
             f"LEFT JOIN models m ON m.id = g.model_id WHERE g.id IN ({marks})", list(ids)).fetchall()
         return {r["id"]: _generation(r) for r in rows}
-
-    def get_generation(self, generation_id: int) -> Generation | None:
-        return self.get_generations([generation_id]).get(generation_id)
-
-    def visible(self, generation_id: int, viewer: int | None) -> bool:
-        row = self._one("SELECT owner_id, visibility FROM generations WHERE id = ?", (generation_id,))
-        return row is not None and (viewer is None or row[1] == "shared" or row[0] == viewer)
-
-    def feedback_for(self, generation_id: int) -> list[Feedback]:
-        rows = self.conn.execute("SELECT f.id, f.generation_id, u.name, f.rating, f.label, f.comment, f.created_at FROM feedback f "
-                                 "JOIN users u ON u.id = f.user_id WHERE f.generation_id = ? ORDER BY f.id", (generation_id,))
-        return [Feedback(*r) for r in rows]
-
-    def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
-        rows = self.conn.execute("SELECT a.id, a.at, u.name, a.action, a.target, a.target_id, a.detail FROM audit_log a "
-                                 "LEFT JOIN users u ON u.id = a.user_id ORDER BY a.id DESC LIMIT ?", (limit,))
-        return [AuditEntry(*r[:6], json.loads(r[6])) for r in rows]
 
     def count(self, table: str) -> int:
         if table not in ("generations", "prompts", "models", "feedback", "audit_log", "users", "api_keys", "embeddings", "documents", "chunks"):
