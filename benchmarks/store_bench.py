@@ -2,6 +2,9 @@
 embedding time reported apart, and hybrid-query latency p50/p95 with and without filters.
 
     OMP_NUM_THREADS=1 nohup .venv/bin/python benchmarks/store_bench.py > store_bench.log 2>&1 &
+    # again on the same store, without embedding or ingesting:
+    OMP_NUM_THREADS=1 nohup .venv/bin/python benchmarks/store_bench.py --db /tmp/storebench/store.db \
+        --vectors /tmp/storebench/vectors.npz --reuse > store_bench.log 2>&1 &
 
 Data: the texts are passages of Python's own help topics (``pydoc_data.topics``, the pydocs set),
 cut into 200-character pieces (2,171 of them). Only ``--unique`` of them (default 1,800) are embedded with
@@ -41,6 +44,21 @@ def pydoc_pieces(size: int = 200) -> list[str]:
     return pieces
 
 
+def random_queries(texts: list[str], n: int, rng: random.Random) -> list[str]:
+    """``n`` queries of 3-6 random words (4+ letters) drawn from ``texts``."""
+    words = re.findall(r"[a-z]{4,}", " ".join(texts).lower())
+    return [" ".join(rng.sample(words, rng.randint(3, 6))) for _ in range(n)]
+
+
+def pieces_and_queries(unique: int, n_queries: int) -> tuple[list[str], list[str]]:
+    """The pydocs pieces shuffled (seed 0): the first ``unique`` to store, and queries drawn
+    from the others (the same ones in store_bench, store_vs_lancedb and store_fts_cutoff)."""
+    pieces = pydoc_pieces()
+    rng = random.Random(0)
+    rng.shuffle(pieces)
+    return pieces[:unique], random_queries(pieces[unique:], n_queries, rng)
+
+
 class Precomputed:
     """The query vectors computed beforehand, so latency measures the store, not MiniLM."""
 
@@ -66,47 +84,112 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--batch", type=int, default=1_000)
     ap.add_argument("--db", type=Path, default=None)
+    ap.add_argument("--vectors", type=Path, default=None,
+                    help="cache of the MiniLM vectors (base texts and queries): written on the first run, read after")
+    ap.add_argument("--reuse", action="store_true",
+                    help="--db already holds --n records from an earlier run: skip the ingest, measure the queries")
+    ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
+    if args.reuse and (args.db is None or not args.db.exists()):
+        ap.error("--reuse needs --db pointing at a store an earlier run filled")
 
     import torch
 
     torch.set_num_threads(1)
     from genzoo.store.api import Store
     from genzoo.store.embed import MiniLMEncoder
-    from genzoo.store.records import ModelRecord, NewGeneration
 
-    rng, pyrng = np.random.default_rng(0), random.Random(0)
-    pieces = pydoc_pieces()
-    pyrng.shuffle(pieces)
-    base = pieces[: args.unique]
-    words = re.findall(r"[a-z]{4,}", " ".join(pieces[args.unique:]).lower())
-    queries = [" ".join(pyrng.sample(words, pyrng.randint(3, 6))) for _ in range(args.queries)]
+    rng = np.random.default_rng(0)
+    base, queries = pieces_and_queries(args.unique, args.queries)
     result = {"n": args.n, "unique_texts_embedded": len(base), "queries": len(queries), "threads": 1,
-              "machine": f"{os.cpu_count()} cores", "python": sys.version.split()[0]}
+              "machine": f"{os.cpu_count()} cores", "python": sys.version.split()[0],
+              "load_average_start": os.getloadavg()}  # other people's jobs share the machine: say how busy it was
 
-    encoder = MiniLMEncoder()
-    t = time.perf_counter()
-    encoder.encode(base[:8])  # load the model
-    result["encoder_load_s"] = round(time.perf_counter() - t, 2)
-    t = time.perf_counter()
-    base_vecs = encoder.encode(base)
-    embed_s = time.perf_counter() - t
-    result["embedding"] = {"texts": len(base), "seconds": round(embed_s, 1), "texts_per_s": round(len(base) / embed_s, 1)}
-    single = []
-    qvecs = {}
-    for q in queries:
+    cached = np.load(args.vectors, allow_pickle=False) if args.vectors and args.vectors.exists() else None
+    if cached is not None and list(cached["base"]) == base and list(cached["queries"]) == queries:
+        base_vecs, qvecs = cached["base_vecs"], dict(zip(queries, cached["query_vecs"]))
+        result["embedding"] = {"cached": str(args.vectors)}
+        space = cached["space"].item()
+    else:
+        encoder = MiniLMEncoder()
+        space = encoder.space
         t = time.perf_counter()
-        qvecs[q] = encoder.encode([q])[0]
-        single.append(time.perf_counter() - t)
-    result["query_embedding"] = percentiles(single)
-    print("embedding:", result["embedding"], "query embedding:", result["query_embedding"], flush=True)
+        encoder.encode(base[:8])  # load the model
+        result["encoder_load_s"] = round(time.perf_counter() - t, 2)
+        t = time.perf_counter()
+        base_vecs = encoder.encode(base)
+        embed_s = time.perf_counter() - t
+        result["embedding"] = {"texts": len(base), "seconds": round(embed_s, 1), "texts_per_s": round(len(base) / embed_s, 1)}
+        single = []
+        qvecs = {}
+        for q in queries:
+            t = time.perf_counter()
+            qvecs[q] = encoder.encode([q])[0]
+            single.append(time.perf_counter() - t)
+        result["query_embedding"] = percentiles(single)
+        print("embedding:", result["embedding"], "query embedding:", result["query_embedding"], flush=True)
+
+        if args.vectors:
+            args.vectors.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(args.vectors, base=np.array(base), queries=np.array(queries), base_vecs=np.asarray(base_vecs, np.float32),
+                     query_vecs=np.stack([qvecs[q] for q in queries]), space=np.array(space))
 
     db = args.db or Path(tempfile.mkdtemp(prefix="store-bench-")) / "store.db"
-    store = Store.open(db, encoder=Precomputed(encoder.space, qvecs), redact=False)
+    store = Store.open(db, encoder=Precomputed(space, qvecs), redact=False)
+    if args.reuse:
+        n_stored = store.backend.count("generations")
+        if n_stored < args.n:
+            raise SystemExit(f"{db} holds {n_stored:,} records, fewer than --n {args.n:,}")
+        reader_key = store.new_key("rex")
+        # the time the first run took as "since": when the batch holding record n/2 committed
+        mid_time = store.backend.rows("SELECT max(created_at) AS t FROM generations WHERE id <= ?",
+                                      [args.n // 2 + args.batch])[0]["t"]
+        result["ingest"] = {"reused": str(db), "records": n_stored}
+    else:
+        mid_time, reader_key = ingest(args, store, db, base, base_vecs, space, qvecs, rng, result)
+    reader = Store.open(db, api_key=reader_key, encoder=Precomputed(space, qvecs), redact=False)
+    t = time.perf_counter()
+    store.search(queries[0], k=10)
+    result["first_query_s"] = round(time.perf_counter() - t, 2)  # loads every vector into the index
+    reader.search(queries[0], k=10)
+    cases = {
+        "no filter": (store, {}),
+        "family": (store, {"family": "gpt"}),
+        "family+synthetic+since": (store, {"family": "llama", "synthetic": True, "since": mid_time}),
+        "user+min_rating": (store, {"user": "ben", "min_rating": 3}),
+        "model": (store, {"model": "t5-1"}),
+        "reader (visibility)": (reader, {}),
+        "reader+family+real": (reader, {"family": "bert", "synthetic": False}),
+    }
+    result["hybrid"] = {}
+    for name, (s, filters) in cases.items():
+        for mode in ("hybrid", "keyword", "vector"):
+            times, counts = [], []
+            for q in queries:
+                t = time.perf_counter()
+                hits = s.search(q, mode=mode, k=10, **filters)
+                times.append(time.perf_counter() - t)
+                counts.append(len(hits))
+            stats = {**percentiles(times), "mean_hits": round(statistics.fmean(counts), 2)}
+            result["hybrid" if mode == "hybrid" else mode + "_only"] = result.get("hybrid" if mode == "hybrid" else mode + "_only", {})
+            result["hybrid" if mode == "hybrid" else mode + "_only"][name] = stats
+            print(f"{mode:8s} {name:24s} {stats}", flush=True)
+    result["integrity_check"] = store.integrity_check()
+    result["load_average_end"] = os.getloadavg()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "store_bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, args.out / "store_latency.png")
+    print(json.dumps(result, indent=2))
+
+
+def ingest(args, store, db, base, base_vecs, space, qvecs, rng, result):
+    from genzoo.store.api import Store
+    from genzoo.store.records import ModelRecord, NewGeneration
+
     users = {}
     for name in ("ana", "ben", "cyd"):
         _, key = store.create_user(name, "writer")
-        users[name] = Store.open(db, api_key=key, encoder=Precomputed(encoder.space, qvecs), redact=False)
+        users[name] = Store.open(db, api_key=key, encoder=Precomputed(space, qvecs), redact=False)
     _, reader_key = store.create_user("rex", "reader")
     families = ["gpt", "llama", "t5", "bert"]
     models = [store.register_model(ModelRecord(name=f"{f}-{i}", family=f, checkpoint_sha256=f"{f}{i}".ljust(64, "0"))) for f in families for i in range(2)]
@@ -138,64 +221,40 @@ def main() -> None:
                         "batch": args.batch, "db_mb": round(sum(f.stat().st_size for f in db.parent.glob(db.name + "*")) / 2**20, 1)}
     print("ingest:", result["ingest"], flush=True)
 
-    reader = Store.open(db, api_key=reader_key, encoder=Precomputed(encoder.space, qvecs), redact=False)
-    t = time.perf_counter()
-    store.search(queries[0], k=10)
-    result["first_query_s"] = round(time.perf_counter() - t, 2)  # loads every vector into the index
-    reader.search(queries[0], k=10)
-    cases = {
-        "no filter": (store, {}),
-        "family": (store, {"family": "gpt"}),
-        "family+synthetic+since": (store, {"family": "llama", "synthetic": True, "since": mid_time}),
-        "user+min_rating": (store, {"user": "ben", "min_rating": 3}),
-        "model": (store, {"model": "t5-1"}),
-        "reader (visibility)": (reader, {}),
-        "reader+family+real": (reader, {"family": "bert", "synthetic": False}),
-    }
-    result["hybrid"] = {}
-    for name, (s, filters) in cases.items():
-        for mode in ("hybrid", "keyword", "vector"):
-            times, counts = [], []
-            for q in queries:
-                t = time.perf_counter()
-                hits = s.search(q, mode=mode, k=10, **filters)
-                times.append(time.perf_counter() - t)
-                counts.append(len(hits))
-            stats = {**percentiles(times), "mean_hits": round(statistics.fmean(counts), 2)}
-            result["hybrid" if mode == "hybrid" else mode + "_only"] = result.get("hybrid" if mode == "hybrid" else mode + "_only", {})
-            result["hybrid" if mode == "hybrid" else mode + "_only"][name] = stats
-            print(f"{mode:8s} {name:24s} {stats}", flush=True)
-    result["integrity_check"] = store.integrity_check()
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "store_bench.json").write_text(json.dumps(result, indent=2) + "\n")
-    plot(result, OUT / "store_latency.png")
-    print(json.dumps(result, indent=2))
+    return mid_time, reader_key
 
 
 def plot(result: dict, path: Path) -> None:
+    latency_bars(path, [("keyword p50", result["keyword_only"]), ("vector p50", result["vector_only"]),
+                        ("hybrid (RRF) p50", result["hybrid"])],
+                 f"genzoo store, {result['n']:,} text generations, SQLite, 1 thread")
+
+
+def latency_bars(path: Path, series: list[tuple[str, dict]], title: str) -> None:
+    """One bar per (series, filter case) at its p50, a tick at its p95, and the 20 ms goal."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(result["hybrid"])
+    names = list(series[0][1])
     x = np.arange(len(names))
+    width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(9, 4))
-    for off, (key, label) in zip((-0.27, 0, 0.27), (("keyword_only", "keyword"), ("vector_only", "vector"), ("hybrid", "hybrid (RRF)"))):
-        p50 = [result[key][n]["p50_ms"] for n in names]
-        p95 = [result[key][n]["p95_ms"] for n in names]
-        ax.bar(x + off, p50, 0.27, label=f"{label} p50")
-        ax.scatter(x + off, p95, marker="_", s=200, color="k")
+    for i, (label, cases) in enumerate(series):
+        off = (i - (len(series) - 1) / 2) * width
+        ax.bar(x + off, [cases[n]["p50_ms"] for n in names], width, label=label)
+        ax.scatter(x + off, [cases[n]["p95_ms"] for n in names], marker="_", s=200, color="k")
     ax.axhline(20, ls="--", color="r", lw=1, label="goal: p50 < 20 ms")
     ax.set_xticks(x, names, rotation=20, ha="right")
     ax.set_ylabel("ms per query (bar p50, tick p95)")
-    ax.set_title(f"genzoo store, {result['n']:,} text generations, SQLite, 1 thread")
+    ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=120)
+    plt.close(fig)
     os.replace(tmp, path)
-
 
 if __name__ == "__main__":
     main()

@@ -10,14 +10,12 @@ bare FTS5 query (MATCH + ORDER BY bm25 LIMIT 50, no join, no filters).
 from __future__ import annotations
 
 import argparse
-import random
-import re
 import sqlite3
 import statistics
 import time
 from pathlib import Path
 
-from store_bench import pydoc_pieces
+from store_bench import pieces_and_queries
 
 from genzoo.store.search import fts_any, fts_with_cutoff, query_terms
 
@@ -28,11 +26,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=40)
     ap.add_argument("--unique", type=int, default=1_800)
     args = ap.parse_args()
-    pieces = pydoc_pieces()
-    rng = random.Random(0)
-    rng.shuffle(pieces)
-    words = re.findall(r"[a-z]{4,}", " ".join(pieces[args.unique:]).lower())
-    queries = [" ".join(rng.sample(words, rng.randint(3, 6))) for _ in range(args.queries)]
+    _, queries = pieces_and_queries(args.unique, args.queries)
     conn = sqlite3.connect(f"file:{args.db}?mode=ro", uri=True)
     n = conn.execute("SELECT max(rowid) FROM generations_fts").fetchone()[0]
     counts = {}

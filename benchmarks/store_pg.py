@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import random
-import re
 import statistics
 import sys
 import tempfile
@@ -36,23 +35,19 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from store_bench import Precomputed, percentiles  # noqa: E402
-from store_retrieval import labelled_set, ndcg_at_10  # noqa: E402
+from store_bench import Precomputed, latency_bars, percentiles, random_queries  # noqa: E402
+from store_retrieval import MODES, labelled_set, mode_name, retrieval_quality  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "store"
 
 
-def quality(store, queries, row_of, backend_module, result, label):
-    modes = [("keyword", {}), ("vector", {}), ("hybrid", {"fusion": "rrf"}), ("hybrid", {"fusion": "weighted", "alpha": 0.5})]
+def quality(store, queries, row_of, result, label):
+    from genzoo.store import sql_common as backend_module  # the cutoff setting both backends read
+
     backend_module.CUTOFF_FROM = 10**12  # as section 19's main rows: cutoff off at this size
-    for mode, options in modes:
-        recall, ndcg = [], []
-        for query, relevant in queries:
-            ranked = [row_of[h.generation.id] for h in store.search(query, mode=mode, k=10, **options)]
-            recall.append(len(set(ranked) & relevant) / min(10, len(relevant)))
-            ndcg.append(ndcg_at_10(ranked, relevant))
-        name = f"{label} {mode}{' ' + options['fusion'] if options else ''}"
-        result[name] = {"recall@10": round(statistics.fmean(recall), 3), "ndcg@10": round(statistics.fmean(ndcg), 3)}
+    for mode, options in MODES:
+        name = f"{label} {mode_name(mode, options)}"
+        result[name] = retrieval_quality(store, queries, row_of, mode, options)
         print(name, result[name], flush=True)
     backend_module.CUTOFF_FROM = 20_000
 
@@ -70,7 +65,6 @@ def main() -> None:
 
     torch.set_num_threads(1)
     from genzoo.store import postgres as pgb
-    from genzoo.store import sqlite as sqb
     from genzoo.store.api import Store
     from genzoo.store.embed import MiniLMEncoder
     from genzoo.store.pg_local import start_primary, start_standby, url_for, wait_for_replay
@@ -89,8 +83,7 @@ def main() -> None:
     encoder = MiniLMEncoder()
     qtexts = [q for q, _ in queries]
     rng, pyrng = np.random.default_rng(0), random.Random(0)
-    words = re.findall(r"[a-z]{4,}", " ".join(records).lower())
-    lat_queries = [" ".join(pyrng.sample(words, pyrng.randint(3, 6))) for _ in range(args.queries)]
+    lat_queries = random_queries(records, args.queries, pyrng)
     texts = records + qtexts + lat_queries
     known = {}
     if args.vectors is not None and args.vectors.exists():
@@ -118,11 +111,11 @@ def main() -> None:
         with Store.open(where, encoder=enc, redact=False) as s:
             ids = s.record_many([NewGeneration(kind="text", text=r, embedding=v) for r, v in zip(records, vecs)])
             row_of = {gid: i for i, gid in enumerate(ids)}
-            quality(s, queries, row_of, sqb if label == "sqlite" else pgb, result, label)
+            quality(s, queries, row_of, result, label)
             if label == "postgres":
                 result["pgvector"] = s.backend.w.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0]
                 pgb.RANK_NORMALIZATION = 0
-                quality(s, [(q, r) for q, r in queries], row_of, pgb, result, "postgres ts_rank norm 0:")
+                quality(s, [(q, r) for q, r in queries], row_of, result, "postgres ts_rank norm 0:")
                 pgb.RANK_NORMALIZATION = 1
 
     # ---- 2. scale ---------------------------------------------------------------------------
@@ -243,29 +236,8 @@ def main() -> None:
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(result["sqlite hybrid"])
-    x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(9, 4))
-    for off, label in ((-0.2, "sqlite"), (0.2, "postgres")):
-        p50 = [result[f"{label} hybrid"][n]["p50_ms"] for n in names]
-        p95 = [result[f"{label} hybrid"][n]["p95_ms"] for n in names]
-        ax.bar(x + off, p50, 0.4, label=f"{label} hybrid p50")
-        ax.scatter(x + off, p95, marker="_", s=200, color="k")
-    ax.axhline(20, ls="--", color="r", lw=1, label="goal: p50 < 20 ms")
-    ax.set_xticks(x, names, rotation=20, ha="right")
-    ax.set_ylabel("ms per query (bar p50, tick p95)")
-    ax.set_title(f"genzoo store, {result['n']:,} generations: SQLite vs PostgreSQL (searches on the standby)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    os.replace(tmp, path)
-
+    latency_bars(path, [(f"{label} hybrid p50", result[f"{label} hybrid"]) for label in ("sqlite", "postgres")],
+                 f"genzoo store, {result['n']:,} generations: SQLite vs PostgreSQL (searches on the standby)")
 
 if __name__ == "__main__":
     main()

@@ -49,11 +49,28 @@ def ndcg_at_10(ranked: list[int], relevant: set[int]) -> float:
     return dcg / ideal
 
 
+MODES = [("keyword", {}), ("vector", {}), ("hybrid", {"fusion": "rrf"}), ("hybrid", {"fusion": "weighted", "alpha": 0.5})]
+
+
+def mode_name(mode: str, options: dict) -> str:
+    return f"{mode}{' ' + options['fusion'] if options else ''}"
+
+
+def retrieval_quality(store, queries, row_of: dict[int, int], mode: str, options: dict) -> dict:
+    """Mean recall@10 and nDCG@10 of ``store.search`` over the labelled queries."""
+    recall, ndcg = [], []
+    for query, relevant in queries:
+        ranked = [row_of[h.generation.id] for h in store.search(query, mode=mode, k=10, **options)]
+        recall.append(len(set(ranked) & relevant) / min(10, len(relevant)))
+        ndcg.append(ndcg_at_10(ranked, relevant))
+    return {"recall@10": round(sum(recall) / len(recall), 3), "ndcg@10": round(sum(ndcg) / len(ndcg), 3)}
+
+
 def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from genzoo.store import sqlite as backend
+    from genzoo.store import sql_common as backend  # the cutoff's settings, shared by both backends
     from genzoo.store.api import Store
     from genzoo.store.records import NewGeneration
 
@@ -65,20 +82,14 @@ def main() -> None:
     result = {"records": len(records), "queries": len(queries), "ingest_and_embed_s": round(time.perf_counter() - t, 1)}
     row_of = {gid: i for i, gid in enumerate(ids)}
     print(result, flush=True)
-    modes = [("keyword", {}), ("vector", {}), ("hybrid", {"fusion": "rrf"}), ("hybrid", {"fusion": "weighted", "alpha": 0.5})]
     for cutoff in ("off", "on (1%)"):
         backend.CUTOFF_FROM, backend.COMMON_SHARE = (10**12, 0.01) if cutoff == "off" else (0, 0.01)
         store.backend._df, store.backend._df_size = {}, 0
-        for mode, options in modes:
+        for mode, options in MODES:
             if mode == "vector" and cutoff != "off":
                 continue  # the cutoff touches keyword matching only
-            recall, ndcg = [], []
-            for query, relevant in queries:
-                ranked = [row_of[h.generation.id] for h in store.search(query, mode=mode, k=10, **options)]
-                recall.append(len(set(ranked) & relevant) / min(10, len(relevant)))
-                ndcg.append(ndcg_at_10(ranked, relevant))
-            name = f"{mode}{' ' + options['fusion'] if options else ''}, cutoff {cutoff}"
-            result[name] = {"recall@10": round(sum(recall) / len(recall), 3), "ndcg@10": round(sum(ndcg) / len(ndcg), 3)}
+            name = f"{mode_name(mode, options)}, cutoff {cutoff}"
+            result[name] = retrieval_quality(store, queries, row_of, mode, options)
             print(name, result[name], flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "store_retrieval.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import re
 import sys
 import tempfile
 import time
@@ -35,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from store_bench import Precomputed, percentiles, pydoc_pieces  # noqa: E402
+from store_bench import Precomputed, percentiles, pieces_and_queries  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "store"
 FILTER_FAMILY = "gpt"
@@ -80,12 +78,8 @@ def main() -> None:
     from genzoo.store.embed import MiniLMEncoder
     from genzoo.store.records import NewGeneration
 
-    rng, pyrng = np.random.default_rng(0), random.Random(0)
-    pieces = pydoc_pieces()
-    pyrng.shuffle(pieces)
-    base = pieces[: args.unique]
-    words = re.findall(r"[a-z]{4,}", " ".join(pieces[args.unique:]).lower())
-    queries = [" ".join(pyrng.sample(words, pyrng.randint(3, 6))) for _ in range(args.queries)]
+    rng = np.random.default_rng(0)
+    base, queries = pieces_and_queries(args.unique, args.queries)
     result = {"n": args.n, "unique_texts_embedded": len(base), "queries": len(queries), "threads": 1, "machine": f"{os.cpu_count()} cores",
               "lancedb": lancedb.__version__, "filter": f"family = '{FILTER_FAMILY}'"}
     enc = MiniLMEncoder()

@@ -1,6 +1,7 @@
 """RAG: chunking that round-trips, indexing with chunk dedup and document versions, hybrid retrieval
 that finds a planted chunk, prompts that fit the model's context, and answers recorded with links
-to their sources (a tiny Hugging Face Llama as the model; the numpy HashingEncoder as embedder)."""
+to their sources (a tiny Hugging Face Llama as the model; the numpy HashingEncoder as embedder).
+Every test that touches a store runs on SQLite and on PostgreSQL (a real server, see pg_server.py)."""
 
 import ast
 import re
@@ -14,6 +15,8 @@ from genzoo.store import graph, rag
 from genzoo.store.api import Store
 from genzoo.store.chunking import chunk_document
 from genzoo.store.embed import HashingEncoder
+
+from test_store import db  # noqa: F401  (the store's location, per test: a SQLite file or a PostgreSQL database)
 
 PLANTED = "The zorblax valve on the reactor opens only at thirty seven degrees, never sooner."
 
@@ -99,8 +102,8 @@ def docs(tmp_path):
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store.open(tmp_path / "store.db", encoder=HashingEncoder()) as s:
+def store(db):
+    with Store.open(db, encoder=HashingEncoder()) as s:
         yield s
 
 
@@ -142,13 +145,13 @@ def test_identical_chunks_are_stored_once_for_search_and_documents_are_versioned
     assert any(PLANTED in h.text for h in rag.retrieve(store, "zorblax valve thirty seven", k=5))
 
 
-def test_another_users_private_documents_are_not_retrieved(store, docs, tmp_path):
+def test_another_users_private_documents_are_not_retrieved(store, db, docs, tmp_path):
     _, key = store.create_user("wes", "writer")
     rag.index_paths(store, [docs / "notes.txt"])  # the admin's, private
-    with Store.open(tmp_path / "store.db", api_key=key, encoder=HashingEncoder()) as wes:
+    with Store.open(db, api_key=key, encoder=HashingEncoder()) as wes:
         assert rag.retrieve(wes, "zorblax valve", mode="hybrid") == []
         _, rkey = store.create_user("rob", "reader")
-    with Store.open(tmp_path / "store.db", api_key=rkey, encoder=HashingEncoder()) as rob:
+    with Store.open(db, api_key=rkey, encoder=HashingEncoder()) as rob:
         with pytest.raises(GenzooError, match="role"):
             rag.index_paths(rob, [docs])
         with pytest.raises(GenzooError, match="--no-store"):
@@ -196,24 +199,24 @@ def test_an_answer_is_recorded_with_links_to_its_sources(store, docs, tiny_llama
     assert sorted(e.weight for e in grounded) == [float(i) for i in range(1, len(a.sources) + 1)]
 
 
-def test_cli_index_and_ask(tmp_path, docs, tiny_llama):
+def test_cli_index_and_ask(tmp_path, db, docs, tiny_llama):
     runner = CliRunner()
-    db = tmp_path / "cli.db"
     r = runner.invoke(app, ["rag", "index", str(docs), "--store", str(db), "--keyword-only", "--chunk-chars", "300", "--overlap", "40"])
     assert r.exit_code == 0, r.output
     assert re.search(r"indexed 3 new or changed document\(s\)", r.output)
     r = runner.invoke(app, ["rag", "ask", "zorblax valve temperature", "--model", str(tiny_llama), "--store", str(db), "--mode", "keyword",
                             "--max-tokens", "8", "--k", "2"])
     assert r.exit_code == 0, r.output
-    assert re.search(r"\[1\] \S+notes\.txt:\d+-\d+", r.output) and "recorded as generation 1" in r.output
+    out = r.output.replace("\n", "")  # the console wraps long paths
+    assert re.search(r"\[1\] \S+notes\.txt:\d+-\d+", out) and "recorded as generation 1" in out
     r = runner.invoke(app, ["rag", "index", str(tmp_path / "nope"), "--store", str(db), "--keyword-only"])
     assert r.exit_code == 2 and "does not exist" in " ".join(r.output.split())
 
 
-def test_chunks_indexed_without_vectors_are_embedded_on_first_vector_search(tmp_path, docs):
-    with Store.open(tmp_path / "kw.db", encoder=None) as s:
+def test_chunks_indexed_without_vectors_are_embedded_on_first_vector_search(db, docs):
+    with Store.open(db, encoder=None) as s:
         assert rag.index_paths(s, [docs], chunk_chars=300, overlap=40).embedded == 0
-    with Store.open(tmp_path / "kw.db", encoder=HashingEncoder()) as s:
+    with Store.open(db, encoder=HashingEncoder()) as s:
         assert "zorblax" in rag.retrieve(s, "zorblax valve temperature", k=1, mode="vector")[0].text
         stored = s.backend.rows("SELECT count(*) AS n FROM chunk_embeddings")[0]["n"]
         assert stored == s.backend.rows("SELECT count(*) AS n FROM chunks WHERE duplicate_of IS NULL")[0]["n"] > 0

@@ -141,11 +141,10 @@ def cutoff(request, monkeypatch):
 
 
 def common_term_cutoff(monkeypatch):
-    from genzoo.store import postgres, sqlite
+    from genzoo.store import sql_common  # one setting for both backends
 
-    for backend in (sqlite, postgres):
-        monkeypatch.setattr(backend, "CUTOFF_FROM", 0)
-        monkeypatch.setattr(backend, "COMMON_SHARE", 0.3)
+    monkeypatch.setattr(sql_common, "CUTOFF_FROM", 0)
+    monkeypatch.setattr(sql_common, "COMMON_SHARE", 0.3)
 
 
 def test_hostile_queries_return_results_or_a_clear_error_and_change_nothing(admin, db, cutoff):
@@ -378,6 +377,50 @@ def test_vector_index_masks_before_ranking():
     assert [gid for gid, _ in index.search(vecs[5], 10)] == best.tolist()
 
 
+@pytest.mark.parametrize("clock", ["forward", "set back"])
+def test_vector_index_segments_answer_every_filter_exactly(clock):
+    """The index keeps rows in segments by (kind, family, visibility, synthetic) and finds time
+    ranges by binary search while times only grow; whatever the filters, across several appends
+    and with a clock set back, it returns what a brute-force scan of the passing rows does."""
+    from genzoo.store.vectors import VectorIndex
+
+    rng = np.random.default_rng(1)
+    n, dim = 600, 16
+    vecs = rng.normal(size=(n, dim)).astype(np.float32)
+    times = [float(i if clock == "forward" or i < 400 else i - 350) for i in range(n)]
+    meta = [dict(owner_id=int(rng.integers(1, 4)), visibility=("shared", "private")[int(rng.integers(2))],
+                 model_id=None if i % 7 == 0 else int(rng.integers(1, 5)), family=("gpt", "vae", None)[i % 3],
+                 kind=("text", "image")[int(rng.integers(2))], created_at=times[i], synthetic=int(rng.integers(2))) for i in range(n)]
+    index = VectorIndex()
+    for lo, hi in ((0, 1), (1, 250), (250, 420), (420, 600)):  # one row, then batches: segments grow as the store does
+        index.add(list(range(lo + 1, hi + 1)), vecs[lo:hi], meta[lo:hi])
+    assert index.n == n and len(index.segments) > 4
+    assert all(seg.time_sorted for seg in index.segments.values()) == (clock == "forward")
+    normed = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    allowed = set(range(1, n + 1, 5))
+    cases = [dict(viewer=None), dict(viewer=2), dict(viewer=None, family="vae"), dict(viewer=3, family="gpt", synthetic=False),
+             dict(viewer=None, model_ids=[2, 3], kind="image"), dict(viewer=None, owner_id=1, since=100.0, until=400.0),
+             dict(viewer=2, since=120.0), dict(viewer=None, until=80.5, family="gpt"), dict(viewer=None, since=900.0),
+             dict(viewer=1, allowed_ids=allowed), dict(viewer=None, family="nope"), dict(viewer=None, synthetic=True, kind="text")]
+
+    def passes(m, gid, f):
+        return ((f["viewer"] is None or m["visibility"] == "shared" or m["owner_id"] == f["viewer"])
+                and f.get("family", m["family"]) == m["family"] and f.get("kind", m["kind"]) == m["kind"]
+                and (f.get("synthetic") is None or bool(m["synthetic"]) == f["synthetic"])
+                and (f.get("model_ids") is None or m["model_id"] in f["model_ids"])
+                and f.get("owner_id", m["owner_id"]) == m["owner_id"] and f.get("since", -1) <= m["created_at"] <= f.get("until", 1e9)
+                and (f.get("allowed_ids") is None or gid in f["allowed_ids"]))
+
+    for f in cases:
+        q = rng.normal(size=dim).astype(np.float32)
+        ok = [i for i in range(n) if passes(meta[i], i + 1, f)]
+        scores = normed[ok] @ (q / np.linalg.norm(q))
+        expect = [ok[j] + 1 for j in np.argsort(-scores)[:25]]
+        got = index.search(q, 25, index.mask(**f))
+        assert [gid for gid, _ in got] == expect, f
+        assert np.allclose([s for _, s in got], np.sort(scores)[::-1][:25], atol=1e-5)
+
+
 def test_images_are_found_by_their_digits_features(admin):
     import torch
 
@@ -434,3 +477,14 @@ def test_the_cutoff_expression_is_anchored_on_rare_words():
     assert fts_with_cutoff(["b", "c"], counts, 100) == '"b" OR "c"'
     assert fts_with_cutoff(["a", "b", "c"], counts, 100) == '("b" OR "c") AND ("a" OR "b" OR "c")'
     assert fts_with_cutoff(["a", "d"], counts, 100) == '("d") AND ("a" OR "d")'  # all common: the rarest anchors
+
+
+def test_reading_more_records_than_a_statement_takes_parameters(admin, monkeypatch):
+    """Dedup reads every record at once: the ids go to the database in parts (a small part size here)."""
+    from genzoo.store import sql_common
+
+    ids = admin.record_many([NewGeneration(kind="text", text=f"record {i}") for i in range(7)])
+    assert sorted(admin.backend.get_generations(ids + list(range(100_000, 170_000)))) == ids  # past both drivers' limits
+    monkeypatch.setattr(sql_common, "IDS_PER_QUERY", 3)
+    got = admin.backend.get_generations(ids + [10_000])
+    assert sorted(got) == ids and all(got[i].text == f"record {n}" for n, i in enumerate(ids))

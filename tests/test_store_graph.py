@@ -1,5 +1,6 @@
 """The relationship graph: lineage (what led to an output), descendants (what a model or document led
-to), paths, user-given and extracted relations, visibility, and the schema migration from version 1."""
+to), paths, user-given and extracted relations, visibility (on SQLite and on PostgreSQL, a real server: see
+pg_server.py), and the SQLite schema migration from version 1."""
 
 import pytest
 
@@ -9,10 +10,12 @@ from genzoo.store.api import AccessDenied, Store
 from genzoo.store.embed import HashingEncoder
 from genzoo.store.records import ModelRecord
 
+from test_store import db  # noqa: F401  (the store's location, per test: a SQLite file or a PostgreSQL database)
+
 
 @pytest.fixture
-def store(tmp_path):
-    with Store.open(tmp_path / "store.db", encoder=HashingEncoder()) as s:
+def store(db):
+    with Store.open(db, encoder=HashingEncoder()) as s:
         yield s
 
 
@@ -83,9 +86,9 @@ def test_bad_nodes_and_relations_get_clear_errors(store, world):
         graph.relate(store, ("generation", world["first"]), "DROP TABLE x;", ("generation", world["second"]))
 
 
-def test_private_records_of_others_stay_out_of_the_graph(store, world, tmp_path):
+def test_private_records_of_others_stay_out_of_the_graph(store, world, db):
     _, key = store.create_user("wes", "writer")
-    with Store.open(tmp_path / "store.db", api_key=key, encoder=HashingEncoder()) as wes:
+    with Store.open(db, api_key=key, encoder=HashingEncoder()) as wes:
         mine = wes.record(kind="text", text="wes's own", model_id=world["tuned"], visibility="private")
         seen = {n for n, _ in graph.descendants(wes, ("model", world["tuned"]))}
         assert ("generation", mine) in seen and ("generation", world["first"]) not in seen
@@ -96,7 +99,7 @@ def test_private_records_of_others_stay_out_of_the_graph(store, world, tmp_path)
     seen = {n for n, _ in graph.descendants(store, ("model", world["tuned"]))}
     assert ("generation", mine) in seen  # the admin sees everything
     _, rkey = store.create_user("rob", "reader")
-    with Store.open(tmp_path / "store.db", api_key=rkey, encoder=HashingEncoder()) as rob, pytest.raises(AccessDenied):
+    with Store.open(db, api_key=rkey, encoder=HashingEncoder()) as rob, pytest.raises(AccessDenied):
         graph.relate(rob, ("model", world["base"]), "likes", ("model", world["tuned"]))
 
 
@@ -115,12 +118,12 @@ def test_a_version_1_store_upgrades_to_the_graph_schema(tmp_path):
         assert s.integrity_check() == "ok"
 
 
-def test_cli_walks_the_graph(store, world, tmp_path):
+def test_cli_walks_the_graph(store, world, db):
     from typer.testing import CliRunner
 
     from genzoo.cli import app
 
-    db = str(tmp_path / "store.db")
+    db = str(db)
     r = CliRunner().invoke(app, ["graph", f"generation:{world['second']}", "--types", "document,model", "--store", db])
     assert r.exit_code == 0, r.output
     assert "model:%d tuned" % world["tuned"] in r.output and "model:%d base" % world["base"] in r.output and "manual.md" in r.output

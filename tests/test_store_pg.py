@@ -1,11 +1,7 @@
-"""What is particular to the PostgreSQL backend (test_store.py runs the common suite on it too):
-versioned migrations, a SIGKILLed bulk ingest, hostile tsquery input, and a streaming-replication
+"""What is particular to the PostgreSQL backend (test_store.py runs the common suite on it too, and
+test_store_crash.py a SIGKILLed bulk ingest): versioned migrations, hostile tsquery input, and a streaming-replication
 hot standby serving searches while writes go to the primary."""
 
-import os
-import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -99,53 +95,6 @@ def test_hostile_terms_never_reach_tsquery_syntax(pg_url):
         with pytest.raises(GenzooError, match="NUL"):
             s.record(kind="text", text="nul \x00 inside")
         assert s.backend.count("generations") == 1
-
-
-INGEST = r"""
-import sys
-from genzoo.store.api import Store
-from genzoo.store.embed import HashingEncoder
-from genzoo.store.records import NewGeneration
-
-store = Store.open(sys.argv[1], encoder=HashingEncoder(), redact=False)
-batch = int(sys.argv[2])
-for b in range(10_000):
-    gens = [NewGeneration(kind="text", prompt=f"prompt {b}", text=f"record token{b}x{i} in batch {b} " + "filler " * 40)
-            for i in range(batch)]
-    ids = store.record_many(gens)
-    print(b, ids[0], ids[-1], flush=True)  # only after the commit returned
-"""
-BATCH = 40
-
-
-@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
-def test_sigkill_during_bulk_ingest_loses_no_committed_batch(pg_url):
-    proc = subprocess.Popen([sys.executable, "-c", INGEST, pg_url, str(BATCH)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    committed = []
-    deadline = time.time() + 60
-    try:
-        while len(committed) < 8 and time.time() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            committed.append(tuple(map(int, line.split())))
-        time.sleep(0.013)  # land inside a later batch's transaction
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-    assert proc.returncode == -signal.SIGKILL and len(committed) >= 8, "the ingest did not get going"
-    time.sleep(0.2)  # the server notices the dropped connection and rolls its open transaction back
-    with open_store(pg_url) as s:
-        assert s.integrity_check() == "ok"
-        n = s.backend.count("generations")
-        assert n % BATCH == 0 and n >= len(committed) * BATCH  # whole batches only
-        assert s.backend.count("embeddings") == n and s.backend.count("prompts") == n
-        for b, first, last in committed[::3] + committed[-1:]:
-            assert s.get(first).text.startswith(f"record token{b}x0 ")
-            assert [h.generation.id for h in s.search(f"token{b}x{BATCH - 1}", mode="keyword")] == [last]
-            top = s.search(s.get(first).text, mode="vector", k=1)[0]
-            assert top.generation.id == first and top.score == pytest.approx(1.0, abs=1e-5)
 
 
 @pytest.fixture

@@ -38,6 +38,14 @@ def list_cmd() -> None:
         opts = ", ".join(f"{k}={v}" for k, v in info.model_class.sampler_options().items())
         table.add_row(name, ", ".join(info.variants), ", ".join(info.data_kinds), ", ".join(sorted(info.capabilities)), info.likelihood or "-", opts)
     out.print(table)
+    from genzoo.task_models import task_models
+
+    tasks = Table(title="task models (not sample()-able; trained and run through their own commands)")
+    for col in ("model", "task", "data", "commands", "python"):
+        tasks.add_column(col)
+    for m in task_models():
+        tasks.add_row(m.name, m.task, m.data, ", ".join(m.commands), m.module)
+    out.print(tasks)
     out.print("datasets: " + ", ".join(builtin_names()) + ", or a path to a folder of images / .npy / .npz")
 
 
@@ -141,6 +149,7 @@ def sample(
     guidance: Optional[float] = typer.Option(None, help="classifier-free guidance scale"),
     temperature: Optional[float] = typer.Option(None, help="sampling temperature"),
     condition: Optional[int] = typer.Option(None, help="class label to condition on"),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="text prompt for a text-to-image model, e.g. 'a handwritten seven' (add --guidance 3 for classifier-free guidance)"),
     opt: Optional[List[str]] = typer.Option(None, "--opt", help="other sampler option KEY=VALUE"),
     seed: int = typer.Option(0, help="random seed (same seed, same samples)"),
     device: str = typer.Option("cpu"),
@@ -163,8 +172,15 @@ def sample(
         if SAMPLE not in model.capabilities:
             raise GenzooError(f"{model.family} cannot sample")
         options = _sampler_options(model, opt, sampler=sampler, steps=steps, guidance=guidance, temperature=temperature)
+        if prompt is not None:
+            if condition is not None:
+                raise GenzooError("give --condition (a class label) or --prompt (text), not both")
+            if not getattr(model.config, "text_encoder", ""):
+                raise GenzooError(f"this {model.family} model was not trained on text: train a text-to-image model with "
+                                  "`genzoo train diffusion --data captioned-digits`, or sample with --condition LABEL")
+            condition = prompt
         if condition is not None:
-            model.check_condition(condition, n)  # refuses clearly when the model takes no labels
+            model.check_condition(condition, n)  # refuses clearly when the model takes no labels (or no text)
         gen = provenance.generate(model, n, seed=seed, condition=condition, checkpoint=checkpoint, device=device, **options)
         manifest_path, array_path = output.with_suffix(".json"), output.with_suffix(".npy")
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -598,7 +614,7 @@ def bench(
     data: str = typer.Option("digits", "--data", "-d"),
     minutes: Optional[float] = typer.Option(None, help="training budget per family"),
     steps: Optional[int] = typer.Option(None, help="training steps per family (instead of --minutes)"),
-    families_: Optional[str] = typer.Option(None, "--families", help="comma-separated (default: every registered family that handles the data)"),
+    families_: Optional[str] = typer.Option(None, "--families", help="comma-separated FAMILY[:VARIANT][[KEY=VALUE,...]] (default: every registered family that handles the data); e.g. 'diffusion,diffusion[backbone=dit]'"),
     out_dir: Path = typer.Option(Path("bench_runs"), "--out", "-o"),
     n: int = typer.Option(1000, "--n", help="samples for sample-quality metrics"),
     nll_opt: Optional[List[str]] = typer.Option(None, "--nll-opt", help="FAMILY.KEY=VALUE likelihood option, e.g. vae.k=1000"),
@@ -607,18 +623,19 @@ def bench(
 ) -> None:
     """Train every family on the same data with the same budget; write a Markdown/JSON table and an HTML report."""
     from genzoo.bench import run_bench
+    from genzoo.bench.runner import split_entries
 
     try:
         if minutes is None and steps is None:
             raise GenzooError("give a budget per family: --minutes M or --steps N")
-        names = [f.strip() for f in families_.split(",")] if families_ else None
+        names = split_entries(families_) if families_ else None
         report = run_bench(
             data, families=names, minutes=minutes, steps=steps, out_dir=out_dir, n_samples=n,
             nll_options=_per_family(nll_opt), sample_options=_per_family(sample_opt), seed=seed,
         )
     except GenzooError as e:
         _fail(e)
-    out.print(report["markdown"])
+    out.print(report["markdown"], markup=False)  # entries like diffusion[backbone=dit] are not Rich markup
     out.print(f"report: {out_dir / 'report.html'}  table: {out_dir / 'results.md'}, {out_dir / 'results.json'}")
 
 
@@ -638,13 +655,17 @@ def search(
     min_rating: Optional[float] = typer.Option(None, "--min-rating", help="mean feedback rating at least this"),
     synthetic: Optional[bool] = typer.Option(None, "--synthetic/--real", help="only synthetic (model output) or only real records"),
     store: Optional[str] = typer.Option(None, "--store", help="the store (a file path or a postgresql:// URL; default: $GENZOO_STORE or ~/.genzoo/store.db)"),
+    images: bool = typer.Option(False, "--images", help="search stored digit images by text, ranked by a CLIP (genzoo clip)"),
+    clip: Optional[Path] = typer.Option(None, "--clip", help="with --images: a folder from `genzoo clip train` (default: genzoo's cached CLIP)"),
 ) -> None:
-    """Search the generation store: keyword (BM25), vector (all-MiniLM-L6-v2) or both fused, with filters."""
+    """Search the generation store: keyword (BM25), vector (all-MiniLM-L6-v2) or both fused, with filters;
+    --images: digit images by text."""
     from genzoo.store.commands import run_search
 
     try:
         table = run_search(query, store_path=store, mode=mode, k=k, fusion=fusion, alpha=alpha, model=model, family=family,
-                           user=user, kind=kind, since=since, until=until, min_rating=min_rating, synthetic=synthetic)
+                           user=user, kind=kind, since=since, until=until, min_rating=min_rating, synthetic=synthetic,
+                           images=images, clip=clip)
     except GenzooError as e:
         _fail(e)
     out.print(table)
@@ -656,6 +677,10 @@ app.add_typer(rag_app, name="rag")
 from genzoo.t5_commands import t5_app  # noqa: E402  (T5 fine-tune / generate; imports torch only when run)
 
 app.add_typer(t5_app, name="t5")
+
+from genzoo.clip_commands import clip_app  # noqa: E402  (contrastive image-text model; imports torch only when run)
+
+app.add_typer(clip_app, name="clip")
 
 
 @rag_app.command("index")
@@ -808,7 +833,8 @@ def _per_family(items: list[str] | None) -> dict[str, dict]:
 
     out: dict[str, dict] = {}
     for item in items or []:
-        family, dot, assignment = item.partition(".")  # family names keep their hyphens (gated-pixelcnn)
+        close = item.find("].") + 1  # an entry with overrides: diffusion[dropout=0.1].steps=20
+        family, dot, assignment = (item[:close], ".", item[close + 1:]) if close else item.partition(".")  # family names keep their hyphens (gated-pixelcnn)
         if not dot or not assignment:
             raise GenzooError(f"expected FAMILY.KEY=VALUE, got {item}")
         out.setdefault(family.strip(), {}).update(api.parse_assignments([assignment]))

@@ -42,10 +42,14 @@ def finetune_command(
     out: Path = typer.Argument(..., help="folder to write the fine-tuned model to (replaced atomically)"),
     pairs: Optional[Path] = typer.Option(None, "--pairs", help='JSONL, one {"input": ..., "target": ...} per line'),
     task: Optional[str] = typer.Option(None, "--task", help="built-in task instead of --pairs: docsig"),
-    start: Optional[Path] = typer.Option(None, "--from", help="start from this T5 (genzoo or Hugging Face folder); default: a new char-level model"),
+    start: Optional[Path] = typer.Option(None, "--from", help="start from this T5 (genzoo or Hugging Face folder); default: a new model"),
+    tokenizer: str = typer.Option("bpe", "--tokenizer", help="a new model's tokenizer, trained on the pairs: bpe or char"),
+    vocab_size: int = typer.Option(1024, "--vocab-size", help="bpe: vocabulary size (at least 257); char: a cap on the alphabet"),
     steps: int = typer.Option(500, "--steps"),
     batch_size: int = typer.Option(32, "--batch-size"),
     lr: float = typer.Option(1e-3, "--lr"),
+    warmup: Optional[int] = typer.Option(None, "--warmup", help="linear warm-up steps before the cosine decay (default: a tenth of --steps, at most 100)"),
+    schedule: str = typer.Option("cosine", "--schedule", help="cosine (to 0 at the last step) or constant"),
     seed: int = typer.Option(0, "--seed"),
     threads: int = typer.Option(1, "--threads", help="torch CPU threads"),
 ) -> None:
@@ -76,11 +80,14 @@ def finetune_command(
         else:
             from genzoo.data.tokenizer import TextTokenizer
 
-            tok = TextTokenizer.train([a + "\n" + b for a, b in data], kind="char", vocab_size=160)
+            # BPE by default: a docsig pair is about 3x fewer BPE tokens than characters, so a step costs less
+            # and the decoder writes whole pieces (`def`, `(self`); benchmarks/README.md section 25
+            tok = TextTokenizer.train([a + "\n" + b for a, b in data], kind=tokenizer, vocab_size=vocab_size)
             model = T5(T5Config(data={"name": str(pairs or task), "kind": "pairs", "vocab_size": tok.vocab_size},
                                 ffn="gated-gelu", num_sentinels=32, eos_token_id=tok.eos_id))
             model.tokenizer = tok
-        losses = finetune(model, data, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+        warmup = min(100, steps // 10) if warmup is None else warmup
+        losses = finetune(model, data, steps=steps, batch_size=batch_size, lr=lr, seed=seed, warmup_steps=warmup, schedule=schedule)
         model.save(out)
     except GenzooError as e:
         _fail(e)

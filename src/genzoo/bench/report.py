@@ -16,6 +16,7 @@ COLUMNS = [
     ("train_steps", "steps", "{}"),
     ("selected_step", "selected at", "{}"),  # the step whose weights had the lowest validation loss
     ("train_seconds", "train s", "{:.0f}"),
+    ("train_steps_per_second", "steps/s", "{:.2f}"),
     ("nll_nats_per_image", "NLL nats/image", "{:.2f}"),
     ("nll_bits_per_dim", "bits/dim", "{:.3f}"),
     ("nll_nats_per_point", "NLL nats/point", "{:.3f}"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from genzoo.data import digits, domains, files, text, toy2d, typed_digits
+from genzoo.data import captions, digits, domains, files, text, toy2d, typed_digits
 from genzoo.data.base import Dataset, dequantize, from_signed_unit, to_signed_unit  # noqa: F401
 from genzoo.errors import GenzooError
 
@@ -20,7 +20,7 @@ TEXT_SUFFIXES = (".txt", ".md", ".jsonl")
 
 
 def builtin_names() -> list[str]:
-    return ["digits", typed_digits.NAME, domains.BUILTIN] + [f"toy2d:{s}" for s in sorted(toy2d.GENERATORS)] + list(text.BUILTIN)
+    return ["digits", captions.NAME, typed_digits.NAME, domains.BUILTIN] + [f"toy2d:{s}" for s in sorted(toy2d.GENERATORS)] + list(text.BUILTIN)
 
 
 def is_text(name: str) -> bool:
@@ -44,6 +44,8 @@ def load_dataset(name: str, split: str = "train", *, tokenizer=None) -> Dataset:
         raise GenzooError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
     if name == "digits":
         return digits.load(split)
+    if name == captions.NAME:
+        return captions.load(split)
     if name == typed_digits.NAME:
         return typed_digits.load(split)
     if domains.is_domains(name):  # two image domains for unpaired translation

@@ -115,6 +115,8 @@ class Dataset:
             "levels": self.levels,
             "num_classes": self.num_classes,
         }
+        if self.meta.get("text"):  # every example has a caption (meta["captions"]): text-to-image data
+            spec["text"] = True
         if self.kind == "tokens":
             spec["vocab_size"] = self.meta.get("vocab_size")
             spec["eos_id"] = self.meta.get("eos_id")

@@ -47,6 +47,7 @@ from genzoo.eval.prdc import DEFAULT_K, prdc
 SAMPLE = "sample"  # the capability names of genzoo.models.base (kept literal: eval never imports models)
 LOG_PROB = "log_prob"
 FLOOR_SEED = 0  # which training images form the floor: fixed, so floors never move with ``seed``
+DIGIT_IMAGES = ("digits", "captioned-digits")  # datasets of sklearn's digits images: digits metrics apply
 MEMORIZATION_HELDOUT_MAX = 2000  # test examples held out (toy2d has 10,000); p5 from 2000 is good to ~0.5%
 
 
@@ -93,7 +94,7 @@ def evaluate(
                            samples_per_second=n_samples / max(seconds, 1e-9))
             try:
                 with one_thread():  # small matrices: threads only add spin-waiting on shared cores
-                    if data_name == "digits":
+                    if data_name in DIGIT_IMAGES:
                         say("digits sample metrics")
                         metrics.update(digits_sample_metrics(samples))
                     elif data_name.startswith("toy2d"):
@@ -106,6 +107,11 @@ def evaluate(
                 notes.append(f"sampling failed: {e}")
         else:
             notes.append("model cannot sample: no sample-quality metrics")
+        if SAMPLE in capabilities and data_name in DIGIT_IMAGES and getattr(getattr(model, "config", None), "text_encoder", ""):
+            from genzoo.eval.prompts import prompt_metrics
+
+            with one_thread():
+                metrics.update(prompt_metrics(model, seed=seed, options=sampler_options, say=say))
         if nll and LOG_PROB in capabilities:
             metrics.update(likelihood_metrics(model, test, seed=seed, batch_size=batch_size,
                                               options=nll_options, say=say))
@@ -355,6 +361,10 @@ _ROWS = [
     ("coverage", "coverage (k=5)", "higher"),
     ("class_coverage", "class coverage", "higher"),
     ("class_kl", "class KL (nats)", "lower"),
+    ("prompt_accuracy_w1", "prompt read right, w=1", "higher"),
+    ("prompt_accuracy", "prompt read right, CFG", "higher"),
+    ("prompt_accuracy_unseen", "  unseen phrasings, CFG", "higher"),
+    ("clip_score", "CLIP score, CFG", "higher"),
     ("mmd2", "MMD^2 (RBF mix)", "lower"),
     ("nll_nats_per_image", "test NLL (nats/image)", "lower"),
     ("nll_bits_per_dim", "test NLL (bits/dim)", "lower"),
@@ -385,6 +395,9 @@ def format_report(metrics: dict) -> str:
         lines.append(f"{label:<24}{_fmt(metrics[key]):>12}{_fmt(floor) if floor is not None else '-':>12}  {better}")
     if "floor_n" in metrics:
         lines.append(f"floor: real training data in place of samples (n={metrics['floor_n']})")
+    if "prompt_guidance" in metrics:
+        lines.append(f"prompts: {metrics['prompt_per_digit']} per digit, read by the digits evaluator; CFG scale "
+                     f"w={metrics['prompt_guidance']:g}; chance 0.1; floor: the evaluator's accuracy on real test images")
     alarm = alarm_from_metrics(metrics)
     if alarm is not None:
         lines.append("mode-collapse alarm: " + ("RAISED: " + "; ".join(alarm["reasons"]) if alarm["alarm"]

@@ -19,10 +19,19 @@ Backbones: images get ``genzoo.nn.unet.UNet`` (default widths 32 at 8x8 and
 0.65M-parameter diffusers UNet2DModel on 8x8 digits at batch 128 on CPU),
 points a time-conditioned residual MLP. ``backbone="dit"`` selects a diffusion transformer
 on image patches instead (``genzoo.nn.vit.DiT``, adaLN-Zero conditioning on time and class).
+
+Text-to-image: on captioned data (``spec["text"]``, e.g. ``captioned-digits``) the model conditions
+on the prompt instead of a class. A frozen sentence encoder (``text_encoder``: all-MiniLM-L6-v2 by
+default, or a genzoo BERT / Hugging Face BERT folder) turns each caption into a vector; the backbone
+adds an MLP of it to the time embedding. Captions are encoded once, before training
+(``prepare_data``); a learned ``null_text`` vector replaces the caption with probability
+``p_uncond``, which is the "no prompt" condition of classifier-free guidance. Sampling takes
+``condition="a handwritten seven"`` (one prompt, or one per sample).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -31,7 +40,7 @@ import torch.nn.functional as F
 
 from genzoo.data.base import from_signed_unit, to_signed_unit
 from genzoo.errors import GenzooError
-from genzoo.models.base import LABEL_CONDITION, LOG_PROB, SAMPLE, Batch, GenerativeModel, ModelConfig, generator_device
+from genzoo.models.base import LABEL_CONDITION, LOG_PROB, SAMPLE, TEXT_CONDITION, Batch, GenerativeModel, ModelConfig, generator_device
 from genzoo.nn.mlp import ResidualMLP
 from genzoo.nn.unet import UNet
 from genzoo.nn.vit import DiT
@@ -70,7 +79,10 @@ class DiffusionConfig(ModelConfig):
     dropout: float = 0.0
     # conditioning: 0 = unconditional; >0 = that many classes plus a learned null class
     num_classes: int = 0
-    p_uncond: float = 0.1  # label dropout rate, what classifier-free guidance needs
+    p_uncond: float = 0.1  # label (or caption) dropout rate, what classifier-free guidance needs
+    # text conditioning: "" = none; "minilm" or a sentence-encoder folder (genzoo.models.sentence_encoder)
+    text_encoder: str = ""
+    text_dim: int = 0  # the encoder's vector size (0: read from the encoder when the model is built)
     # per-step loss weight: "none" (Ho et al.'s simple loss) or "min_snr" (Hang et al. 2023: cap the
     # weight of low-noise steps at min_snr_gamma, which otherwise dominate the gradient)
     loss_weighting: str = "none"
@@ -87,7 +99,7 @@ class DiffusionConfig(ModelConfig):
 )
 class DiffusionModel(GenerativeModel):
     config_class = DiffusionConfig
-    capabilities = frozenset({SAMPLE, LOG_PROB, LABEL_CONDITION})
+    capabilities = frozenset({SAMPLE, LOG_PROB, LABEL_CONDITION, TEXT_CONDITION})
     likelihood = "bound"
     fused_optimizer = True  # measured: about 10% of a CPU step for the UNet
 
@@ -96,6 +108,11 @@ class DiffusionModel(GenerativeModel):
         spec = self._bind_data_spec()
         self._validate(config)
         self.schedule = make_schedule(self.schedule_name, config.timesteps)
+        if config.text_encoder and not config.text_dim:
+            config.text_dim = self.text_encoder().dim
+        text_dim = config.text_dim if config.text_encoder else 0
+        # the learned "no prompt" vector, in the encoder's space (classifier-free guidance's null condition)
+        self.null_text = torch.nn.Parameter(torch.zeros(text_dim)) if text_dim else None
         backbone = config.backbone or ("unet" if spec.get("kind") == "image" else "mlp")
         if backbone == "unet":
             self.net = UNet(
@@ -107,12 +124,14 @@ class DiffusionModel(GenerativeModel):
                 heads=config.heads,
                 num_classes=config.num_classes,
                 dropout=config.dropout,
+                text_dim=text_dim,
             )
         elif backbone == "dit":
             self.net = DiT(self.shape, config.patch_size, config.dit_width, config.dit_depth, config.heads,
-                           num_classes=config.num_classes)
+                           num_classes=config.num_classes, text_dim=text_dim)
         else:
-            self.net = ResidualMLP(self.dims, config.width, config.depth, num_classes=config.num_classes, dropout=config.dropout)
+            self.net = ResidualMLP(self.dims, config.width, config.depth, num_classes=config.num_classes, dropout=config.dropout,
+                                   text_dim=text_dim)
         clip = config.clip_x0 if config.clip_x0 is not None else (1.0 if spec.get("kind") == "image" else 0.0)
         self.clip = clip if clip > 0 else None
 
@@ -133,6 +152,8 @@ class DiffusionModel(GenerativeModel):
             raise GenzooError(f"unknown loss_weighting {config.loss_weighting!r}; valid: none, min_snr")
         if config.num_classes < 0 or not 0 <= config.p_uncond < 1:
             raise GenzooError("num_classes must be >= 0 and p_uncond in [0, 1)")
+        if config.text_encoder and config.num_classes:
+            raise GenzooError("a model conditions on class labels or on text, not both: set num_classes=0 or text_encoder=''")
 
     # ---- configuration ---------------------------------------------------
     @property
@@ -145,10 +166,12 @@ class DiffusionModel(GenerativeModel):
     @classmethod
     def defaults_for(cls, data_spec: dict) -> DiffusionConfig:
         is_image = data_spec.get("kind") == "image"
+        text = bool(data_spec.get("text"))  # captioned data: condition on the captions
         return DiffusionConfig(
             data=data_spec,
             backbone="unet" if is_image else "mlp",
-            num_classes=int(data_spec.get("num_classes") or 0),  # labelled data: conditional, so CFG works
+            num_classes=0 if text else int(data_spec.get("num_classes") or 0),  # labelled data: conditional, so CFG works
+            text_encoder="minilm" if text else "",
         )
 
     @classmethod
@@ -167,6 +190,48 @@ class DiffusionModel(GenerativeModel):
             return {"channels": [8, 16], "heads": 2, "timesteps": 50, "dropout": 0.1}
         return {"width": 32, "depth": 2, "timesteps": 50, "dropout": 0.1}
 
+    # ---- text conditioning --------------------------------------------------
+    def text_encoder(self):
+        """The frozen sentence encoder (loaded once per process; not part of the weights)."""
+        from genzoo.models.sentence_encoder import text_encoder
+
+        return text_encoder(self.config.text_encoder)
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """(n, text_dim) vectors of ``texts``, each distinct text encoded once (captions repeat a lot)."""
+        unique = sorted(set(texts))
+        vectors = torch.from_numpy(self.text_encoder().encode(unique))
+        if vectors.shape[1] != self.config.text_dim:
+            raise GenzooError(f"the text encoder gives {vectors.shape[1]}-d vectors; this model was trained on {self.config.text_dim}-d ones")
+        row = {t: i for i, t in enumerate(unique)}
+        return vectors[[row[t] for t in texts]]
+
+    def prepare_data(self, data):
+        """Captioned data for a text-conditioned model: ``y`` becomes each example's caption vector."""
+        if not self.config.text_encoder:
+            return data
+        captions = data.meta.get("captions")
+        if not captions or len(captions) != len(data.x):
+            raise GenzooError(f"a text-conditioned model trains on captioned data (one caption per example, "
+                              f"meta['captions']); {data.name!r} has none: use --data captioned-digits")
+        return dataclasses.replace(data, y=self.encode_text(list(captions)))
+
+    def check_condition(self, condition, n: int):
+        """Prompts (a string, or one per sample) for a text-conditioned model; class ids otherwise."""
+        if not self.config.text_encoder:
+            return super().check_condition(condition, n)
+        if condition is None:
+            return None
+        prompts = [condition] if isinstance(condition, str) else list(condition) if isinstance(condition, (list, tuple)) else None
+        if prompts is None or not all(isinstance(p, str) for p in prompts):
+            raise GenzooError(f"this diffusion model is conditioned on text: give a prompt (a string) or one per sample, got {condition!r:.80}")
+        if len(prompts) not in (1, n):
+            raise GenzooError(f"{len(prompts)} prompts for {n} samples; give one prompt or one per sample")
+        if not all(p.strip() for p in prompts):
+            raise GenzooError("a prompt is empty; say what to draw, e.g. --prompt 'a handwritten seven'")
+        vectors = self.encode_text(prompts).to(self.device)
+        return vectors.expand(n, -1) if len(prompts) == 1 else vectors
+
     # ---- data scale ------------------------------------------------------
     def to_model_space(self, x: torch.Tensor) -> torch.Tensor:
         """Data as stored -> the space diffusion runs in ([-1, 1] bin centres for discrete data)."""
@@ -177,7 +242,10 @@ class DiffusionModel(GenerativeModel):
 
     # ---- the network's prediction, in the forms samplers and bounds need ----
     def _labels(self, y: torch.Tensor | None, n: int) -> torch.Tensor | None:
-        """Labels for the network: None for unconditional models, the null class where y is None."""
+        """Labels for the network: None for unconditional models, the null class where y is None
+        (text-conditioned: the prompt vectors, or the learned null vector)."""
+        if self.null_text is not None:
+            return y if y is not None else self.null_text.expand(n, -1)
         if not self.config.num_classes:
             return None
         if y is None:
@@ -210,7 +278,12 @@ class DiffusionModel(GenerativeModel):
         t = batch.rng.randint(self.config.timesteps, n).to(x0.device)
         noise = batch.rng.randn_like(x0)
         y = None
-        if self.config.num_classes:
+        if self.null_text is not None:
+            if batch.y is None or batch.y.ndim != 2:
+                raise GenzooError("a text-conditioned model needs caption vectors as batch.y (prepare_data makes them)")
+            drop = batch.rng.rand(n).to(x0.device) < self.config.p_uncond
+            y = torch.where(drop[:, None], self.null_text.to(batch.y.dtype), batch.y.to(x0.device))
+        elif self.config.num_classes:
             drop = batch.rng.rand(n).to(x0.device) < self.config.p_uncond
             y = batch.y.to(x0.device).long() if batch.y is not None else None
             y = torch.where(drop, self.config.num_classes, y) if y is not None else self._labels(None, n)
@@ -262,7 +335,7 @@ class DiffusionModel(GenerativeModel):
             raise GenzooError(f"steps must lie in 1..{self.config.timesteps}, got {steps}")
         y = self.check_condition(condition, n)
         if guidance != 1.0 and y is None:
-            raise GenzooError("guidance != 1 needs a condition (class labels) to guide towards")
+            raise GenzooError("guidance != 1 needs a condition (class labels, or a prompt) to guide towards")
         if n < 0 or batch_size < 1:
             raise GenzooError("n must be >= 0 and batch_size >= 1")
 

@@ -466,10 +466,23 @@ def read_pairs_jsonl(path: str | Path) -> list[tuple[str, str]]:
     return pairs
 
 
+def _lr_factor(step: int, steps: int, warmup: int, schedule: str) -> float:
+    """Linear warm-up, then constant or cosine decay to 0 at ``steps`` (models do not import genzoo.train)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup))))
+
+
 def finetune(model: T5, pairs: list[tuple[str, str]], *, steps: int, batch_size: int = 32, lr: float = 1e-3,
-             max_input_tokens: int = 128, max_target_tokens: int = 64, seed: int = 0, log=None) -> list[float]:
-    """Supervised text-to-text fine-tuning on (input, target) pairs: AdamW, constant lr, clip 1.0.
+             max_input_tokens: int = 128, max_target_tokens: int = 64, seed: int = 0, warmup_steps: int = 0,
+             schedule: str = "constant", log=None) -> list[float]:
+    """Supervised text-to-text fine-tuning on (input, target) pairs: AdamW, clip 1.0, ``lr`` constant or
+    (``schedule="cosine"``) decayed to 0 by the last step, after ``warmup_steps`` of linear warm-up.
     Batches are drawn with a generator seeded by ``seed`` (the same seed, the same run). Returns the losses."""
+    if schedule not in ("constant", "cosine") or warmup_steps < 0:
+        raise GenzooError(f"schedule must be constant or cosine and warmup_steps >= 0; got {schedule!r}, {warmup_steps}")
     tok = model._need_tokenizer()
     eos = model.config.eos_token_id
     src = [r[: max_input_tokens - 1] + [eos] for r in tok.encode_batch([p[0] for p in pairs])]
@@ -479,6 +492,8 @@ def finetune(model: T5, pairs: list[tuple[str, str]], *, steps: int, batch_size:
     losses = []
     model.train()
     for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = lr * _lr_factor(step, steps, warmup_steps, schedule)
         idx = torch.randint(len(pairs), (batch_size,), generator=g).tolist()
         ids, mask = pad_rows([src[i] for i in idx], model.config.pad_token_id, model.device)
         loss = model.seq2seq_loss(ids, pad_labels([tgt[i] for i in idx], model.device), mask)

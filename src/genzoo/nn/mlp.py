@@ -31,10 +31,11 @@ class MLPBlock(nn.Module):
 class ResidualMLP(nn.Module):
     """Denoiser ``(x_t, t, y) -> prediction`` for (n, dims) inputs."""
 
-    def __init__(self, dims: int, width: int = 256, blocks: int = 4, emb_dim: int | None = None, num_classes: int = 0, dropout: float = 0.0):
+    def __init__(self, dims: int, width: int = 256, blocks: int = 4, emb_dim: int | None = None, num_classes: int = 0, dropout: float = 0.0,
+                 text_dim: int = 0):
         super().__init__()
         emb_dim = emb_dim or width
-        self.embedding = ConditionEmbedding(emb_dim, num_classes, frequency_dim=min(emb_dim, 128))
+        self.embedding = ConditionEmbedding(emb_dim, num_classes, frequency_dim=min(emb_dim, 128), text_dim=text_dim)
         self.inp = nn.Linear(dims, width)
         self.blocks = nn.ModuleList([MLPBlock(width, emb_dim, dropout) for _ in range(blocks)])
         self.out_norm = nn.LayerNorm(width)

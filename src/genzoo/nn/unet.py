@@ -95,6 +95,7 @@ class UNet(nn.Module):
         num_classes: int = 0,
         dropout: float = 0.0,
         groups: int = 8,
+        text_dim: int = 0,
         channels_last: bool = True,
     ):
         super().__init__()
@@ -102,7 +103,7 @@ class UNet(nn.Module):
         # NHWC activations: oneDNN's convs at these sizes run 10-40% faster so on CPU (measured, 1 core)
         self.channels_last = channels_last
         emb_dim = emb_dim or 4 * channels[0]
-        self.embedding = ConditionEmbedding(emb_dim, num_classes, frequency_dim=channels[0])
+        self.embedding = ConditionEmbedding(emb_dim, num_classes, frequency_dim=channels[0], text_dim=text_dim)
         self.stem = nn.Conv2d(in_channels, channels[0], 3, padding=1)
 
         def block(cin, cout):

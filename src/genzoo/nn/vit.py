@@ -134,13 +134,13 @@ class DiT(nn.Module):
     ``ConditionEmbedding``, which classifier-free guidance uses."""
 
     def __init__(self, shape=(1, 8, 8), patch: int = 2, width: int = 128, depth: int = 4, heads: int = 4,
-                 num_classes: int = 0, mlp_ratio: int = 4):
+                 num_classes: int = 0, mlp_ratio: int = 4, text_dim: int = 0):
         super().__init__()
         if width % heads:
             raise GenzooError(f"DiT width {width} does not split into {heads} heads")
         self.shape, self.patch = tuple(shape), patch
         self.embed = PatchEmbedding(self.shape, patch, width)
-        self.condition = ConditionEmbedding(width, num_classes)
+        self.condition = ConditionEmbedding(width, num_classes, text_dim=text_dim)
         self.blocks = nn.ModuleList(DiTBlock(width, heads, mlp_ratio) for _ in range(depth))
         self.out_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.out_modulation = nn.Linear(width, 2 * width)  # final shift and scale (no gate)

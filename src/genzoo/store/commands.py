@@ -23,9 +23,18 @@ def resolve_mode(mode: str) -> tuple[str, str]:
     return "keyword", "; vector search needs pip install 'genzoo[store]'"
 
 
-def run_search(query: str, *, store_path: Path | None, mode: str, k: int, fusion: str, alpha: float, **filters) -> Table:
+def run_search(query: str, *, store_path: Path | None, mode: str, k: int, fusion: str, alpha: float, images: bool = False,
+               clip: Path | None = None, **filters) -> Table:
     from genzoo.store.api import Store
 
+    if clip is not None and not images:
+        from genzoo.errors import GenzooError
+
+        raise GenzooError("--clip chooses the CLIP of an image search: add --images")
+    if images:  # text -> image by a CLIP (genzoo.store.image_text)
+        from genzoo.store.image_text import image_search_table
+
+        return image_search_table(query, store_path=store_path, k=k, clip=clip, **filters)
     mode, note = resolve_mode(mode)
     encoder = None if mode == "keyword" else "default"
     with Store.open(store_path, encoder=encoder, embed_on_write=False) as store:

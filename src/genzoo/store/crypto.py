@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genzoo.errors import GenzooError
+from genzoo.store.files import write_atomic
 
 MAGIC = b"GZE"
 VERSION = 1
@@ -165,19 +166,8 @@ def generate_key(path: str | os.PathLike, *, rotate: bool = False) -> str:
                                 "(old keys are kept for reading), or choose another path")
         old = _read_key_lines(path)
     key = new_key()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write("# genzoo store keys: the first is used for new writes; keep this file secret\n")
-            f.write("\n".join([key] + old) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    header = "# genzoo store keys: the first is used for new writes; keep this file secret\n"
+    write_atomic(path, (header + "\n".join([key] + old) + "\n").encode("utf-8"), private=True)
     return key_id(_decode_key(key)).hex()
 
 

@@ -36,6 +36,7 @@ import numpy as np
 
 from genzoo.errors import GenzooError
 from genzoo.store.dedup import DEFAULT_TEXT_THRESHOLD, dedup_texts, dedup_vectors
+from genzoo.store.files import write_atomic
 
 DEFAULT_IMAGE_THRESHOLD = 0.99  # cosine of raw pixels; on digits 0.98 already merges 131 distinct same-class images
 SPLITS = ("train", "val", "test")
@@ -110,7 +111,7 @@ def _dedup_text(data, threshold, unit, k, num_perm, out, examples) -> dict:
                            for i in result.keep)
         else:
             body = "\n\n".join(texts[i].strip() for i in result.keep) + "\n"
-        _atomic_write(out, body.encode("utf-8"))
+        write_atomic(out, body.encode("utf-8"))
         report["out"] = str(out)
     return report
 
@@ -149,7 +150,7 @@ def _dedup_arrays(data, threshold, out, examples) -> dict:
 
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        _atomic_write(out, buf.getvalue())
+        write_atomic(out, buf.getvalue())
         report["out"] = str(out)
     return report
 
@@ -170,20 +171,6 @@ def _summary(data, kind, result, splits, threshold, measure) -> dict:
     return {"data": data, "kind": kind, "items": result.n, "kept": len(result.keep),
             "exact_duplicates": result.exact_duplicates, "near_duplicates": result.near_duplicates,
             "clusters": len(result.clusters), "cross_split": cross, "threshold": threshold, "similarity": measure}
-
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def print_report(report: dict, console, as_json: bool = False) -> None:

@@ -30,14 +30,10 @@ import numpy as np
 
 from genzoo.errors import GenzooError
 from genzoo.store import pg_schema as schema
-from genzoo.store.records import Generation, ModelRecord, User
+from genzoo.store.records import ModelRecord, User
 from genzoo.store.sql_common import SharedReads
 from genzoo.store.search import Filters
 
-# The common-term cutoff as in the SQLite backend (search.fts_with_cutoff): above CUTOFF_FROM
-# records, words in more than COMMON_SHARE of them only score records a rarer word matched.
-COMMON_SHARE = 0.01
-CUTOFF_FROM = 20_000
 RANK_NORMALIZATION = 1  # ts_rank: divide by 1 + log(document length)
 # HNSW candidate list (pgvector default 40). Measured at 100,000 MiniLM vectors (benchmarks/README.md,
 # section 21): recall@10 against an exact scan 0.47 / 0.60 / 0.72 / 0.80 at 40 / 100 / 200 / 400,
@@ -49,8 +45,6 @@ EF_SEARCH = 400
 # (the planner's estimate for the filters) the search is exact.
 EXACT_BELOW = 5_000
 MIGRATION_LOCK = 0x67656E7A6F6F  # "genzoo": pg_advisory_xact_lock key for migrations
-TABLES = ("generations", "prompts", "models", "feedback", "audit_log", "users", "api_keys", "embeddings", "documents", "chunks",
-          "chunk_embeddings", "entities", "relations")
 
 
 def _psycopg():
@@ -125,6 +119,7 @@ def _split(value, what: str) -> tuple[str | None, bytes | None]:
 
 class PostgresBackend(SharedReads):
     PH = "%s"
+    _PROMPT_COLUMNS = "p.text AS prompt, p.text_sealed AS prompt_sealed"
 
     def __init__(self, url: str, read_url: str | None = None):
         psycopg = _psycopg()
@@ -217,6 +212,9 @@ class PostgresBackend(SharedReads):
         cur = (conn or self._rd).cursor(row_factory=dict_row)
         return cur.execute(sql, params).fetchall()
 
+    def _param(self, value, what: str):
+        return _plain(value, what)
+
     # ---- users and keys ---------------------------------------------------------------------
     def add_user(self, name: str, role: str) -> User:
         now = time.time()
@@ -243,27 +241,15 @@ class PostgresBackend(SharedReads):
 
     # ---- records -------------------------------------------------------------------------------
     def add_model(self, m: ModelRecord) -> int:
-        row = self._one("SELECT id FROM models WHERE name = %s AND COALESCE(checkpoint_sha256, '') = %s "
-                        "AND COALESCE(config_sha256, '') = %s", (m.name, m.checkpoint_sha256 or "", m.config_sha256 or ""), self.w)
-        if row:
-            return row[0]
+        existing = self._existing_model(m)  # inside the write: on the primary
+        if existing is not None:
+            return existing
         return self._one(
             "INSERT INTO models(name, family, variant, config, config_sha256, checkpoint_uri, checkpoint_sha256, checkpoint_blob, "
             "metrics, lineage, parent_id, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
             (_plain(m.name, "a model name"), _plain(m.family, "a family"), _plain(m.variant, "a variant"), json.dumps(m.config),
              m.config_sha256, _plain(m.checkpoint_uri, "a checkpoint URI"), m.checkpoint_sha256, m.checkpoint_blob,
              json.dumps(m.metrics), json.dumps(m.lineage), m.parent_id, time.time()), self.w)[0]
-
-    def get_model(self, model_id: int) -> ModelRecord | None:
-        rows = self._dicts("SELECT * FROM models WHERE id = %s", (model_id,))
-        if not rows:
-            return None
-        r = rows[0]
-        return ModelRecord(name=r["name"], family=r["family"], variant=r["variant"], config=json.loads(r["config"]),
-                           config_sha256=r["config_sha256"], checkpoint_uri=r["checkpoint_uri"],
-                           checkpoint_sha256=r["checkpoint_sha256"], checkpoint_blob=r["checkpoint_blob"],
-                           metrics=json.loads(r["metrics"]), lineage=json.loads(r["lineage"]), parent_id=r["parent_id"],
-                           id=r["id"], created_at=r["created_at"])
 
     def add_prompt(self, text, sha256: str, owner_id: int, session_id, conversation_id, turn, at: float) -> int:
         clear, sealed = _split(text, "the prompt")
@@ -354,55 +340,6 @@ class PostgresBackend(SharedReads):
                        (at, user_id, action, target, target_id, json.dumps(detail, default=str)))
 
     # ---- reading -------------------------------------------------------------------------------
-    def get_generations(self, ids: list[int]) -> dict[int, Generation]:
-        if not ids:
-            return {}
-        rows = self._dicts(
-            "SELECT g.*, u.name AS owner, p.text AS prompt, p.text_sealed AS prompt_sealed, m.name AS model_name, "
-            "(SELECT avg(f.rating) FROM feedback f WHERE f.generation_id = g.id) AS rating "
-            "FROM generations g JOIN users u ON u.id = g.owner_id LEFT JOIN prompts p ON p.id = g.prompt_id "
-            "LEFT JOIN models m ON m.id = g.model_id WHERE g.id = ANY(%s)", (list(ids),))
-        return {r["id"]: _generation(r) for r in rows}
-
-    def count(self, table: str) -> int:
-        if table not in TABLES:
-            raise GenzooError(f"unknown table {table!r}")
-        return self._one(f"SELECT count(*) FROM {table}")[0]
-
-    def _where(self, f: Filters, viewer: int | None) -> tuple[str, list]:
-        """SQL conditions on ``g`` for the filters; values only ever as parameters."""
-        sql, params = ["TRUE"], []
-        if viewer is not None:
-            sql.append("(g.visibility = 'shared' OR g.owner_id = %s)")
-            params.append(viewer)
-        if isinstance(f.model, int):
-            sql.append("g.model_id = %s")
-            params.append(f.model)
-        elif f.model is not None:
-            sql.append("g.model_id IN (SELECT id FROM models WHERE name = %s)")
-            params.append(_plain(f.model, "filter model"))
-        for col, value in (("g.family", f.family), ("g.kind", f.kind)):
-            if value is not None:
-                sql.append(f"{col} = %s")
-                params.append(_plain(value, "a filter"))
-        if f.user is not None:
-            sql.append("g.owner_id = (SELECT id FROM users WHERE name = %s)")
-            params.append(_plain(f.user, "filter user"))
-        if f.since is not None:
-            sql.append("g.created_at >= %s")
-            params.append(f.since)
-        if f.until is not None:
-            sql.append("g.created_at <= %s")
-            params.append(f.until)
-        if f.synthetic is not None:
-            sql.append("g.synthetic = %s")
-            params.append(int(f.synthetic))
-        if f.min_rating is not None:
-            sql.append("g.id IN (SELECT generation_id FROM feedback WHERE rating IS NOT NULL GROUP BY generation_id "
-                       "HAVING avg(rating) >= %s)")
-            params.append(f.min_rating)
-        return " AND ".join(sql), params
-
     def _estimate(self, where: str, params: list) -> float:
         """The planner's estimate of the generations passing the filters (one EXPLAIN, no scan)."""
         plan = self._rd.execute(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM generations g WHERE {where}", params).fetchone()[0]
@@ -414,18 +351,9 @@ class PostgresBackend(SharedReads):
         return "(" + " || ".join(["plainto_tsquery('english', %s)"] * len(terms)) + ")"
 
     def keyword(self, terms: list[str], filters: Filters, viewer: int | None, k: int) -> list[tuple[int, float]]:
-        terms = [t for t in terms if _encodable(t)]
+        terms, anchor = self._match_terms([t for t in terms if _encodable(t)])
         if not terms:
             return []
-        anchor = terms
-        n = self._one("SELECT COALESCE(max(id), 0) FROM generations")[0]
-        if n >= CUTOFF_FROM:
-            counts = self._term_counts(terms, n)
-            terms = [t for t in terms if counts[t] > 0]  # absent words (and stop words) match nothing
-            if not terms:
-                return []
-            rare = [t for t in terms if counts[t] <= COMMON_SHARE * n] or [min(terms, key=lambda t: counts[t])]
-            anchor = rare
         where, params = self._where(filters, viewer)
         rows = self._rd.execute(
             f"SELECT t.generation_id, ts_rank(t.tsv, {self._tsquery(terms)}, {int(RANK_NORMALIZATION)}) AS s "
@@ -434,18 +362,8 @@ class PostgresBackend(SharedReads):
             [*terms, *anchor, *params, k]).fetchall()
         return [(r[0], float(r[1])) for r in rows]
 
-    def _term_counts(self, terms: list[str], n: int) -> dict[str, int]:
-        """Records holding each word, cached until the store grows by 20%."""
-        if n > self._df_size * 1.2:
-            self._df, self._df_size = {}, n
-        for t in terms:
-            if t not in self._df:
-                self._df[t] = self._one("SELECT count(*) FROM generation_text WHERE tsv @@ plainto_tsquery('english', %s)", (t,))[0]
-        return {t: self._df[t] for t in terms}
-
-    def latest(self, filters: Filters, viewer: int | None, k: int) -> list[int]:
-        where, params = self._where(filters, viewer)
-        return [r[0] for r in self._rd.execute(f"SELECT g.id FROM generations g WHERE {where} ORDER BY g.id DESC LIMIT %s", [*params, k])]
+    def _count_term(self, term: str) -> int:
+        return self._one("SELECT count(*) FROM generation_text WHERE tsv @@ plainto_tsquery('english', %s)", (term,))[0]
 
     def _embed_pending(self, space: str, pending, kind: str | None) -> dict[int, np.ndarray]:
         """Vectors for committed text generations of ``kind`` with none stored in ``space``
@@ -615,15 +533,3 @@ def _encodable(term: str) -> bool:
         return False
     return "\x00" not in term
 
-
-def _generation(r) -> Generation:
-    text = r["text_sealed"] if r["text_sealed"] is not None else r["text"]
-    prompt = r["prompt_sealed"] if r["prompt_sealed"] is not None else r["prompt"]
-    return Generation(
-        id=r["id"], kind=r["kind"], owner=r["owner"], visibility=r["visibility"], created_at=r["created_at"], text=text,
-        content=r["content"], content_type=r["content_type"], content_sha256=r["content_sha256"], prompt=prompt,
-        prompt_id=r["prompt_id"], manifest=json.loads(r["manifest"] or "{}"), model_id=r["model_id"], model_name=r["model_name"],
-        family=r["family"], session_id=r["session_id"], conversation_id=r["conversation_id"], parent_id=r["parent_id"],
-        synthetic=bool(r["synthetic"]), quality=json.loads(r["quality"] or "{}"), seed=r["seed"],
-        rating=None if r["rating"] is None else float(r["rating"]),
-    )

@@ -50,6 +50,20 @@ def fts_any(terms: list[str]) -> str:
     return " OR ".join(f'"{t}"' for t in terms)
 
 
+def rare_terms(terms: list[str], counts: dict[str, int], common_above: float) -> list[str]:
+    """The terms in at most ``common_above`` records (by ``counts``); when every term is more
+    common than that, the rarest one alone. Used by both backends' common-term cutoff."""
+    rare = [t for t in terms if counts.get(t, 0) <= common_above]
+    return rare or ([min(terms, key=lambda t: counts[t])] if terms else [])
+
+
+def fts_match(terms: list[str], anchor: list[str]) -> str:
+    """FTS5 for "any of ``anchor``, scored by all of ``terms``" (anchor == terms: plain OR)."""
+    if list(anchor) == list(terms):
+        return fts_any(terms)
+    return f"({fts_any(anchor)}) AND ({fts_any(terms)})"
+
+
 def fts_with_cutoff(terms: list[str], counts: dict[str, int], common_above: float) -> str:
     """FTS5 for "any of these words" that matches few records even when some words are common.
 
@@ -59,12 +73,7 @@ def fts_with_cutoff(terms: list[str], counts: dict[str, int], common_above: floa
     ``common_above`` records, by ``counts``) decide which records match and every term scores
     them: ``(rare OR ...) AND (every term OR ...)``. When every term is common, the rarest one
     anchors the match; records that hold all the terms still rank first, as BM25 scores them all."""
-    rare = [t for t in terms if counts.get(t, 0) <= common_above]
-    if len(rare) == len(terms):
-        return fts_any(terms)
-    if not rare:
-        rare = [min(terms, key=lambda t: counts[t])]
-    return f"({fts_any(rare)}) AND ({fts_any(terms)})"
+    return fts_match(terms, rare_terms(terms, counts, common_above))
 
 
 def check_k(k) -> int:

@@ -1,24 +1,85 @@
-"""Reads whose SQL is the same on SQLite and PostgreSQL but for the parameter placeholder.
+"""What the SQLite and PostgreSQL backends do alike: reads whose SQL differs only by the parameter
+placeholder, the metadata filters as SQL, the common-term cutoff's bookkeeping, and rows -> records.
 
-A backend mixes this in and supplies ``PH`` (``?`` or ``%s``), ``_one(sql, params)`` and
-``_fetch(sql, params)``, each on the connection it reads from (PostgreSQL: the standby when one is set).
+A backend mixes ``SharedReads`` in and supplies ``PH`` (``?`` or ``%s``), ``_one(sql, params)``,
+``_fetch(sql, params)`` and ``_dicts(sql, params)``, each on the connection it reads from
+(PostgreSQL: the standby when one is set), and ``_count_term(term)`` for its full-text engine.
 """
 
 from __future__ import annotations
 
 import json
 
-from genzoo.store.records import AuditEntry, Feedback, Generation
+from genzoo.errors import GenzooError
+from genzoo.store.records import AuditEntry, Feedback, Generation, ModelRecord
+from genzoo.store.search import Filters, rare_terms
+
+# The common-term cutoff (see search.fts_with_cutoff), chosen by measurement at 100,000 pydocs
+# records (benchmarks/store_fts_cutoff.py, 3-6 word queries): bm25 p50 3.3 ms at 1%, 4.0 ms at 2%,
+# 9.4 ms at 5%, 29.4 ms for plain OR (benchmarks/README.md, section 19). Below CUTOFF_FROM records
+# every query is fast as plain OR. Read at call time, so a measurement can switch it.
+COMMON_SHARE = 0.01
+CUTOFF_FROM = 20_000
+# SQLite allows 32,766 parameters in a statement, psycopg 65,535: a long id list is read in parts.
+IDS_PER_QUERY = 1_000
+TABLES = ("generations", "prompts", "models", "feedback", "audit_log", "users", "api_keys", "embeddings", "documents", "chunks",
+          "chunk_embeddings", "entities", "relations")
 
 
 class SharedReads:
     PH = "?"
+    _PROMPT_COLUMNS = "p.text AS prompt"  # PostgreSQL adds the sealed (encrypted) prompt column
+
+    def _one(self, sql: str, params=()):
+        raise NotImplementedError
 
     def _fetch(self, sql: str, params=()) -> list:
         raise NotImplementedError
 
+    def _dicts(self, sql: str, params=()) -> list[dict]:
+        raise NotImplementedError
+
+    def _count_term(self, term: str) -> int:
+        """Records whose full-text row holds ``term``."""
+        raise NotImplementedError
+
+    def _param(self, value, what: str):
+        """A filter value as the driver gets it (PostgreSQL refuses NUL characters with a clear error)."""
+        return value
+
+    # ---- records -------------------------------------------------------------------------------
+    def _existing_model(self, m: ModelRecord) -> int | None:
+        ph = self.PH
+        row = self._one(f"SELECT id FROM models WHERE name = {ph} AND COALESCE(checkpoint_sha256, '') = {ph} "
+                        f"AND COALESCE(config_sha256, '') = {ph}", (m.name, m.checkpoint_sha256 or "", m.config_sha256 or ""))
+        return row[0] if row else None
+
+    def get_model(self, model_id: int) -> ModelRecord | None:
+        rows = self._dicts(f"SELECT * FROM models WHERE id = {self.PH}", (model_id,))
+        if not rows:
+            return None
+        r = rows[0]
+        return ModelRecord(name=r["name"], family=r["family"], variant=r["variant"], config=json.loads(r["config"]),
+                           config_sha256=r["config_sha256"], checkpoint_uri=r["checkpoint_uri"],
+                           checkpoint_sha256=r["checkpoint_sha256"], checkpoint_blob=r["checkpoint_blob"],
+                           metrics=json.loads(r["metrics"]), lineage=json.loads(r["lineage"]), parent_id=r["parent_id"],
+                           id=r["id"], created_at=r["created_at"])
+
     def get_generation(self, generation_id: int) -> Generation | None:
         return self.get_generations([generation_id]).get(generation_id)
+
+    def get_generations(self, ids: list[int]) -> dict[int, Generation]:
+        found: dict[int, Generation] = {}
+        ids = list(ids)
+        for start in range(0, len(ids), IDS_PER_QUERY):  # dedup reads every record: keep under the drivers' parameter limits
+            part = ids[start:start + IDS_PER_QUERY]
+            rows = self._dicts(
+                f"SELECT g.*, u.name AS owner, {self._PROMPT_COLUMNS}, m.name AS model_name, "
+                "(SELECT avg(f.rating) FROM feedback f WHERE f.generation_id = g.id) AS rating "
+                "FROM generations g JOIN users u ON u.id = g.owner_id LEFT JOIN prompts p ON p.id = g.prompt_id "
+                f"LEFT JOIN models m ON m.id = g.model_id WHERE g.id IN ({', '.join([self.PH] * len(part))})", part)
+            found.update((r["id"], generation_from_row(r)) for r in rows)
+        return found
 
     def visible(self, generation_id: int, viewer: int | None) -> bool:
         row = self._one(f"SELECT owner_id, visibility FROM generations WHERE id = {self.PH}", (generation_id,))
@@ -33,3 +94,77 @@ class SharedReads:
         rows = self._fetch("SELECT a.id, a.at, u.name, a.action, a.target, a.target_id, a.detail FROM audit_log a "
                            f"LEFT JOIN users u ON u.id = a.user_id ORDER BY a.id DESC LIMIT {self.PH}", (limit,))
         return [AuditEntry(*r[:6], json.loads(r[6])) for r in rows]
+
+    def count(self, table: str) -> int:
+        if table not in TABLES:
+            raise GenzooError(f"unknown table {table!r}")
+        return self._one(f"SELECT count(*) FROM {table}")[0]
+
+    # ---- filters and keyword search ---------------------------------------------------------------
+    def _where(self, f: Filters, viewer: int | None) -> tuple[str, list]:
+        """SQL conditions on ``g`` (generations) for the filters; values only ever as parameters."""
+        ph, sql, params = self.PH, ["1 = 1"], []
+
+        def add(condition: str, value) -> None:
+            sql.append(condition)
+            params.append(value)
+
+        if viewer is not None:
+            add(f"(g.visibility = 'shared' OR g.owner_id = {ph})", viewer)
+        if isinstance(f.model, int):
+            add(f"g.model_id = {ph}", f.model)
+        elif f.model is not None:
+            add(f"g.model_id IN (SELECT id FROM models WHERE name = {ph})", self._param(f.model, "filter model"))
+        for col, value in (("g.family", f.family), ("g.kind", f.kind)):
+            if value is not None:
+                add(f"{col} = {ph}", self._param(value, "a filter"))
+        if f.user is not None:
+            add(f"g.owner_id = (SELECT id FROM users WHERE name = {ph})", self._param(f.user, "filter user"))
+        if f.since is not None:
+            add(f"g.created_at >= {ph}", f.since)
+        if f.until is not None:
+            add(f"g.created_at <= {ph}", f.until)
+        if f.synthetic is not None:
+            add(f"g.synthetic = {ph}", int(f.synthetic))
+        if f.min_rating is not None:
+            add(f"g.id IN (SELECT generation_id FROM feedback WHERE rating IS NOT NULL GROUP BY generation_id HAVING avg(rating) >= {ph})",
+                f.min_rating)
+        return " AND ".join(sql), params
+
+    def _match_terms(self, terms: list[str]) -> tuple[list[str], list[str]]:
+        """(the words that score, the words a record must hold one of to match). Above CUTOFF_FROM
+        records, absent words are dropped and the common ones only score (search.rare_terms)."""
+        n = self._one("SELECT COALESCE(max(id), 0) FROM generations")[0]
+        if n < CUTOFF_FROM or not terms:
+            return terms, terms
+        counts = self._term_counts(terms, n)
+        terms = [t for t in terms if counts[t] > 0]  # an absent word (or stop word) matches nothing and cannot anchor
+        return terms, rare_terms(terms, counts, COMMON_SHARE * n)
+
+    def _term_counts(self, terms: list[str], n: int) -> dict[str, int]:
+        """Records holding each term, cached until the store grows by 20%."""
+        if n > getattr(self, "_df_size", 0) * 1.2:
+            self._df, self._df_size = {}, n
+        for t in terms:
+            if t not in self._df:
+                self._df[t] = self._count_term(t)
+        return {t: self._df[t] for t in terms}
+
+    def latest(self, filters: Filters, viewer: int | None, k: int) -> list[int]:
+        where, params = self._where(filters, viewer)
+        return [r[0] for r in self._fetch(f"SELECT g.id FROM generations g WHERE {where} ORDER BY g.id DESC LIMIT {self.PH}", [*params, k])]
+
+
+def generation_from_row(r: dict) -> Generation:
+    """A ``Generation`` from a row of ``get_generations``' query. Encrypted fields arrive as bytes:
+    in the text column on SQLite, in a ``*_sealed`` column on PostgreSQL (whose text cannot hold them)."""
+    text = r["text_sealed"] if r.get("text_sealed") is not None else r["text"]
+    prompt = r["prompt_sealed"] if r.get("prompt_sealed") is not None else r["prompt"]
+    return Generation(
+        id=r["id"], kind=r["kind"], owner=r["owner"], visibility=r["visibility"], created_at=r["created_at"], text=text,
+        content=r["content"], content_type=r["content_type"], content_sha256=r["content_sha256"], prompt=prompt,
+        prompt_id=r["prompt_id"], manifest=json.loads(r["manifest"] or "{}"), model_id=r["model_id"], model_name=r["model_name"],
+        family=r["family"], session_id=r["session_id"], conversation_id=r["conversation_id"], parent_id=r["parent_id"],
+        synthetic=bool(r["synthetic"]), quality=json.loads(r["quality"] or "{}"), seed=r["seed"],
+        rating=None if r["rating"] is None else float(r["rating"]),
+    )

@@ -21,17 +21,12 @@ import numpy as np
 
 from genzoo.errors import GenzooError
 from genzoo.store import schema
-from genzoo.store.records import Generation, ModelRecord, User
+from genzoo.store.records import ModelRecord, User
 from genzoo.store.sql_common import SharedReads
-from genzoo.store.search import Filters, fts_any, fts_with_cutoff
+from genzoo.store.search import Filters, fts_any, fts_match
 from genzoo.store.vectors import VectorIndex
 
 BUSY_TIMEOUT_S = 30.0
-# The common-term cutoff (see search.fts_with_cutoff), chosen by measurement at 100,000 pydocs
-# records (benchmarks/store_fts_cutoff.py, 3-6 word queries): bm25 p50 3.3 ms at 1%, 4.0 ms at 2%,
-# 9.4 ms at 5%, 29.4 ms for plain OR (benchmarks/README.md, section 19).
-COMMON_SHARE = 0.01
-CUTOFF_FROM = 20_000
 
 
 def _statements(script: str):
@@ -138,6 +133,9 @@ class SqliteBackend(SharedReads):
     def _fetch(self, sql: str, params=()) -> list:
         return self.conn.execute(sql, params).fetchall()
 
+    def _dicts(self, sql: str, params=()) -> list[dict]:
+        return [dict(r) for r in self.conn.execute(sql, params)]
+
     # ---- users and keys ---------------------------------------------------------------------
     def add_user(self, name: str, role: str) -> User:
         now = time.time()
@@ -163,26 +161,15 @@ class SqliteBackend(SharedReads):
 
     # ---- records -------------------------------------------------------------------------------
     def add_model(self, m: ModelRecord) -> int:
-        row = self._one("SELECT id FROM models WHERE name = ? AND IFNULL(checkpoint_sha256, '') = ? AND IFNULL(config_sha256, '') = ?",
-                        (m.name, m.checkpoint_sha256 or "", m.config_sha256 or ""))
-        if row:
-            return row[0]
+        existing = self._existing_model(m)
+        if existing is not None:
+            return existing
         return self.conn.execute(
             "INSERT INTO models(name, family, variant, config, config_sha256, checkpoint_uri, checkpoint_sha256, checkpoint_blob, "
             "metrics, lineage, parent_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (m.name, m.family, m.variant, json.dumps(m.config), m.config_sha256, m.checkpoint_uri, m.checkpoint_sha256,
              m.checkpoint_blob, json.dumps(m.metrics), json.dumps(m.lineage), m.parent_id, time.time()),
         ).lastrowid
-
-    def get_model(self, model_id: int) -> ModelRecord | None:
-        r = self._one("SELECT * FROM models WHERE id = ?", (model_id,))
-        if r is None:
-            return None
-        return ModelRecord(name=r["name"], family=r["family"], variant=r["variant"], config=json.loads(r["config"]),
-                           config_sha256=r["config_sha256"], checkpoint_uri=r["checkpoint_uri"],
-                           checkpoint_sha256=r["checkpoint_sha256"], checkpoint_blob=r["checkpoint_blob"],
-                           metrics=json.loads(r["metrics"]), lineage=json.loads(r["lineage"]), parent_id=r["parent_id"],
-                           id=r["id"], created_at=r["created_at"])
 
     def add_prompt(self, text, sha256: str, owner_id: int, session_id, conversation_id, turn, at: float) -> int:
         return self.conn.execute(
@@ -215,86 +202,27 @@ class SqliteBackend(SharedReads):
                           (at, user_id, action, target, target_id, json.dumps(detail, default=str)))
 
     # ---- reading -------------------------------------------------------------------------------
-    def get_generations(self, ids: list[int]) -> dict[int, Generation]:
-        if not ids:
-            return {}
-        marks = ", ".join("?" * len(ids))
-        rows = self.conn.execute(
-            "SELECT g.*, u.name AS owner, p.text AS prompt, m.name AS model_name, "
-            "(SELECT avg(f.rating) FROM feedback f WHERE f.generation_id = g.id) AS rating "
-            "FROM generations g JOIN users u ON u.id = g.owner_id LEFT JOIN prompts p ON p.id = g.prompt_id "
-            f"LEFT JOIN models m ON m.id = g.model_id WHERE g.id IN ({marks})", list(ids)).fetchall()
-        return {r["id"]: _generation(r) for r in rows}
-
-    def count(self, table: str) -> int:
-        if table not in ("generations", "prompts", "models", "feedback", "audit_log", "users", "api_keys", "embeddings", "documents", "chunks"):
-            raise GenzooError(f"unknown table {table!r}")
-        return self._one(f"SELECT count(*) FROM {table}")[0]
-
-    def _where(self, f: Filters, viewer: int | None) -> tuple[str, list]:
-        """SQL conditions on ``g`` for the filters; values only ever as parameters."""
-        sql, params = ["1"], []
-        if viewer is not None:
-            sql.append("(g.visibility = 'shared' OR g.owner_id = ?)")
-            params.append(viewer)
-        if isinstance(f.model, int):
-            sql.append("g.model_id = ?")
-            params.append(f.model)
-        elif f.model is not None:
-            sql.append("g.model_id IN (SELECT id FROM models WHERE name = ?)")
-            params.append(f.model)
-        for col, value in (("g.family", f.family), ("g.kind", f.kind)):
-            if value is not None:
-                sql.append(f"{col} = ?")
-                params.append(value)
-        if f.user is not None:
-            sql.append("g.owner_id = (SELECT id FROM users WHERE name = ?)")
-            params.append(f.user)
-        if f.since is not None:
-            sql.append("g.created_at >= ?")
-            params.append(f.since)
-        if f.until is not None:
-            sql.append("g.created_at <= ?")
-            params.append(f.until)
-        if f.synthetic is not None:
-            sql.append("g.synthetic = ?")
-            params.append(int(f.synthetic))
-        if f.min_rating is not None:
-            sql.append("g.id IN (SELECT generation_id FROM feedback WHERE rating IS NOT NULL GROUP BY generation_id HAVING avg(rating) >= ?)")
-            params.append(f.min_rating)
-        return " AND ".join(sql), params
-
     def keyword(self, terms: list[str], filters: Filters, viewer: int | None, k: int) -> list[tuple[int, float]]:
-        n = self._one("SELECT max(id) FROM generations")[0] or 0
-        if n >= CUTOFF_FROM:  # below it every query is fast: plain OR
-            counts = self._term_counts(terms, n)
-            terms = [t for t in terms if counts[t] > 0]  # an absent word matches nothing and cannot anchor
+        terms, anchor = self._match_terms(terms)
         if not terms:
             return []
-        match = fts_with_cutoff(terms, counts, COMMON_SHARE * n) if n >= CUTOFF_FROM else fts_any(terms)
-        return self._bm25(match, filters, viewer, k)
+        return self._bm25(fts_match(terms, anchor), filters, viewer, k)
 
     def _bm25(self, match: str, filters: Filters, viewer: int | None, k: int) -> list[tuple[int, float]]:
-        where, params = self._where(filters, viewer)
         # bm25 column weights: prompt and text count fully, the family name (one word) a little
-        rows = self.conn.execute(
-            "SELECT g.id, bm25(generations_fts, 1.0, 1.0, 0.2) AS s FROM generations_fts "
-            f"JOIN generations g ON g.id = generations_fts.rowid WHERE generations_fts MATCH ? AND {where} ORDER BY s LIMIT ?",
-            [match, *params, k]).fetchall()
+        if viewer is None and not filters.any():  # nothing to check against the generation: the full-text index alone
+            rows = self.conn.execute("SELECT rowid, bm25(generations_fts, 1.0, 1.0, 0.2) AS s FROM generations_fts "
+                                     "WHERE generations_fts MATCH ? ORDER BY s LIMIT ?", (match, k)).fetchall()
+        else:  # filters read the narrow covering index, not the wide rows (schema.V5)
+            where, params = self._where(filters, viewer)
+            rows = self.conn.execute(
+                "SELECT g.id, bm25(generations_fts, 1.0, 1.0, 0.2) AS s FROM generations_fts "
+                "JOIN generations g INDEXED BY generations_search ON g.id = generations_fts.rowid "
+                f"WHERE generations_fts MATCH ? AND {where} ORDER BY s LIMIT ?", [match, *params, k]).fetchall()
         return [(r[0], -r[1]) for r in rows]  # bm25() is lower-is-better
 
-    def _term_counts(self, terms: list[str], n: int) -> dict[str, int]:
-        """Records holding each term, cached until the store grows by 20%."""
-        if n > self._df_size * 1.2:
-            self._df, self._df_size = {}, n
-        for t in terms:
-            if t not in self._df:
-                self._df[t] = self._one("SELECT count(*) FROM generations_fts WHERE generations_fts MATCH ?", (f'"{t}"',))[0]
-        return {t: self._df[t] for t in terms}
-
-    def latest(self, filters: Filters, viewer: int | None, k: int) -> list[int]:
-        where, params = self._where(filters, viewer)
-        return [r[0] for r in self.conn.execute(f"SELECT g.id FROM generations g WHERE {where} ORDER BY g.id DESC LIMIT ?", [*params, k])]
+    def _count_term(self, term: str) -> int:
+        return self._one("SELECT count(*) FROM generations_fts WHERE generations_fts MATCH ?", (f'"{term}"',))[0]
 
     def _sync(self, space: str, pending, kind: str | None) -> VectorIndex:
         """Append to the space's index every generation committed since the last search."""
@@ -381,12 +309,3 @@ class SqliteBackend(SharedReads):
             return f"{result}; full-text index: {e}"
         return result
 
-
-def _generation(r) -> Generation:
-    return Generation(
-        id=r["id"], kind=r["kind"], owner=r["owner"], visibility=r["visibility"], created_at=r["created_at"], text=r["text"],
-        content=r["content"], content_type=r["content_type"], content_sha256=r["content_sha256"], prompt=r["prompt"],
-        prompt_id=r["prompt_id"], manifest=json.loads(r["manifest"] or "{}"), model_id=r["model_id"], model_name=r["model_name"],
-        family=r["family"], session_id=r["session_id"], conversation_id=r["conversation_id"], parent_id=r["parent_id"],
-        synthetic=bool(r["synthetic"]), quality=json.loads(r["quality"] or "{}"), seed=r["seed"], rating=r["rating"],
-    )
