@@ -24,8 +24,9 @@ import torch
 from genzoo.data import captions
 
 # Classifier-free guidance trades diversity for obedience. Measured on a 5000-step UNet (benchmarks/README.md,
-# section 26; 100 prompts per digit): w=1 reads right 0.992 (unseen phrasings 0.963) at FD_digits 33.4;
-# w=1.5 0.999 (0.993) at 34.5; w=3 1.000 (0.999) but FD 39.3; w=5 FD 43.3. 1.5 buys nearly all the obedience.
+# section 26, run B; 100 prompts per digit): w=1 reads right 0.992 (unseen phrasings 0.963) at FD_digits 33.4;
+# w=1.5 0.999 (0.993) at 34.5; w=3 1.000 (0.999) but FD 39.3; w=5 FD 43.3. Run A (2000 steps, dropout):
+# w=1 0.980 (0.942), w=1.5 0.999 (0.993). 1.5 buys nearly all the obedience.
 DEFAULT_GUIDANCE = 1.5
 
 
