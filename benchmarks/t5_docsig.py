@@ -158,7 +158,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--set", nargs="*", default=[], help="T5Config overrides, key=value (ints only)")
+    ap.add_argument("--set", nargs="*", default=[], help="T5Config overrides, key=value (numbers)")
     ap.add_argument("--out", default=str(RESULTS / "t5_docsig.json"))
     ap.add_argument("--parity", action="store_true", help="only the Hugging Face logits parity check")
     args = ap.parse_args()
@@ -182,7 +182,7 @@ def main() -> None:
     print(f"data: {len(train_pairs)} train / {len(test_pairs)} test pairs, {len(train_windows)} code windows "
           f"({time.time() - t0:.0f}s)", flush=True)
 
-    overrides = {k: int(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+    overrides = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)}  # numbers: layers=2, dropout=0.1
     sizes = {"width": 128, "d_kv": 32, "d_ff": 512, "layers": 3, "heads": 4, "num_buckets": 32, "max_distance": 128,
              "num_sentinels": 32, **overrides}  # --set replaces these
     cfg = T5Config(data={"name": "docsig", "kind": "pairs", "vocab_size": tok.vocab_size}, ffn="gated-gelu",

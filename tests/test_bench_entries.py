@@ -58,3 +58,9 @@ def test_bench_runs_unet_and_dit_side_by_side(tmp_path):
     backbones = [json.loads((Path(r["run"]) / "checkpoint" / "config.json").read_text())["config"]["backbone"] for r in rows]
     assert backbones == ["unet", "dit"]
     assert rows[0]["parameters"] != rows[1]["parameters"]
+
+
+def test_cli_error_quotes_the_entry_verbatim(tmp_path):
+    result = CliRunner().invoke(app, ["bench", "--steps", "1", "--families", "diffusion[backbone=dit", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "e.g. diffusion[backbone=dit]" in " ".join(result.output.split())  # not swallowed as Rich markup

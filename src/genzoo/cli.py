@@ -19,7 +19,9 @@ out = Console()
 
 
 def _fail(e: Exception) -> None:
-    console.print(f"[bold red]error:[/] {e}")
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(str(e))}")  # messages may quote [brackets] (bench entries)
     raise typer.Exit(2)
 
 
@@ -614,7 +616,7 @@ def bench(
     data: str = typer.Option("digits", "--data", "-d"),
     minutes: Optional[float] = typer.Option(None, help="training budget per family"),
     steps: Optional[int] = typer.Option(None, help="training steps per family (instead of --minutes)"),
-    families_: Optional[str] = typer.Option(None, "--families", help="comma-separated FAMILY[:VARIANT][[KEY=VALUE,...]] (default: every registered family that handles the data); e.g. 'diffusion,diffusion[backbone=dit]'"),
+    families_: Optional[str] = typer.Option(None, "--families", help="comma-separated FAMILY[:VARIANT][[KEY=VALUE,...]] (default: every registered family that handles the data); e.g. 'diffusion,diffusion\\[backbone=dit]'"),
     out_dir: Path = typer.Option(Path("bench_runs"), "--out", "-o"),
     n: int = typer.Option(1000, "--n", help="samples for sample-quality metrics"),
     nll_opt: Optional[List[str]] = typer.Option(None, "--nll-opt", help="FAMILY.KEY=VALUE likelihood option, e.g. vae.k=1000"),
