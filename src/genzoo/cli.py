@@ -684,6 +684,10 @@ from genzoo.clip_commands import clip_app  # noqa: E402  (contrastive image-text
 
 app.add_typer(clip_app, name="clip")
 
+from genzoo.vit_commands import vit_app  # noqa: E402  (ViT digits classifier; imports torch only when run)
+
+app.add_typer(vit_app, name="vit")
+
 
 @rag_app.command("index")
 def rag_index(

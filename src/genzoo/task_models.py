@@ -34,7 +34,7 @@ TASK_MODELS: tuple[TaskModel, ...] = (
         name="vit",
         task="image classification (ViT encoder; its blocks also make the DiT backbone of diffusion, backbone=dit)",
         data="digits (10 classes)",
-        commands=("benchmarks/vit_digits.py",),
+        commands=("genzoo vit train", "genzoo vit eval", "genzoo vit predict", "benchmarks/vit_digits.py"),
         module="genzoo.vit_classifier",
     ),
     TaskModel(

@@ -1,7 +1,10 @@
 """A ViT digits classifier: ``genzoo.nn.vit.ViTEncoder``, mean-pooled patch tokens, a linear head.
 
 Not a generative family (nothing to sample), so it is not registered; it shows the encoder
-working on images and is benchmarked in ``benchmarks/vit_digits.py``.
+working on images, is driven by ``genzoo vit train|eval|predict`` (``genzoo.vit_commands``) and
+benchmarked in ``benchmarks/vit_digits.py``. ``save(folder)`` writes ``config.json`` +
+``model.safetensors`` atomically (a temporary sibling folder, renamed); ``ViTClassifier.load``
+reads them back, refusing a missing or corrupt folder clearly.
 
 Training uses the digits evaluator's augmentation (random rotations, scalings and
 shifts, ``genzoo.eval.evaluator.random_affine``), somewhat stronger: a transformer has no convolution's
@@ -10,9 +13,15 @@ built-in translation prior, and 1,000 training images are few to learn one from.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import shutil
+import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -76,8 +85,10 @@ class ViTClassifier:
             raise GenzooError(f"labels must lie in 0..{self.config.num_classes - 1}")
         return x, y
 
-    def fit(self, x, y, *, x_val=None, y_val=None, max_seconds: float | None = None) -> "ViTClassifier":
-        """Train with AdamW and a one-cycle schedule; ``max_seconds`` stops early (the schedule stays as planned)."""
+    def fit(self, x, y, *, x_val=None, y_val=None, max_seconds: float | None = None,
+            on_epoch: Callable[[int, dict], None] | None = None) -> "ViTClassifier":
+        """Train with AdamW and a one-cycle schedule; ``max_seconds`` stops early (the schedule stays as planned).
+        ``on_epoch(epoch, record)`` is called after each epoch (progress reporting)."""
         cfg = self.config
         x, y = self._check(x, y)
         if len(x) == 0:
@@ -108,6 +119,8 @@ class ViTClassifier:
                 if x_val is not None:
                     record["val_accuracy"] = self.score(x_val, y_val)
                 self.history.append(record)
+                if on_epoch is not None:
+                    on_epoch(epoch + 1, record)
                 if max_seconds is not None and time.perf_counter() - start > max_seconds:
                     break
         self.net.eval()
@@ -136,6 +149,60 @@ class ViTClassifier:
     def describe(self) -> dict:
         net = self._require_fit()
         return {"config": asdict(self.config), "parameters": sum(p.numel() for p in net.parameters())}
+
+    # ---- persistence -------------------------------------------------------------------------
+    FORMAT = "genzoo.vit-classifier/1"
+
+    def save(self, directory: str | Path, extra: dict | None = None) -> Path:
+        """Write the trained classifier to ``directory``, replacing it atomically."""
+        from safetensors.torch import save_file
+
+        net = self._require_fit()
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        try:
+            save_file({k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}, str(tmp / "model.safetensors"))
+            meta = {"format": self.FORMAT, "config": asdict(self.config), "history": self.history, **(extra or {})}
+            (tmp / "config.json").write_text(json.dumps(meta, indent=2))
+            if directory.exists():  # swap: the old folder goes only once the new one is complete
+                old = directory.with_name(f".{directory.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(directory, old)
+                os.replace(tmp, directory)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "ViTClassifier":
+        """A classifier written by ``save``; a clear GenzooError for a missing, foreign or corrupt folder."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        try:
+            meta = json.loads((directory / "config.json").read_text())
+        except FileNotFoundError:
+            raise GenzooError(f"{directory} has no config.json; pass a folder written by `genzoo vit train -o DIR`") from None
+        except (OSError, json.JSONDecodeError) as e:
+            raise GenzooError(f"{directory}/config.json is corrupt ({e}); retrain with `genzoo vit train`") from e
+        if not isinstance(meta, dict) or meta.get("format") != cls.FORMAT:
+            raise GenzooError(f"{directory} is not a ViT classifier folder (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+        known = {f.name for f in fields(ViTClassifierConfig)}
+        model = cls(ViTClassifierConfig(**{k: v for k, v in meta["config"].items() if k in known}))
+        model.net = ViTClassifierNet(model.config)
+        try:
+            model.net.load_state_dict(load_file(str(directory / "model.safetensors")))
+        except (SafetensorError, OSError, RuntimeError) as e:
+            raise GenzooError(f"{directory}/model.safetensors is corrupt or does not match config.json ({str(e)[:200]}); retrain") from e
+        model.net.eval()
+        model.history = meta.get("history", [])
+        return model
 
 
 __all__ = ["ViTClassifier", "ViTClassifierConfig", "ViTClassifierNet"]
