@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from genzoo.atomic import write_atomic_file
 from genzoo.data import captions, load_dataset
 from genzoo.eval.clip_retrieval import format_retrieval, retrieval_metrics
 from genzoo.models.clip import CLIP, CLIPConfig, CLIPTrainSettings, train_clip
@@ -33,12 +34,6 @@ from genzoo.models.clip import CLIP, CLIPConfig, CLIPTrainSettings, train_clip
 RESULTS = Path(__file__).parent / "results"
 # one prompt per digit, alternating training and unseen phrasings
 GRID_PROMPTS = [captions.prompts(d, unseen=d % 2 == 1)[d % 3] for d in range(10)]
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def retrieval_grid(model: CLIP, path: Path) -> None:
@@ -107,7 +102,7 @@ def main() -> None:
         print(f"--- {steps} steps, {seconds:.1f} s ({cpu:.1f} s CPU), loss {history[-1]['loss']:.3f}")
         print(format_retrieval(metrics), flush=True)
     RESULTS.mkdir(exist_ok=True)
-    atomic_write(RESULTS / f"{args.name}.json", json.dumps({"runs": runs, "torch": torch.__version__}, indent=2).encode())
+    write_atomic_file(RESULTS / f"{args.name}.json", json.dumps({"runs": runs, "torch": torch.__version__}, indent=2).encode())
     retrieval_grid(model, RESULTS / f"{args.name}.png")
     print(f"wrote {RESULTS / args.name}.json and .png")
 

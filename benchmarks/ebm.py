@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from genzoo import api
-from genzoo.checkpoint import write_atomic_file
+from genzoo.atomic import write_atomic_file
 from genzoo.data import load_dataset
 from genzoo.eval.collapse import mode_coverage
 from genzoo.eval.toy2d import mmd2

@@ -104,7 +104,7 @@ def _summary(runs: list[dict]) -> dict:
 
 
 def _write(out: Path, runs, real, samples, args) -> None:
-    from genzoo.checkpoint import write_atomic_file
+    from genzoo.atomic import write_atomic_file
     from genzoo.eval.collapse import EIGHT_GAUSSIANS_CENTRES, EIGHT_GAUSSIANS_STD
     from genzoo.viz import _matplotlib
 

@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--vectors", type=Path, required=True, help="the cache store_pg.py wrote")
     args = ap.parse_args()
+    from genzoo.atomic import write_atomic_file
     from genzoo.store.pg_local import start_primary, url_for
     from genzoo.store.postgres import connect
 
@@ -98,10 +99,7 @@ def main() -> None:
     finally:
         server.cleanup()
     result["load_avg_at_end"] = os.getloadavg()
-    OUT.mkdir(parents=True, exist_ok=True)
-    tmp = OUT / "store_pg_hnsw.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, OUT / "store_pg_hnsw.json")
+    write_atomic_file(OUT / "store_pg_hnsw.json", json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from genzoo.atomic import write_atomic_file
 from genzoo.checkpoint import load_model
 from genzoo.data import captions
 from genzoo.eval.evaluator import get_digits_evaluator
@@ -37,12 +36,6 @@ from genzoo.viz import save_image_grid
 
 RESULTS = Path(__file__).parent / "results"
 ADJECTIVE_PAIRS = (("thin", "thick", "thickness"), ("narrow", "wide", "width"))
-
-
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def adjective_effect(model, guidance: float, per_digit: int, options: dict) -> dict:
@@ -120,7 +113,7 @@ def main() -> None:
                             "then 'a thin', 'a thick', 'a narrow', 'a wide <digit>' at w=" + f"{best:g}")
     result["best_guidance"] = best
     result["seconds"] = time.perf_counter() - start
-    atomic_write(RESULTS / f"{args.name}.json", json.dumps(result, indent=2))
+    write_atomic_file(RESULTS / f"{args.name}.json", json.dumps(result, indent=2))
     print(f"wrote {RESULTS / args.name}.json and .png ({result['seconds']:.0f} s)")
 
 

@@ -16,16 +16,11 @@ from pathlib import Path
 
 import torch
 
+from genzoo.atomic import write_atomic_file
 from genzoo.data import load_dataset
 from genzoo.vit_classifier import ViTClassifier, ViTClassifierConfig
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -68,7 +63,7 @@ def main() -> None:
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("no_augment", "name")) + f" --name {args.name}",
     }
     RESULTS.mkdir(exist_ok=True)
-    atomic_write(RESULTS / f"{args.name}.json", json.dumps(result, indent=1).encode())
+    write_atomic_file(RESULTS / f"{args.name}.json", json.dumps(result, indent=1).encode())
 
     import matplotlib
 

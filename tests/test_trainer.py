@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from genzoo.checkpoint import load_model, write_atomic_dir
+from genzoo.atomic import write_atomic_dir
+from genzoo.checkpoint import load_model
 from genzoo.data import load_dataset
 from genzoo.errors import GenzooError
 from genzoo.train import Trainer, TrainConfig, batch_indices, distributed

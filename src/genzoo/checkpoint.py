@@ -1,4 +1,4 @@
-"""Checkpoint folders: atomic writes, and loading any family's model.
+"""Checkpoint folders: where they are, and loading any family's model (written by ``genzoo.atomic``).
 
 A checkpoint folder holds ``config.json`` + ``model.safetensors`` (the
 inference weights: the EMA weights when EMA is on) and, for training runs,
@@ -10,42 +10,11 @@ either ``<dir>`` or ``<dir>.old`` is complete.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from genzoo.errors import GenzooError
-
-
-def write_atomic_dir(target: Path, fill: Callable[[Path], None]) -> None:
-    """Call ``fill(tmp)`` to populate a temporary folder, then swap it in for ``target``."""
-    target = Path(target)
-    tmp = target.with_name(target.name + ".tmp")
-    old = target.with_name(target.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    fill(tmp)
-    for f in tmp.iterdir():  # make the bytes durable before the rename publishes them
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    if target.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def write_atomic_file(path: Path, data: bytes | str) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data.encode() if isinstance(data, str) else data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 WEIGHT_FOLDERS = ("best", "checkpoint", "best.old", "checkpoint.old")  # inside a run folder, in order of preference

@@ -515,7 +515,8 @@ def _index_pair(text: str, n: int) -> tuple[int, int]:
 
 def _evaluate_and_print(run: Path, n: int, sampler_opts: dict, nll: bool, nll_opts: dict, seed: int = 0, model=None) -> dict:
     from genzoo import api
-    from genzoo.checkpoint import run_root, write_atomic_file
+    from genzoo.atomic import write_atomic_file
+    from genzoo.checkpoint import run_root
     from genzoo.eval import evaluate, format_report
 
     model = model or api.load(run)

@@ -218,7 +218,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu"):
 # ---- files ---------------------------------------------------------------------
 def write_manifest(path: str | Path, manifest: dict) -> Path:
     """Write the manifest as JSON, atomically (a reader never sees half a file)."""
-    from genzoo.checkpoint import write_atomic_file
+    from genzoo.atomic import write_atomic_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -230,7 +230,7 @@ def write_array(path: str | Path, outputs) -> Path:
     """Save the raw outputs as ``.npy``, atomically."""
     import numpy as np
 
-    from genzoo.checkpoint import write_atomic_file
+    from genzoo.atomic import write_atomic_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

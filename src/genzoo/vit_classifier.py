@@ -3,7 +3,7 @@
 Not a generative family (nothing to sample), so it is not registered; it shows the encoder
 working on images, is driven by ``genzoo vit train|eval|predict`` (``genzoo.vit_commands``) and
 benchmarked in ``benchmarks/vit_digits.py``. ``save(folder)`` writes ``config.json`` +
-``model.safetensors`` atomically (a temporary sibling folder, renamed); ``ViTClassifier.load``
+``model.safetensors`` atomically (``genzoo.atomic.write_atomic_dir``); ``ViTClassifier.load``
 reads them back, refusing a missing or corrupt folder clearly.
 
 Training uses the digits evaluator's augmentation (random rotations, scalings and
@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -27,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genzoo.atomic import write_atomic_dir
 from genzoo.errors import GenzooError
 from genzoo.eval.evaluator import TrainSettings, levels_to_input, random_affine
 from genzoo.nn.vit import ViTEncoder
@@ -158,25 +156,14 @@ class ViTClassifier:
         from safetensors.torch import save_file
 
         net = self._require_fit()
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        try:
+        meta = {"format": self.FORMAT, "config": asdict(self.config), "history": self.history, **(extra or {})}
+
+        def fill(tmp: Path) -> None:
             save_file({k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}, str(tmp / "model.safetensors"))
-            meta = {"format": self.FORMAT, "config": asdict(self.config), "history": self.history, **(extra or {})}
             (tmp / "config.json").write_text(json.dumps(meta, indent=2))
-            if directory.exists():  # swap: the old folder goes only once the new one is complete
-                old = directory.with_name(f".{directory.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(directory, old)
-                os.replace(tmp, directory)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return directory
+
+        write_atomic_dir(Path(directory), fill)
+        return Path(directory)
 
     @classmethod
     def load(cls, directory: str | Path) -> "ViTClassifier":

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from genzoo.bench.report import write_reports
-from genzoo.checkpoint import write_atomic_file
+from genzoo.atomic import write_atomic_file
 from genzoo.data import load_dataset
 from genzoo.errors import GenzooError
 from genzoo.registry import families, get_family

@@ -90,7 +90,8 @@ def clip_agreement(samples: torch.Tensor, prompts: list[str]) -> dict:
 
     clip = default_clip()
     test = load_dataset("digits", "test")
-    real_prompts = [prompt_list(int(d), i + 1)[i] for i, d in enumerate(test.y.tolist())]
+    phrasings = {d: captions.prompts(d) for d in range(10)}
+    real_prompts = [phrasings[d][i % len(phrasings[d])] for i, d in enumerate(test.y.tolist())]  # as prompt_list cycles
     scored = prompt_agreement(clip, samples, prompts)
     return {"clip_score": scored["clip_score"], "clip_score_floor": prompt_agreement(clip, test.x, real_prompts)["clip_score"],
             "clip_version": scored["clip"]}

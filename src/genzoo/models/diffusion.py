@@ -198,13 +198,11 @@ class DiffusionModel(GenerativeModel):
         return text_encoder(self.config.text_encoder)
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
-        """(n, text_dim) vectors of ``texts``, each distinct text encoded once (captions repeat a lot)."""
-        unique = sorted(set(texts))
-        vectors = torch.from_numpy(self.text_encoder().encode(unique))
+        """(n, text_dim) vectors of ``texts`` from the frozen encoder."""
+        vectors = torch.from_numpy(self.text_encoder().encode(texts))
         if vectors.shape[1] != self.config.text_dim:
             raise GenzooError(f"the text encoder gives {vectors.shape[1]}-d vectors; this model was trained on {self.config.text_dim}-d ones")
-        row = {t: i for i, t in enumerate(unique)}
-        return vectors[[row[t] for t in texts]]
+        return vectors
 
     def prepare_data(self, data):
         """Captioned data for a text-conditioned model: ``y`` becomes each example's caption vector."""

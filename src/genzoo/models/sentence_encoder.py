@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from genzoo.errors import GenzooError
-from genzoo.minilm import MINILM_PACKAGE, embeddings_available, minilm_folder  # noqa: F401  (re-exported)
+from genzoo.minilm import minilm_folder
 
 _POOLING_KEYS = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max"}
 
@@ -94,9 +94,14 @@ class SentenceEncoder:
             raise GenzooError("encode takes a list of texts; wrap a single one in a list")
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        v = self.model.embed(list(texts), normalize=self.normalize, pooling=self.pooling, max_length=self.max_length,
-                             batch_size=self.batch_size)
-        return v.numpy().astype(np.float32)
+        texts = list(texts)
+        distinct = list(dict.fromkeys(texts))  # each distinct text once: captions and prompts repeat a lot
+        v = self.model.embed(distinct, normalize=self.normalize, pooling=self.pooling, max_length=self.max_length,
+                             batch_size=self.batch_size).numpy().astype(np.float32)
+        if len(distinct) == len(texts):
+            return v
+        row = {t: i for i, t in enumerate(distinct)}
+        return v[[row[t] for t in texts]]
 
 
 @lru_cache(maxsize=4)

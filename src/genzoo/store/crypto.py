@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genzoo.errors import GenzooError
-from genzoo.store.files import write_atomic
+from genzoo.atomic import write_atomic_file
 
 MAGIC = b"GZE"
 VERSION = 1
@@ -167,7 +167,7 @@ def generate_key(path: str | os.PathLike, *, rotate: bool = False) -> str:
         old = _read_key_lines(path)
     key = new_key()
     header = "# genzoo store keys: the first is used for new writes; keep this file secret\n"
-    write_atomic(path, (header + "\n".join([key] + old) + "\n").encode("utf-8"), private=True)
+    write_atomic_file(path, (header + "\n".join([key] + old) + "\n").encode("utf-8"), private=True)
     return key_id(_decode_key(key)).hex()
 
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from genzoo.errors import GenzooError
 from genzoo.store.dedup import DEFAULT_TEXT_THRESHOLD, dedup_texts, dedup_vectors
-from genzoo.store.files import write_atomic
+from genzoo.atomic import write_atomic_file
 
 DEFAULT_IMAGE_THRESHOLD = 0.99  # cosine of raw pixels; on digits 0.98 already merges 131 distinct same-class images
 SPLITS = ("train", "val", "test")
@@ -111,7 +111,7 @@ def _dedup_text(data, threshold, unit, k, num_perm, out, examples) -> dict:
                            for i in result.keep)
         else:
             body = "\n\n".join(texts[i].strip() for i in result.keep) + "\n"
-        write_atomic(out, body.encode("utf-8"))
+        write_atomic_file(out, body.encode("utf-8"))
         report["out"] = str(out)
     return report
 
@@ -150,7 +150,7 @@ def _dedup_arrays(data, threshold, out, examples) -> dict:
 
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        write_atomic(out, buf.getvalue())
+        write_atomic_file(out, buf.getvalue())
         report["out"] = str(out)
     return report
 

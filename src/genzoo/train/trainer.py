@@ -38,7 +38,8 @@ from pathlib import Path
 
 import torch
 
-from genzoo.checkpoint import load_trainer_state, resolve_checkpoint, write_atomic_dir
+from genzoo.atomic import write_atomic_dir
+from genzoo.checkpoint import load_trainer_state, resolve_checkpoint
 from genzoo.data import Dataset
 from genzoo.data.base import batch_indices  # noqa: F401  (re-exported: genzoo.train.batch_indices)
 from genzoo.errors import GenzooError
