@@ -74,8 +74,8 @@ def minilm_check(out: Path) -> None:
     texts = [d[:400] for d in load_corpus("pydocs", "test").documents] + [
         "", " ", "?", "Ünïcödé ☃ 日本語のテキスト 🙂", "word " * 400, "[MASK] [CLS] literal specials"]
     t = time.perf_counter()
-    from genzoo.embed import SentenceEncoder
-    from genzoo.store.embed import minilm_folder
+    from genzoo.tasks.embed import SentenceEncoder
+    from genzoo.tasks.encoders import minilm_folder
 
     ours = SentenceEncoder.from_folder(minilm_folder(), batch_size=64)
     load_genzoo = time.perf_counter() - t
@@ -125,7 +125,7 @@ def main() -> None:
         return
 
     from genzoo import api
-    from genzoo.checkpoint import load_model
+    from genzoo.runs.checkpoint import load_model
     from genzoo.data import load_dataset
 
     started = time.time()

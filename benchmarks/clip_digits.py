@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from genzoo.atomic import write_atomic_file
+from genzoo.core.atomic import write_atomic_file
 from genzoo.data import captions, load_dataset
 from genzoo.eval.clip_retrieval import format_retrieval, retrieval_metrics
 from genzoo.models.clip import CLIP, CLIPConfig, CLIPTrainSettings, train_clip

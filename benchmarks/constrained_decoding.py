@@ -24,7 +24,7 @@ import torch
 
 from genzoo.sampling.constrained import Constraint
 from genzoo.sampling.text import generate
-from genzoo.textgen import generate_checked, load_text_model, model_step, visible_text
+from genzoo.tasks.textgen import generate_checked, load_text_model, model_step, visible_text
 
 PROMPTS = [
     "Result: ", "The value is ", "Answer: ", "Output: ", "data = ", "Example: ", "Returns ",
@@ -242,7 +242,7 @@ def main() -> None:
     # The same loop with the check on prompt + continuation (what a user of a code prompt means);
     # generate_checked itself checks the continuation alone.
     from genzoo.sampling.verify import generate_verified, python_parses
-    from genzoo.textgen import generate_text
+    from genzoo.tasks.textgen import generate_text
 
     ver2 = []
     for prompt in CODE_PROMPTS:

@@ -31,7 +31,7 @@ from genzoo import api
 from genzoo.data import load_dataset
 from genzoo.data.domains import domain_images
 from genzoo.eval.evaluator import DEFAULT_SETTINGS, DigitsCNN, get_digits_evaluator, levels_to_input, random_affine
-from genzoo.translate import save_translation_grid
+from genzoo.tasks.translate import save_translation_grid
 
 
 def typed_reader(seed: int = 0, epochs: int = 30):

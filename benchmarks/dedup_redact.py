@@ -28,7 +28,7 @@ import numpy as np
 
 
 def dedup_datasets() -> dict:
-    from genzoo.store.dedup_cli import run_dedup
+    from genzoo.cli.dedup import run_dedup
 
     out = {}
     for name in ("pydocs", "pycode", "digits"):

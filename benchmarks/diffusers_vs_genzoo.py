@@ -65,7 +65,7 @@ from genzoo.eval.report import digits_sample_metrics
 from genzoo.models.base import Batch, BatchRandom
 from genzoo.train.ema import EMA
 from genzoo.train.schedule import lr_multiplier
-from genzoo.viz import save_image_grid
+from genzoo.viz.samples import save_image_grid
 
 BATCH, LR, WARMUP, CLIP, EMA_DECAY, LEVELS = 128, 2e-3, 50, 1.0, 0.999, 17
 DIFFUSERS_CANDIDATES = [((32, 64), 1), ((32, 64), 2), ((48, 96), 1), ((64, 64), 1), ((64, 128), 1), ((48, 96), 2), ((64, 128), 2)]

@@ -20,12 +20,12 @@ from pathlib import Path
 import torch
 
 from genzoo import api
-from genzoo.atomic import write_atomic_file
+from genzoo.core.atomic import write_atomic_file
 from genzoo.data import load_dataset
 from genzoo.eval.collapse import mode_coverage
 from genzoo.eval.toy2d import mmd2
-from genzoo.models.ebm_plots import save_energy_landscape
-from genzoo.viz import save_image_grid
+from genzoo.viz.ebm import save_energy_landscape
+from genzoo.viz.samples import save_image_grid
 
 RESULTS = Path(__file__).parent / "results"
 TOY = "toy2d:8gaussians"

@@ -104,9 +104,9 @@ def _summary(runs: list[dict]) -> dict:
 
 
 def _write(out: Path, runs, real, samples, args) -> None:
-    from genzoo.atomic import write_atomic_file
+    from genzoo.core.atomic import write_atomic_file
     from genzoo.eval.collapse import EIGHT_GAUSSIANS_CENTRES, EIGHT_GAUSSIANS_STD
-    from genzoo.viz import _matplotlib
+    from genzoo.viz.samples import _matplotlib
 
     record = {"command": "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/gan_modes.py " + " ".join(
                   f"--{k} {' '.join(v) if isinstance(v, list) else v}" for k, v in vars(args).items() if v not in (None, [])),

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from genzoo.eval.text import distinct_n, parse_stats
-from genzoo.textgen import generate_text, load_text_model
+from genzoo.tasks.textgen import generate_text, load_text_model
 
 # Each prompt is the start of a file that can parse: a prompt that opens mid-block ("    return ",
 # "elif ") can never parse at the top level, so the first list (six such prompts of twenty) capped the

@@ -41,7 +41,7 @@ def fill_selection(row: dict) -> dict:
         import torch
 
         from genzoo import api
-        from genzoo.viz import save_samples
+        from genzoo.viz.samples import save_samples
 
         model = api.load(run)
         with torch.no_grad():

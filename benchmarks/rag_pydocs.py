@@ -92,7 +92,7 @@ def main() -> None:
         print(mode, result["retrieval"][mode], flush=True)
 
     if args.model is not None and not args.keyword_only:
-        from genzoo.textgen import load_text_model
+        from genzoo.tasks.textgen import load_text_model
 
         loaded = load_text_model(args.model)
         timings, used, hits, example = [], [], 0, None

@@ -97,7 +97,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     from genzoo.store.api import Store
-    from genzoo.store.embed import MiniLMEncoder
+    from genzoo.tasks.encoders import MiniLMEncoder
 
     rng = np.random.default_rng(0)
     base, queries = pieces_and_queries(args.unique, args.queries)

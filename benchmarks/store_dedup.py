@@ -30,7 +30,7 @@ def main() -> None:
     from genzoo.data import load_dataset
     from genzoo.data.text import load_corpus
     from genzoo.store.api import Store
-    from genzoo.store.embed import DigitsImageEncoder
+    from genzoo.tasks.encoders import DigitsImageEncoder
     from genzoo.store.records import NewGeneration
 
     paragraphs = [p.strip() for d in load_corpus("pydocs", "train").documents for p in d.split("\n\n") if len(p.split()) >= 12]

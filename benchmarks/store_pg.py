@@ -66,7 +66,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from genzoo.store import postgres as pgb
     from genzoo.store.api import Store
-    from genzoo.store.embed import MiniLMEncoder
+    from genzoo.tasks.encoders import MiniLMEncoder
     from genzoo.store.pg_local import start_primary, start_standby, url_for, wait_for_replay
     from genzoo.store.records import ModelRecord, NewGeneration
 

@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--vectors", type=Path, required=True)
     args = ap.parse_args()
-    from genzoo.atomic import write_atomic_file
+    from genzoo.core.atomic import write_atomic_file
     from genzoo.store import postgres as pgb
     from genzoo.store.api import Store
     from genzoo.store.pg_local import start_primary, url_for

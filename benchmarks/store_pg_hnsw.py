@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--vectors", type=Path, required=True, help="the cache store_pg.py wrote")
     args = ap.parse_args()
-    from genzoo.atomic import write_atomic_file
+    from genzoo.core.atomic import write_atomic_file
     from genzoo.store.pg_local import start_primary, url_for
     from genzoo.store.postgres import connect
 

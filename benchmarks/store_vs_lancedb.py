@@ -75,7 +75,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     from genzoo.store.api import Store
-    from genzoo.store.embed import MiniLMEncoder
+    from genzoo.tasks.encoders import MiniLMEncoder
     from genzoo.store.records import NewGeneration
 
     rng = np.random.default_rng(0)

@@ -117,7 +117,7 @@ def parity() -> dict:
 
     import transformers
 
-    from genzoo.models.hf_t5 import load_hf_t5
+    from genzoo.models.hf.t5 import load_hf_t5
 
     out = {}
     for name, ffn, tie in (("v1.0-relu-tied", "relu", True), ("v1.1-gated-gelu", "gated-gelu", False)):

@@ -26,13 +26,13 @@ from pathlib import Path
 
 import torch
 
-from genzoo.atomic import write_atomic_file
-from genzoo.checkpoint import load_model
+from genzoo.core.atomic import write_atomic_file
+from genzoo.runs.checkpoint import load_model
 from genzoo.data import captions
 from genzoo.eval.evaluator import get_digits_evaluator
 from genzoo.eval.prompts import prompt_accuracy, prompt_list, prompt_samples
 from genzoo.eval.report import digits_sample_metrics, draw_samples
-from genzoo.viz import save_image_grid
+from genzoo.viz.samples import save_image_grid
 
 RESULTS = Path(__file__).parent / "results"
 ADJECTIVE_PAIRS = (("thin", "thick", "thickness"), ("narrow", "wide", "width"))

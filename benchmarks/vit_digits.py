@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from genzoo.atomic import write_atomic_file
+from genzoo.core.atomic import write_atomic_file
 from genzoo.data import load_dataset
-from genzoo.vit_classifier import ViTClassifier, ViTClassifierConfig
+from genzoo.models.vit_classifier import ViTClassifier, ViTClassifierConfig
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from genzoo.data import load_dataset
-from genzoo.models.flow_plots import save_density_plot
+from genzoo.viz.flows import save_density_plot
 from genzoo.models.realnvp import RealNVP
 from genzoo.train.schedule import lr_multiplier
 

@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from genzoo.bench.runner import _options_for, parse_entry, split_entries
-from genzoo.cli import app
-from genzoo.errors import GenzooError
+from genzoo.cli.main import app
+from genzoo.core.errors import GenzooError
 
 
 def test_entries_parse_family_variant_and_overrides():

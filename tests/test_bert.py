@@ -9,10 +9,10 @@ import torch
 from typer.testing import CliRunner
 
 from genzoo import api
-from genzoo.cli import app
+from genzoo.cli.main import app
 from genzoo.data import load_dataset
-from genzoo.embed import SentenceEncoder
-from genzoo.errors import GenzooError
+from genzoo.tasks.embed import SentenceEncoder
+from genzoo.core.errors import GenzooError
 from genzoo.models.base import Batch, BatchRandom
 from genzoo.models.bert import BERT, BERTConfig
 

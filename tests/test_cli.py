@@ -4,7 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 import twoopt  # noqa: F401  (registers the test-only family "test-twoopt")
-from genzoo.cli import app
+from genzoo.cli.main import app
 
 runner = CliRunner()
 
@@ -101,7 +101,7 @@ def test_interpolate_draws_rows_and_refuses_bad_pairs_and_models_that_cannot(tmp
 
 
 def test_per_family_options_keep_hyphenated_family_names():
-    from genzoo.cli import _per_family
+    from genzoo.cli.main import _per_family
 
     assert _per_family(["gated-pixelcnn.temperature=0.5", "vae.k=10", "vae.batch-size=4"]) == {
         "gated-pixelcnn": {"temperature": 0.5}, "vae": {"k": 10, "batch_size": 4},

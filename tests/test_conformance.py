@@ -24,7 +24,7 @@ from torch import nn
 
 from genzoo import api
 from genzoo.data import load_dataset
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.family import FAMILIES, register
 from genzoo.models.base import (
     CAPABILITIES,
@@ -276,7 +276,7 @@ def check_capabilities(family, variant, kind):
 
 def check_provenance(family, variant, kind, tmp_path):
     """Sampling hands back its manifest; regenerating from it is bit-identical."""
-    from genzoo import provenance
+    from genzoo.runs import manifest as provenance
 
     model = build(family, variant, kind).eval()
     if SAMPLE not in model.capabilities:

@@ -12,7 +12,7 @@ pytest.importorskip("llguidance")
 tokenizers = pytest.importorskip("tokenizers")
 from tokenizers import Regex, decoders, models, pre_tokenizers, trainers  # noqa: E402
 
-from genzoo.errors import GenzooError  # noqa: E402
+from genzoo.core.errors import GenzooError  # noqa: E402
 from genzoo.sampling.constrained import Constraint, constraint_cost  # noqa: E402
 from genzoo.sampling.text import generate  # noqa: E402
 from genzoo.sampling.verify import (  # noqa: E402

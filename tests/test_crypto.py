@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.store.crypto import (HEADER_BYTES, NONCE_BYTES, DecryptionError, Keyring, StoreKeyError, generate_key,
                                  is_encrypted, key_id, load_keyring, new_key)
 

@@ -8,10 +8,10 @@ from torch import nn
 from typer.testing import CliRunner
 
 from genzoo import api
-from genzoo.cli import app
+from genzoo.cli.main import app
 from genzoo.data import load_dataset
 from genzoo.data.domains import domain_images
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.train import Trainer, TrainConfig
 
 TINY = {"width": 8, "blocks": 1, "disc_width": 8}

@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from genzoo.data import builtin_names, dequantize, from_signed_unit, load_dataset, to_signed_unit
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 
 
 def test_digits_fixed_split_and_levels():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from genzoo.cli import app
-from genzoo.errors import GenzooError
+from genzoo.cli.main import app
+from genzoo.core.errors import GenzooError
 from genzoo.store.dedup import (NearDuplicateIndex, dedup_texts, dedup_vectors, exact_key, jaccard, normalize_text,
                                 shingles)
 

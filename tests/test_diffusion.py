@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from genzoo.data import load_dataset
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.models.base import LABEL_CONDITION, LOG_PROB, SAMPLE, Batch, BatchRandom, GenerativeModel
 from genzoo.models.diffusion import DiffusionConfig, DiffusionModel, discretized_gaussian_log_likelihood
 from genzoo.registry import get_family

@@ -10,7 +10,7 @@ import torch
 
 from genzoo import api
 from genzoo.data import load_dataset
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.eval.toy2d import mmd2
 from genzoo.sampling.langevin import clip_per_chain, langevin, long_run, short_run
 from genzoo.train import Trainer, TrainConfig

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from genzoo.data import dequantize, from_signed_unit, load_dataset
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.eval import (
     bits_per_dim_to_nats,
     class_coverage,

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from genzoo.checkpoint import load_model
+from genzoo.runs.checkpoint import load_model
 from genzoo.data import load_dataset
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.models.base import LOG_PROB, SAMPLE, Batch, BatchRandom, Updater
 from genzoo.models.glow import Glow
 from genzoo.models.realnvp import RealNVP
@@ -329,7 +329,7 @@ def test_density_integrates_to_one(family, trained_moons):
 
 
 def test_density_plot_is_written(tmp_path, trained_moons, moons):
-    from genzoo.models.flow_plots import save_density_plot
+    from genzoo.viz.flows import save_density_plot
 
     path = save_density_plot(trained_moons["realnvp"][1], moons[1], tmp_path / "moons.png", resolution=60)
     assert path.is_file() and path.read_bytes()[:4] == b"\x89PNG"

@@ -13,7 +13,7 @@ from torch import nn
 from genzoo import api
 from genzoo.bench.runner import _options_for, split_entry
 from genzoo.data import load_dataset
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.eval.collapse import (
     EIGHT_GAUSSIANS_CENTRES,
     EIGHT_GAUSSIANS_STD,

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.models.base import LOG_PROB, SAMPLE, Batch, BatchRandom, GenerativeModel, Updater, decay_groups
 from genzoo.models.gpt import GPT, GPTConfig, greedy, temperature_sampler
 

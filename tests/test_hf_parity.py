@@ -12,8 +12,8 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from genzoo.errors import GenzooError  # noqa: E402
-from genzoo.models.hf_import import load_hf_causal_lm  # noqa: E402
+from genzoo.core.errors import GenzooError  # noqa: E402
+from genzoo.models.hf.loader import load_hf_causal_lm  # noqa: E402
 
 TINY = dict(hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
             vocab_size=300, max_position_embeddings=128)

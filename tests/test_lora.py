@@ -1,4 +1,4 @@
-"""LoRA adapters (genzoo.lora) and `genzoo finetune`: the base weights stay bitwise untouched,
+"""LoRA adapters (genzoo.nn.lora) and `genzoo finetune`: the base weights stay bitwise untouched,
 the adapted model starts exactly at the base, merged equals unmerged, only adapter weights are
 saved, an adapter reloads onto its base and is refused on another, and fine-tuning on a small
 text file lowers the validation loss; the CLI runs end to end and its merged model generates."""
@@ -10,10 +10,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from genzoo.cli import app
+from genzoo.cli.main import app
 from genzoo.data import Dataset
-from genzoo.errors import GenzooError
-from genzoo.lora import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoRALinear, add_lora, base_state_dict, file_sha256,
+from genzoo.core.errors import GenzooError
+from genzoo.nn.lora import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoRALinear, add_lora, base_state_dict, file_sha256,
                          load_adapter, lora_modules, lora_state_dict, merge_lora, save_adapter)
 from genzoo.models.gpt import GPT, GPTConfig
 from genzoo.train import Trainer, TrainConfig
@@ -187,8 +187,8 @@ def test_finetune_cli_end_to_end(corpora, tmp_path):
     assert gen.output.startswith("x")
 
     # the adapter on the base reproduces the merged model
-    from genzoo.finetune import load_finetuned
-    from genzoo.textgen import load_text_model
+    from genzoo.tasks.finetune import load_finetuned
+    from genzoo.tasks.textgen import load_text_model
 
     adapted, tok = load_finetuned(corpora / "base", out)
     merged, _ = load_text_model(out / "merged")
@@ -215,8 +215,8 @@ def test_finetune_a_local_hugging_face_llama(tmp_path):
     pytest.importorskip("transformers")
     from hf_tiny import save_tiny_llama
 
-    from genzoo.finetune import finetune, load_finetuned
-    from genzoo.textgen import load_text_model
+    from genzoo.tasks.finetune import finetune, load_finetuned
+    from genzoo.tasks.textgen import load_text_model
 
     hf_dir = tmp_path / "hf"
     save_tiny_llama(hf_dir)

@@ -161,7 +161,7 @@ def test_kmeans_is_deterministic_and_finds_separated_clusters():
 
 
 def test_mismatched_or_non_finite_inputs_are_refused():
-    from genzoo.errors import GenzooError
+    from genzoo.core.errors import GenzooError
 
     ref = MemorizationReference(torch.randn(50, 3), torch.randn(20, 3))
     with pytest.raises(GenzooError, match="values"):

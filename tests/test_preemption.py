@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 import twoopt  # noqa: F401  (registers the test-only family "test-twoopt")
-from genzoo.checkpoint import resolve_checkpoint
+from genzoo.runs.checkpoint import resolve_checkpoint
 from genzoo.data import load_dataset
 from genzoo.train import Preempted, Trainer, TrainConfig
 from twoopt import TwoOptConfig, TwoOptimizerGAN
@@ -41,7 +41,7 @@ def _env() -> dict:
 
 
 def _command(out: Path) -> list[str]:
-    return [sys.executable, "-m", "genzoo.cli", *TRAIN, "--out", str(out)]
+    return [sys.executable, "-m", "genzoo.cli.main", *TRAIN, "--out", str(out)]
 
 
 def start(out: Path) -> subprocess.Popen:
@@ -219,10 +219,10 @@ def gan_config(**kw) -> TrainConfig:
 @pytest.fixture
 def no_pictures(monkeypatch):
     """Sample grids and the loss curve cost a second per run and prove nothing here."""
-    import genzoo.viz
+    import genzoo.viz.samples
 
     monkeypatch.setattr(Trainer, "save_sample_grid", lambda self, *a, **k: None)
-    monkeypatch.setattr(genzoo.viz, "save_loss_curve", lambda *a, **k: None)
+    monkeypatch.setattr(genzoo.viz.samples, "save_loss_curve", lambda *a, **k: None)
 
 
 def test_checkpoint_minutes_saves_on_wall_clock(tmp_path, monkeypatch, no_pictures):
@@ -230,7 +230,7 @@ def test_checkpoint_minutes_saves_on_wall_clock(tmp_path, monkeypatch, no_pictur
     step-count checkpoints and the final one would be written)."""
     import typer.main
 
-    from genzoo.cli import app
+    from genzoo.cli.main import app
 
     train = typer.main.get_command(app).commands["train"]
     assert any("--checkpoint-minutes" in p.opts for p in train.params)
@@ -307,7 +307,7 @@ def test_cli_exits_130_on_sigint_with_a_checkpoint(tmp_path, monkeypatch, no_pic
     """Regression: the CLI mapping Preempted to another exit code (or to a traceback)."""
     from typer.testing import CliRunner
 
-    from genzoo.cli import app
+    from genzoo.cli.main import app
     from genzoo.models.vae import VAE
 
     k = random.Random(16).randrange(2, 12)

@@ -12,9 +12,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from genzoo import api, provenance
-from genzoo.cli import app
-from genzoo.errors import GenzooError
+from genzoo import api
+from genzoo.runs import manifest as provenance
+from genzoo.cli.main import app
+from genzoo.core.errors import GenzooError
 
 runner = CliRunner()
 
@@ -190,7 +191,7 @@ def test_sample_refuses_an_output_that_is_not_a_picture(trained, tmp_path):
 def test_reading_manifests_needs_no_torch(tmp_path):
     m = _write(tmp_path / "m.json", json.dumps({"format": "genzoo.manifest/1"}))
     code = (
-        "import sys; from genzoo import provenance as p\n"
+        "import sys; from genzoo.runs import manifest as p\n"
         f"try:\n    p.read_manifest({str(m)!r})\nexcept p.GenzooError as e:\n    assert 'lacks' in str(e)\n"
         f"assert len(p.sha256_file({str(m)!r})) == 64\n"
         "assert 'torch' not in sys.modules, 'provenance imported torch'\n"

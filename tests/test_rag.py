@@ -9,12 +9,12 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from genzoo.cli import app
-from genzoo.errors import GenzooError
+from genzoo.cli.main import app
+from genzoo.core.errors import GenzooError
 from genzoo.store import graph, rag
 from genzoo.store.api import Store
 from genzoo.store.chunking import chunk_document
-from genzoo.store.embed import HashingEncoder
+from genzoo.tasks.encoders import HashingEncoder
 
 from test_store import db  # noqa: F401  (the store's location, per test: a SQLite file or a PostgreSQL database)
 
@@ -182,7 +182,7 @@ def test_an_answer_is_recorded_with_links_to_its_sources(store, docs, tiny_llama
     rag.index_paths(store, [docs], chunk_chars=300, overlap=40)
     a = rag.ask(store, "when does the zorblax valve open?", tiny_llama, k=3, max_tokens=8)
     assert len(a.prompt) > 0 and a.sources and "zorblax" in a.sources[0].text
-    from genzoo.textgen import load_text_model
+    from genzoo.tasks.textgen import load_text_model
 
     _, tok = load_text_model(tiny_llama)
     assert len(tok.encode(a.prompt)) <= 128 - 8  # the tiny model's context is 128 tokens

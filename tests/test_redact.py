@@ -1,6 +1,6 @@
 import pytest
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.store.redact import KINDS, find_pii, is_card_number, luhn_ok, redact
 
 # (text, the PII substrings that must be found, with their kind)

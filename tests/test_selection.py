@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from genzoo import api
-from genzoo.checkpoint import load_model, resolve_checkpoint
+from genzoo.runs.checkpoint import load_model, resolve_checkpoint
 from genzoo.data import load_dataset
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.train import Trainer, TrainConfig
 from twoopt import TwoOptConfig, TwoOptimizerGAN
 

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.store.api import AccessDenied, Store
-from genzoo.store.embed import HashingEncoder
+from genzoo.tasks.encoders import HashingEncoder
 from genzoo.store.records import ModelRecord, NewGeneration
 
 
@@ -424,7 +424,7 @@ def test_vector_index_segments_answer_every_filter_exactly(clock):
 def test_images_are_found_by_their_digits_features(admin):
     import torch
 
-    from genzoo.store.embed import DigitsImageEncoder
+    from genzoo.tasks.encoders import DigitsImageEncoder
 
     class FakeEvaluator:  # the real one is the digits CNN (trained once, ~20 s); the plumbing is what is tested here
         def features(self, x):
@@ -450,7 +450,7 @@ def test_the_store_imports_no_torch():
     import sys
 
     code = ("import sys, genzoo.store.api, genzoo.store.sqlite, genzoo.store.postgres, genzoo.store.pg_local, genzoo.store.search, "
-            "genzoo.store.embed, genzoo.store.commands; "
+            "genzoo.tasks.encoders, genzoo.cli.search; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from genzoo import api
-from genzoo.cli import app
+from genzoo.cli.main import app
 
 runner = CliRunner()
 TINY_GPT = ["--set", "layers=1", "--set", "width=16", "--set", "heads=2", "--set", "context=32"]
@@ -95,7 +95,7 @@ def test_search_refuses_bad_options_clearly(args, message, tmp_path):
 def test_search_on_a_plain_install_falls_back_to_keyword_and_finds_the_family(vae_run, tmp_path, monkeypatch):
     """Regression: with the embedding model not installed (a plain `pip install genzoo`), the default
     search failed instead of searching by keyword; an image record must be found by its family name."""
-    import genzoo.store.embed as embed
+    import genzoo.tasks.encoders as embed
 
     db = tmp_path / "s.db"
     cli("sample", vae_run, "--n", 2, "-o", tmp_path / "a.png", "--store", db)

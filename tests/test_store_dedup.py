@@ -10,10 +10,10 @@ import torch
 from typer.testing import CliRunner
 
 from genzoo import api
-from genzoo.cli import app
-from genzoo.errors import GenzooError
+from genzoo.cli.main import app
+from genzoo.core.errors import GenzooError
 from genzoo.store.api import Store
-from genzoo.store.embed import DigitsImageEncoder, HashingEncoder
+from genzoo.tasks.encoders import DigitsImageEncoder, HashingEncoder
 
 runner = CliRunner()
 BASE = ("the quick brown fox jumps over the lazy dog while the cat sleeps on the warm mat "
@@ -164,7 +164,7 @@ def test_sampled_digits_are_found_by_their_own_features(vae_run, tmp_path, monke
 
 
 def test_only_digits_shaped_models_record_per_image_vectors():
-    from genzoo.store.recording import is_digits_shaped
+    from genzoo.tasks.record import is_digits_shaped
 
     assert is_digits_shaped({"kind": "image", "shape": [1, 8, 8], "levels": 17})
     assert not is_digits_shaped({"kind": "image", "shape": [1, 28, 28], "levels": 256})
@@ -176,5 +176,5 @@ def test_dedup_and_recording_modules_import_no_torch():
     import subprocess
     import sys
 
-    code = "import sys, genzoo.store.generation_dedup, genzoo.store.recording; print('torch' in sys.modules)"
+    code = "import sys, genzoo.store.generation_dedup, genzoo.tasks.record; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -4,10 +4,10 @@ pg_server.py), and the SQLite schema migration from version 1."""
 
 import pytest
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.store import graph, rag, schema
 from genzoo.store.api import AccessDenied, Store
-from genzoo.store.embed import HashingEncoder
+from genzoo.tasks.encoders import HashingEncoder
 from genzoo.store.records import ModelRecord
 
 from test_store import db  # noqa: F401  (the store's location, per test: a SQLite file or a PostgreSQL database)
@@ -121,7 +121,7 @@ def test_a_version_1_store_upgrades_to_the_graph_schema(tmp_path):
 def test_cli_walks_the_graph(store, world, db):
     from typer.testing import CliRunner
 
-    from genzoo.cli import app
+    from genzoo.cli.main import app
 
     db = str(db)
     r = CliRunner().invoke(app, ["graph", f"generation:{world['second']}", "--types", "document,model", "--store", db])

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.store import pg_schema
 from genzoo.store.api import Store
-from genzoo.store.embed import HashingEncoder
+from genzoo.tasks.encoders import HashingEncoder
 from genzoo.store.search import Filters
 
 psycopg = pytest.importorskip("psycopg")
@@ -174,7 +174,7 @@ def test_a_write_through_the_standby_is_refused_and_keys_are_checked_on_the_prim
 def test_the_cli_searches_a_postgresql_store_by_url(pg_url):
     from typer.testing import CliRunner
 
-    from genzoo.cli import app
+    from genzoo.cli.main import app
 
     with open_store(pg_url) as s:
         s.record(kind="text", text="pelican migration notes", family="gpt")

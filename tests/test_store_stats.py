@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from genzoo.cli import app
-from genzoo.errors import GenzooError
+from genzoo.cli.main import app
+from genzoo.core.errors import GenzooError
 from genzoo.store import stats
 from genzoo.store.api import Store
 from genzoo.store.records import ModelRecord

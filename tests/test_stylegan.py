@@ -7,7 +7,7 @@ import torch
 
 from genzoo import api
 from genzoo.data import load_dataset
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.models.base import Batch, BatchRandom
 from genzoo.models.stylegan import ModulatedConv, modulated_weight
 

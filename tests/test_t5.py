@@ -8,7 +8,7 @@ import torch
 
 from genzoo.data.docsig import char_f1, pairs_of_source, score
 from genzoo.data.tokenizer import TextTokenizer
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.models.t5 import IGNORE, T5, T5Config, finetune, read_pairs_jsonl, relative_position_bucket
 
 TINY = dict(width=32, d_kv=8, d_ff=64, layers=2, heads=4, num_buckets=8, max_distance=20, num_sentinels=8)
@@ -26,7 +26,7 @@ HF_CASES = {"v1.0-relu-tied": ("relu", True, 2), "v1.1-gated-gelu": ("gated-gelu
 @pytest.fixture(params=sorted(HF_CASES))
 def hf_pair(request, tmp_path):
     transformers = pytest.importorskip("transformers")
-    from genzoo.models.hf_t5 import load_hf_t5
+    from genzoo.models.hf.t5 import load_hf_t5
 
     ffn, tie, dec_layers = HF_CASES[request.param]
     torch.manual_seed(0)
@@ -66,7 +66,7 @@ def test_hf_greedy_continuations_equal(hf_pair):
 
 
 def test_hf_refuses_other_models(tmp_path):
-    from genzoo.models.hf_t5 import load_hf_t5
+    from genzoo.models.hf.t5 import load_hf_t5
 
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(GenzooError, match="not a T5"):
@@ -235,7 +235,7 @@ def test_refusals(tmp_path):
 def test_cli_finetune_and_generate(tmp_path):
     from typer.testing import CliRunner
 
-    from genzoo.cli import app
+    from genzoo.cli.main import app
 
     f = tmp_path / "pairs.jsonl"
     f.write_text('{"input": "ab", "target": "AB"}\n{"input": "ba", "target": "BA"}\n')

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from genzoo.data.tokenizer import TextTokenizer
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.models.t5 import T5, T5Config, finetune
 
 PAIRS = [("ab", "AB"), ("ba", "BA"), ("abc", "ABC")]
@@ -41,8 +41,8 @@ def test_cosine_schedule_ends_at_zero_and_warmup_starts_small(monkeypatch):
 def test_cli_trains_a_bpe_tokenizer_by_default(tmp_path):
     from typer.testing import CliRunner
 
-    from genzoo.cli import app
-    from genzoo.t5_commands import load_t5
+    from genzoo.cli.main import app
+    from genzoo.cli.t5 import load_t5
 
     f = tmp_path / "pairs.jsonl"
     f.write_text('{"input": "ab", "target": "AB"}\n{"input": "ba", "target": "BA"}\n')

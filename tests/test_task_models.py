@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
-from genzoo.cli import app
+from genzoo.cli.main import app
 from genzoo.registry import families
 from genzoo.task_models import task_models
 

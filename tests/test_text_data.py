@@ -9,7 +9,7 @@ import torch
 
 from genzoo.data.text import Corpus, load_corpus, position_bounds, split_of, stream
 from genzoo.data.tokenizer import TextTokenizer
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 
 SPLITS = ("train", "val", "test")
 

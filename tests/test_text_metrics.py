@@ -6,7 +6,7 @@ import random
 import pytest
 
 from genzoo.data.text import load_corpus
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.eval.text import (
     bits_per_char,
     bits_per_token,

@@ -5,7 +5,7 @@ import string
 import pytest
 import torch
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.sampling.text import (
     apply_repetition_penalty,
     apply_temperature,

@@ -13,9 +13,9 @@ import torch
 from typer.testing import CliRunner
 
 from genzoo import api
-from genzoo.cli import app
+from genzoo.cli.main import app
 from genzoo.data import captions, load_dataset
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.models.diffusion import DiffusionModel
 from genzoo.train.trainer import Trainer
 

@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from genzoo import api
-from genzoo.cli import app
+from genzoo.cli.main import app
 from genzoo.data import load_dataset
 
 runner = CliRunner()

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from genzoo.data.tokenizer import EOS, TextTokenizer
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 
 PROPERTY = settings(max_examples=150, deadline=None, database=None)
 TRAIN_TEXT = [

@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from genzoo.atomic import write_atomic_dir
-from genzoo.checkpoint import load_model
+from genzoo.core.atomic import write_atomic_dir
+from genzoo.runs.checkpoint import load_model
 from genzoo.data import load_dataset
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.train import Trainer, TrainConfig, batch_indices, distributed
 from twoopt import TwoOptConfig, TwoOptimizerGAN
 from interrupt import crash_at

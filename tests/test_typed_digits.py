@@ -10,7 +10,7 @@ from PIL import Image
 from genzoo.data import builtin_names, load_dataset
 from genzoo.data import typed_digits
 from genzoo.data.domains import domain_images
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 
 
 def test_rendering_is_deterministic_and_seeded():

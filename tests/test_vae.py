@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from genzoo.data import load_dataset
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.models.base import LABEL_CONDITION, LOG_PROB, SAMPLE, Batch, BatchRandom, GenerativeModel, Updater
 from genzoo.models.vae import VAE, VAEConfig
 from genzoo.registry import get_family

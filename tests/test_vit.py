@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from genzoo.data import load_dataset
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.models.base import Batch, BatchRandom, GenerativeModel
 from genzoo.models.diffusion import DiffusionModel
 from genzoo.nn.vit import DiT, ViTEncoder, patchify, unpatchify
-from genzoo.vit_classifier import ViTClassifier, ViTClassifierConfig
+from genzoo.models.vit_classifier import ViTClassifier, ViTClassifierConfig
 
 TINY_DIT = {"backbone": "dit", "dit_width": 32, "dit_depth": 2, "heads": 2, "timesteps": 50}
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from genzoo.cli import app
+from genzoo.cli.main import app
 from genzoo.data import load_dataset
-from genzoo.errors import GenzooError
-from genzoo.vit_classifier import ViTClassifier, ViTClassifierConfig
+from genzoo.core.errors import GenzooError
+from genzoo.models.vit_classifier import ViTClassifier, ViTClassifierConfig
 
 runner = CliRunner()
 

@@ -5,4 +5,4 @@ Data flows one way: data -> model -> trainer -> checkpoint -> sampler -> eval.
 
 __version__ = "0.1.0"
 
-from genzoo.errors import GenzooError  # noqa: F401
+from genzoo.core.errors import GenzooError  # noqa: F401

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from genzoo.checkpoint import load_model
+from genzoo.runs.checkpoint import load_model
 from genzoo.data import Dataset, load_dataset
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.registry import get_family
 from genzoo.train import Trainer, TrainConfig
 
@@ -121,7 +121,7 @@ def _resume(out, **settings):
     if not run_file.is_file():
         raise GenzooError(f"{out} has no run.json; it is not a run folder made by `genzoo train`")
     run = json.loads(run_file.read_text())
-    from genzoo.checkpoint import resolve_checkpoint
+    from genzoo.runs.checkpoint import resolve_checkpoint
 
     ckpt = resolve_checkpoint(out, prefer_best=False)
     tokenizer = None
@@ -150,7 +150,7 @@ def load(run: str | Path, device: str = "cpu"):
 
 def run_data(run: str | Path, model) -> str:
     """The dataset a run was trained on (its run.json), else the one named in the model's data spec."""
-    from genzoo.checkpoint import resolve_checkpoint, run_root
+    from genzoo.runs.checkpoint import resolve_checkpoint, run_root
 
     run_file = run_root(resolve_checkpoint(run)) / "run.json"
     if run_file.is_file():
@@ -160,7 +160,7 @@ def run_data(run: str | Path, model) -> str:
 
 def run_info(run: str | Path) -> dict:
     """What a run folder holds: family, data, configs, last logged metrics, evaluation."""
-    from genzoo.checkpoint import read_config, resolve_checkpoint, run_root
+    from genzoo.runs.checkpoint import read_config, resolve_checkpoint, run_root
 
     ckpt = resolve_checkpoint(run)
     meta = read_config(ckpt)
@@ -188,7 +188,7 @@ def generate(run: str | Path, n: int, *, seed: int = 0, condition=None, device: 
     >>> gen = api.generate("runs/vae", 16, seed=3, temperature=0.8)
     >>> gen.outputs.shape, gen.manifest["checkpoint_sha256"]
     """
-    from genzoo import provenance
+    from genzoo.runs import manifest as provenance
 
     model, checkpoint = provenance.load_checkpoint(run, device)
     return provenance.generate(model, n, seed=seed, condition=condition, checkpoint=checkpoint, device=device, **options)
@@ -196,6 +196,6 @@ def generate(run: str | Path, n: int, *, seed: int = 0, condition=None, device: 
 
 def reproduce(manifest, *, outputs=None, checkpoint: str | Path | None = None, device: str | None = None) -> dict:
     """Replay a generation's manifest (file or dict); ``result["identical"]`` says whether it is bit-identical."""
-    from genzoo import provenance
+    from genzoo.runs import manifest as provenance
 
     return provenance.reproduce(manifest, outputs=outputs, checkpoint=checkpoint, device=device)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from genzoo.errors import GenzooError, unknown
+from genzoo.core.errors import GenzooError, unknown
 
 KINDS = ("image", "points", "tokens", "domains")  # the data kinds a dataset can declare (domains: two image sets, A and B)
 

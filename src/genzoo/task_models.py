@@ -35,7 +35,7 @@ TASK_MODELS: tuple[TaskModel, ...] = (
         task="image classification (ViT encoder; its blocks also make the DiT backbone of diffusion, backbone=dit)",
         data="digits (10 classes)",
         commands=("genzoo vit train", "genzoo vit eval", "genzoo vit predict", "benchmarks/vit_digits.py"),
-        module="genzoo.vit_classifier",
+        module="genzoo.models.vit_classifier",
     ),
     TaskModel(
         name="clip",

@@ -7,7 +7,7 @@ import html
 import json
 from pathlib import Path
 
-from genzoo.atomic import write_atomic_file
+from genzoo.core.atomic import write_atomic_file
 
 # (metric key, column title, format); a column shows only if some row has the key.
 COLUMNS = [

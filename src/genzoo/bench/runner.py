@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 from genzoo.bench.report import write_reports
-from genzoo.atomic import write_atomic_file
+from genzoo.core.atomic import write_atomic_file
 from genzoo.data import load_dataset
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.registry import families, get_family
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from genzoo.data import captions, digits, domains, files, text, toy2d, typed_digits
 from genzoo.data.base import Dataset, dequantize, from_signed_unit, to_signed_unit  # noqa: F401
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 
 SPLITS = ("train", "val", "test")
 TEXT_SUFFIXES = (".txt", ".md", ".jsonl")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.family import KINDS
 
 # The rank of ``x`` each kind holds: images (N, C, H, W), points (N, D), tokens (N, T) windows or one (T,) stream,

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from genzoo.data.base import Dataset
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 
 BUILTIN = "digits2typed"
 PREFIX = "domains:"

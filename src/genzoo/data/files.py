@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from genzoo.data.base import Dataset
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 ARRAY_SUFFIXES = {".npy", ".npz"}

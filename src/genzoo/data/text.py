@@ -58,7 +58,7 @@ from pathlib import Path
 
 import torch
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 
 SPLITS = ("train", "val", "test")
 BUILTIN = ("pydocs", "pycode")

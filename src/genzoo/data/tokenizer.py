@@ -45,7 +45,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 
 EOS = "<|endoftext|>"
 UNK = "<unk>"

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from genzoo.data.base import Dataset
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 
 NAME = "typed-digits"
 LEVELS = 17

@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 
 SMOOTHING = 0.5  # pseudo-count per class (Jeffreys prior)
 

@@ -26,7 +26,7 @@ import math
 
 import torch
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.eval.classes import class_coverage, class_histogram, class_kl
 
 KL_ALARM = 0.1  # nats; see the module doc

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 
 ARCH_REVISION = 2  # bump when the network or its feature layer changes
 LEVELS = 17  # digits pixels are integer levels 0..16

@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 import torch
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 
 
 def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,7 @@
 """Summaries of per-example NLL (``summarize_nll``, ``per_example_nll``).
 
 The units (nats, bits/dim) and the dequantization bound live in the leaf module
-``genzoo.units`` (models use them too); they are re-exported here.
+``genzoo.core.units`` (models use them too); they are re-exported here.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Callable
 
 import torch
 
-from genzoo.errors import GenzooError
-from genzoo.units import LN2, bin_log_volume, bits_per_dim_to_nats, discrete_log_prob_bound, nats_to_bits_per_dim  # noqa: F401
+from genzoo.core.errors import GenzooError
+from genzoo.core.units import LN2, bin_log_volume, bits_per_dim_to_nats, discrete_log_prob_bound, nats_to_bits_per_dim  # noqa: F401
 
 
 def summarize_nll(nll_nats, dims: int) -> dict[str, float]:

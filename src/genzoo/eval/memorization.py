@@ -66,7 +66,7 @@ from typing import NamedTuple
 
 import torch
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 
 DEFAULT_CELLS = 5
 DEFAULT_MIN_PER_CELL = 20

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 
 DEFAULT_K = 5
 

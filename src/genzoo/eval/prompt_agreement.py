@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.eval.evaluator import cache_dir, one_thread
 from genzoo.models.clip import CLIP, CLIPConfig, CLIPTrainSettings, train_clip
 

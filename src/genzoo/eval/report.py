@@ -34,7 +34,7 @@ from functools import lru_cache
 
 import torch
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.eval import toy2d
 from genzoo.eval.classes import class_coverage, class_kl
 from genzoo.eval.collapse import alarm_from_metrics

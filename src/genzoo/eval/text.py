@@ -23,8 +23,8 @@ import warnings
 import zlib
 from collections.abc import Sequence
 
-from genzoo.errors import GenzooError
-from genzoo.units import LN2
+from genzoo.core.errors import GenzooError
+from genzoo.core.units import LN2
 
 COMPRESSORS = ("xz", "bz2", "zlib")
 DEFAULT_CONTEXT_CHARS = 8_000_000

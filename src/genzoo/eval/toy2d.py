@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.eval.likelihood import per_example_nll, summarize_nll
 
 BANDWIDTHS = (0.1, 0.2, 0.5, 1.0, 2.0)

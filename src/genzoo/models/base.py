@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.family import FAMILIES, family_info
 from genzoo.nn.dropout import noise_source
 
@@ -307,7 +307,7 @@ class GenerativeModel(nn.Module):
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "GenerativeModel":
         """Load a checkpoint folder (``config.json`` + ``model.safetensors``). On ``GenerativeModel``
         itself it dispatches on the folder's family; on a family's class it refuses another family.
-        (Run folders, ``best/`` and interrupted swaps: ``genzoo.checkpoint.load_model``.)"""
+        (Run folders, ``best/`` and interrupted swaps: ``genzoo.runs.checkpoint.load_model``.)"""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 

@@ -4,7 +4,7 @@ Every token sees every other token, so there is no left-to-right factorisation a
 likelihood: the model learns p(x_i | x with some tokens hidden) for the hidden positions.
 
 Architecture (the original's, so that Hugging Face BERT folders load unchanged,
-``genzoo.models.hf_bert``):
+``genzoo.models.hf.bert``):
 
 * embeddings: word + learned absolute position + token type (segment), then LayerNorm and dropout;
 * post-norm blocks: x = LN(x + Drop(Attn(x))), x = LN(x + Drop(MLP(x))), bidirectional attention
@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.family import register
 from genzoo.models.base import Batch, GenerativeModel, ModelConfig
 from genzoo.nn.dropout import BatchDropout

@@ -39,7 +39,7 @@ from torch import nn
 
 from genzoo.data.base import from_signed_unit, to_signed_unit
 from genzoo.data.domains import DOMAINS, check_side
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.family import register
 from genzoo.models.base import TRANSLATE, Batch, GenerativeModel, ModelConfig, Updater, decay_groups
 
@@ -276,7 +276,7 @@ class CycleGAN(GenerativeModel):
 
     def save_plots(self, directory: Path, data) -> list[Path]:
         """Before / after / round-trip grids of each direction on the test split (else the data given)."""
-        from genzoo.models.cyclegan_plots import save_translation_grid, test_split_of
+        from genzoo.viz.cyclegan import save_translation_grid, test_split_of
 
         data = test_split_of(data)
         return [save_translation_grid(self, data, side, Path(directory) / f"translate_{side}.png") for side in DOMAINS]

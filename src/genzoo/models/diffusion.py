@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from genzoo.data.base import from_signed_unit, to_signed_unit
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.models.base import LABEL_CONDITION, LOG_PROB, SAMPLE, TEXT_CONDITION, Batch, GenerativeModel, ModelConfig, generator_device
 from genzoo.nn.mlp import ResidualMLP
 from genzoo.nn.unet import UNet

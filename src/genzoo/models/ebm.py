@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.data.base import from_signed_unit, to_signed_unit
-from genzoo.errors import GenzooError, unknown
+from genzoo.core.errors import GenzooError, unknown
 from genzoo.family import FromData, register
 from genzoo.models.base import LABEL_CONDITION, SAMPLE, Batch, GenerativeModel, ModelConfig, Updater, generator_device
 from genzoo.sampling.langevin import langevin
@@ -329,6 +329,6 @@ class EBM(GenerativeModel):
     def save_plots(self, directory, data) -> list:
         if self.data_spec.get("kind") != "points" or list(self.shape) != [2]:
             return []
-        from genzoo.models.ebm_plots import save_energy_landscape
+        from genzoo.viz.ebm import save_energy_landscape
 
         return [save_energy_landscape(self, data, directory / "energy_landscape.png")]

@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from genzoo.data.base import dequantize, from_signed_unit, to_signed_unit
-from genzoo.errors import GenzooError, unknown
-from genzoo.units import bin_log_volume, nats_to_bits_per_dim
+from genzoo.core.errors import GenzooError, unknown
+from genzoo.core.units import bin_log_volume, nats_to_bits_per_dim
 from genzoo.models.base import INTERPOLATE, LOG_PROB, SAMPLE, Batch, GenerativeModel, ModelConfig, Updater, generator_device
 from genzoo.nn.flow_layers import (
     FlowLayer,
@@ -114,7 +114,7 @@ class FlowModel(GenerativeModel):
         """2-D points: the learned density beside the data (``density.png``)."""
         if self.shape != (2,):
             return []
-        from genzoo.models.flow_plots import save_density_plot
+        from genzoo.viz.flows import save_density_plot
 
         return [save_density_plot(self, data, Path(directory) / "density.png", title=f"{self.family} on {data.name}")]
 

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.data.base import dequantize, from_signed_unit, to_signed_unit
-from genzoo.errors import GenzooError, unknown
+from genzoo.core.errors import GenzooError, unknown
 from genzoo.family import FromData, register
 from genzoo.models.base import LABEL_CONDITION, SAMPLE, Batch, GenerativeModel, ModelConfig, Updater, decay_groups, generator_device
 from genzoo.nn.diffaugment import diff_augment, parse_policy
@@ -378,7 +378,7 @@ class GAN(GenerativeModel):
 
     def save_plots(self, directory: Path, data) -> list[Path]:
         """Both players' losses on one figure, and the sample grids written during training in one strip."""
-        from genzoo.training_plots import save_player_curves, save_progress_strip
+        from genzoo.viz.training import save_player_curves, save_progress_strip
 
         directory = Path(directory)
         written = [save_player_curves(directory / "metrics.jsonl", directory / "players.png"),

@@ -16,7 +16,7 @@ Two architectures share the code (``architecture`` in the config):
   GELU MLP of 4x the width, biases, the output layer tied to the token embedding.
 * ``llama`` (Touvron et al. 2023): rotary positions, RMSNorm, SwiGLU MLP, grouped-query
   attention (``kv_heads`` < ``heads``), no biases (``qkv_bias`` for Qwen2). Local Hugging Face
-  Llama / Mistral / Qwen2 checkpoints load into it: ``genzoo.models.hf_import``.
+  Llama / Mistral / Qwen2 checkpoints load into it: ``genzoo.models.hf.loader``.
 
 Fields left at None take the architecture's default (``ARCHITECTURES``) when the model is
 built, so ``--set architecture=llama`` alone gives a consistent Llama; the built model's
@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genzoo.errors import GenzooError, unknown
+from genzoo.core.errors import GenzooError, unknown
 from genzoo.family import register
 from genzoo.models.base import LOG_PROB, SAMPLE, Batch, GenerativeModel, ModelConfig, generator_device
 from genzoo.nn.dropout import BatchDropout

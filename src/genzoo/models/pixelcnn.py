@@ -41,8 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.data.base import to_signed_unit
-from genzoo.errors import GenzooError
-from genzoo.units import nats_to_bits_per_dim
+from genzoo.core.errors import GenzooError
+from genzoo.core.units import nats_to_bits_per_dim
 from genzoo.models.base import (COMPLETE, LABEL_CONDITION, LOG_PROB, SAMPLE, Batch, GenerativeModel, ModelConfig,
                                 Updater, generator_device)
 from genzoo.nn.masked import GatedLayer, MaskedConv2d, MaskedResidualBlock, condition_bias

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.models.base import ModelConfig
 from genzoo.models.flows import FlowModel
 from genzoo.nn.flow_layers import (

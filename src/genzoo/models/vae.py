@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.data.base import to_signed_unit
-from genzoo.errors import GenzooError, unknown
+from genzoo.core.errors import GenzooError, unknown
 from genzoo.models.base import (
     LABEL_CONDITION,
     LOG_PROB,

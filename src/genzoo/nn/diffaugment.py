@@ -31,7 +31,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 
 TRANSLATION_RATIO = 1 / 8
 CUTOUT_RATIO = 0.25

@@ -17,7 +17,7 @@ from contextvars import ContextVar
 import torch
 from torch import nn
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 
 _NOISE: ContextVar = ContextVar("genzoo_batch_noise", default=None)
 

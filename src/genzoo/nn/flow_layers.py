@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genzoo.errors import GenzooError, unknown
+from genzoo.core.errors import GenzooError, unknown
 from genzoo.nn.dropout import BatchDropout
 
 SCALE_FUNCTIONS = ("tanh", "sigmoid")

@@ -16,7 +16,7 @@ with two flavours of each piece, chosen by the model (``genzoo.models.gpt``):
 The rotary convention and the RMSNorm arithmetic follow Hugging Face's Llama
 (``rotate_half`` on the two halves of each head, the norm computed in float32)
 so that Llama, Mistral and Qwen2 weights load unchanged
-(``genzoo.models.hf_import``).
+(``genzoo.models.hf.loader``).
 
 Padding: a batch of prompts of different lengths is left-padded. ``left_pad``
 (B,) gives each row's number of pad slots at the start of the sequence; pad
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.nn.dropout import BatchDropout
 
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.nn.embeddings import ConditionEmbedding
 from genzoo.nn.transformer import Block, CausalSelfAttention, GeluMLP
 

@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 
 StepFn = Callable[[torch.Tensor, object], "tuple[torch.Tensor, object]"]
 LogitsProcessor = Callable[[int, list, torch.Tensor], torch.Tensor]

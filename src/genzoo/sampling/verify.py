@@ -18,7 +18,7 @@ import math
 from fractions import Fraction
 from typing import Callable, NamedTuple
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 
 Check = Callable[[str], "bool | str"]
 

@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.store import search as S
 from genzoo.store.records import KINDS, ROLES, VISIBILITIES, Feedback, Generation, Hit, ModelRecord, NewGeneration, User, sha256_hex
 
@@ -88,7 +88,7 @@ class Store:
         try:
             user = _authenticate(backend, api_key if api_key is not None else os.environ.get(ENV_KEY))
             if encoder == "default":
-                from genzoo.store.embed import MiniLMEncoder
+                from genzoo.tasks.encoders import MiniLMEncoder
 
                 encoder = MiniLMEncoder()
             if redact is True:

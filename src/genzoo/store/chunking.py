@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 
 CHUNK_CHARS = 1000
 OVERLAP = 150

@@ -42,8 +42,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from genzoo.errors import GenzooError
-from genzoo.atomic import write_atomic_file
+from genzoo.core.errors import GenzooError
+from genzoo.core.atomic import write_atomic_file
 
 MAGIC = b"GZE"
 VERSION = 1

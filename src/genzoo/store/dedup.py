@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 
 UNITS = ("word", "char")
 DEFAULT_TEXT_THRESHOLD = 0.8

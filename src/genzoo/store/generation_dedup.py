@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.store import search as S
 from genzoo.store.dedup import DEFAULT_TEXT_THRESHOLD, Duplicate, _exact_pass, dedup_texts, dedup_vectors
 

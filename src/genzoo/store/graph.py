@@ -26,7 +26,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.store.visibility import seen_by
 
 NODE_TYPES = ("generation", "prompt", "model", "document", "chunk", "entity")

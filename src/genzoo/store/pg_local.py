@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 
 
 def _embedded():

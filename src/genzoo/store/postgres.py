@@ -28,7 +28,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.store import pg_schema as schema
 from genzoo.store.records import ModelRecord, User
 from genzoo.store.sql_common import SharedReads

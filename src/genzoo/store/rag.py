@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.store import search as S
 from genzoo.store.chunking import CHUNK_CHARS, OVERLAP, chunk_document, kind_for
 from genzoo.store.records import NewGeneration, sha256_hex
@@ -297,7 +297,7 @@ def build_prompt(question: str, sources: list[Source], count_tokens, budget: int
 def ask(store, question: str, model_path: str | Path, *, k: int = 4, mode: str = "hybrid", max_tokens: int = 128,
         temperature: float = 0.0, seed: int = 0, device: str = "cpu", record: bool = True, loaded=None) -> Answer:
     """Retrieve, generate with a genzoo text model or a local Hugging Face folder, record."""
-    from genzoo.textgen import generate_text, load_text_model
+    from genzoo.tasks.textgen import generate_text, load_text_model
 
     if record:  # refuse before the work, not after it
         store._require("record answers (ask with record=False / --no-store to only read)", ("admin", "writer"), "generations")
@@ -316,9 +316,9 @@ def ask(store, question: str, model_path: str | Path, *, k: int = 4, mode: str =
 
 
 def _record_answer(store, model_path, model, question, prompt, answer, used, seed, options, mode) -> int:
-    from genzoo.provenance import config_hash
+    from genzoo.runs.manifest import config_hash
     from genzoo.store.graph import relate
-    from genzoo.store.recording import _model_record, text_manifest
+    from genzoo.tasks.record import _model_record, text_manifest
 
     manifest = text_manifest(Path(model_path), model, question, answer, seed, options)
     manifest.update({"format": RAG_FORMAT, "input": prompt, "retrieval": mode,

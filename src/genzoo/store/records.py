@@ -1,7 +1,7 @@
 """What the store keeps, as plain dataclasses (no database types leak out of a backend).
 
 A generation is one call of a sampler: its output (text, or bytes such as a PNG or a .npy of the
-raw samples, with their sha256), the provenance manifest that replays it (``genzoo.provenance``),
+raw samples, with their sha256), the provenance manifest that replays it (``genzoo.runs.manifest``),
 the model that made it, who asked, the prompt, session / conversation / parent links, quality
 scores, feedback, and whether it is synthetic (model output) or real (human-written or imported
 data), so that training sets never mix the two by accident.

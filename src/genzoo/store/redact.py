@@ -58,7 +58,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 
 KINDS = ("email", "card", "ip", "phone", "name")  # also the order of precedence when two findings overlap
 PLACEHOLDERS = {"email": "<EMAIL>", "card": "<CARD>", "ip": "<IP>", "phone": "<PHONE>", "name": "<NAME>"}

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.store.records import KINDS
 
 MODES = ("hybrid", "keyword", "vector")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.store.records import AuditEntry, Feedback, Generation, ModelRecord
 from genzoo.store.search import Filters, rare_terms
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.store import schema
 from genzoo.store.records import ModelRecord, User
 from genzoo.store.sql_common import SharedReads

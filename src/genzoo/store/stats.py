@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.store.visibility import seen_by
 
 PERIODS = ("day", "week")

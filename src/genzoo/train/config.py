@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 
 
 @dataclass

@@ -38,11 +38,11 @@ from pathlib import Path
 
 import torch
 
-from genzoo.atomic import write_atomic_dir
-from genzoo.checkpoint import load_trainer_state, resolve_checkpoint
+from genzoo.core.atomic import write_atomic_dir
+from genzoo.runs.checkpoint import load_trainer_state, resolve_checkpoint
 from genzoo.data import Dataset
 from genzoo.data.base import batch_indices  # noqa: F401  (re-exported: genzoo.train.batch_indices)
-from genzoo.errors import GenzooError
+from genzoo.core.errors import GenzooError
 from genzoo.models.base import Batch, BatchRandom, GenerativeModel, Updater
 from genzoo.nn.dropout import noise_source
 from genzoo.train import distributed
@@ -294,7 +294,7 @@ class Trainer:
                 self.save_sample_grid(selected, f"best_step_{self.best['step']:06d}.png")
             if self.dist.is_main:
                 selected.save_plots(self.out_dir, self.data)
-                from genzoo.viz import save_loss_curve
+                from genzoo.viz.samples import save_loss_curve
 
                 save_loss_curve(self.out_dir / "metrics.jsonl", self.out_dir / "loss.png")
         summary = {
@@ -499,7 +499,7 @@ class Trainer:
     def save_sample_grid(self, model: GenerativeModel | None = None, name: str | None = None) -> Path | None:
         if not self.dist.is_main or "sample" not in self.model.capabilities or self.data.kind == "tokens":
             return None  # text samples are written by `genzoo generate`, not as a grid
-        from genzoo.viz import save_samples
+        from genzoo.viz.samples import save_samples
 
         model = model or self.sampling_model
         g = torch.Generator(device=self.device).manual_seed(self.config.seed)

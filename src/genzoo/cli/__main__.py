@@ -1,0 +1,3 @@
+from genzoo.cli.main import app
+
+app()

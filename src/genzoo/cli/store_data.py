@@ -1,0 +1,91 @@
+"""What ``genzoo rag index|ask``, ``genzoo graph``, ``genzoo stats`` and ``genzoo export`` do (``cli.py`` holds only
+the thin typer wrappers). Each opens the store, calls the module that owns the concept, and
+returns what the wrapper prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from genzoo.core.errors import GenzooError
+
+
+def _open(store_path: Path | None, encoder):
+    from genzoo.store.api import Store
+
+    return Store.open(store_path, encoder=encoder)
+
+
+def _encoder(mode: str):
+    """The default text encoder for modes that need vectors; keyword-only runs skip loading it."""
+    return None if mode == "keyword" else "default"
+
+
+def run_rag_index(paths: list[Path], *, store_path: Path | None, chunk_chars: int, overlap: int, shared: bool,
+                  keyword_only: bool) -> str:
+    from genzoo.store import rag
+
+    with _open(store_path, None if keyword_only else "default") as store:
+        r = rag.index_paths(store, paths, chunk_chars=chunk_chars, overlap=overlap, visibility="shared" if shared else "private")
+        url = store.backend.url
+    lines = [f"indexed {r.documents} new or changed document(s), {r.unchanged} unchanged; {r.chunks} chunk(s) stored, "
+             f"{r.duplicate_chunks} of them copies of stored chunks; {r.embedded} embedded; in {url}"]
+    lines += [f"skipped {s}" for s in r.skipped]
+    return "\n".join(lines)
+
+
+def run_rag_ask(question: str, *, model: Path, store_path: Path | None, k: int, mode: str, max_tokens: int, temperature: float,
+                seed: int, device: str, no_store: bool):
+    from genzoo.store import rag
+
+    if not Path(model).exists():
+        raise GenzooError(f"--model {model} does not exist; give a genzoo run folder or a local Hugging Face checkpoint folder")
+    with _open(store_path, _encoder(mode)) as store:
+        answer = rag.ask(store, question, model, k=k, mode=mode, max_tokens=max_tokens, temperature=temperature, seed=seed,
+                         device=device, record=not no_store)
+    return answer
+
+
+def format_answer(answer) -> str:
+    lines = [answer.text or "(the model produced no text)", "", "sources:"]
+    lines += [f"[{i}] {s.where}" for i, s in enumerate(answer.sources, 1)] or ["(none retrieved: index documents with genzoo rag index)"]
+    if answer.generation_id is not None:
+        lines.append(f"recorded as generation {answer.generation_id}")
+    return "\n".join(lines)
+
+
+def run_stats(*, store_path: Path | None, by: str, model: str | None, png: Path | None):
+    from genzoo.store import stats
+
+    with _open(store_path, None) as store:
+        rows = stats.usage(store, by=by, model=model)
+    if png is not None:
+        stats.chart(rows, png, by)
+    return stats.table(rows, by)
+
+
+def run_export(out: Path, *, store_path: Path | None, rated_min: float | None, label: str | None, include_synthetic: bool,
+               fmt: str | None) -> str:
+    from genzoo.store.export import export
+
+    with _open(store_path, None) as store:
+        r = export(store, out, rated_min=rated_min, label=label, include_synthetic=include_synthetic, fmt=fmt)
+    note = f" ({r.synthetic} synthetic)" if r.synthetic else ""
+    left = f"; {r.skipped_synthetic} synthetic record(s) left out (--include-synthetic adds them)" if r.skipped_synthetic else ""
+    return f"wrote {r.written} record(s){note} to {r.path} ({r.format}){left}"
+
+
+def run_graph(node: str, *, store_path: Path | None, direction: str, types: str | None) -> str:
+    """What led to a node (``in``) or what it led to (``out``), one line per node, nearest first."""
+    from genzoo.store import graph
+
+    if direction not in ("in", "out"):
+        raise GenzooError(f"--direction must be in (what led to it) or out (what it led to), got {direction!r}")
+    wanted = None if not types else {t.strip() for t in types.split(",")}
+    if wanted and not wanted <= set(graph.NODE_TYPES):
+        raise GenzooError(f"--types takes node types from {', '.join(graph.NODE_TYPES)}, got {types!r}")
+    with _open(store_path, None) as store:
+        n = graph.node(node)
+        found = (graph.lineage if direction == "in" else graph.descendants)(store, n, types=wanted)
+        lines = [f"{'led to' if direction == 'in' else 'came from'} {graph.label(store, n)}:"]
+        lines += [f"{'  ' * depth}{graph.label(store, m)}" for m, depth in found] or ["  (nothing)"]
+    return "\n".join(lines)

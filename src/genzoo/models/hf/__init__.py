@@ -1,0 +1,1 @@
+"""Local Hugging Face folders loaded into genzoo's own implementations (Llama/Mistral/Qwen2, BERT, T5)."""

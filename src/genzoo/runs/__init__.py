@@ -1,0 +1,1 @@
+"""Run folders: checkpoints (``checkpoint``) and the manifest every output carries (``manifest``)."""

