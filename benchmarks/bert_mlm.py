@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from genzoo.core.atomic import write_atomic_file, write_atomic_with
+
 # short enough for a context of 32 characters; each [MASK] hides one token (one character with char tokens)
 EXAMPLES = ["def f(x): [MASK]eturn x", "for i in [MASK]ange(10):", "the with stat[MASK]ment", "an instance of a cl[MASK]ss"]
 
@@ -58,10 +60,8 @@ def bar_chart(rows: dict, path: Path) -> None:
         ax.set_title(title, fontsize=9)
     fig.suptitle("BERT on held-out pydocs (15% of tokens masked)", fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    write_atomic_with(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def minilm_check(out: Path) -> None:
@@ -161,10 +161,7 @@ def main() -> None:
         "fill_examples": model.fill([e for e in EXAMPLES if len(model.encode_texts([e])[0]) <= model.config.context], top_k=3),
         "uniform_nats_per_token": math.log(model.config.vocab_size - 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, args.out)
+    write_atomic_file(args.out, json.dumps(result, indent=2))
     bar_chart({"unigram": unigram, "untrained": untrained, "trained": trained}, args.out.with_suffix(".png"))
     print(json.dumps({k: result[k] for k in ("unigram", "untrained", "trained", "masked_positions", "parameters")}, indent=2))
     for r in result["fill_examples"]:

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from genzoo.core.atomic import write_atomic_with
 from genzoo import api
 from genzoo.data import load_dataset
 from genzoo.data.domains import domain_images
@@ -45,10 +46,7 @@ def typed_reader(seed: int = 0, epochs: int = 30):
         net.load_state_dict(torch.load(path, weights_only=True))
         return net.eval()
     net = train_typed_reader(seed, epochs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(net.state_dict(), tmp)
-    os.replace(tmp, path)
+    write_atomic_with(path, lambda tmp: torch.save(net.state_dict(), tmp))
     return net
 
 

@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from genzoo.core.atomic import write_atomic_with
+
 import numpy as np
 
 OUT = Path(__file__).parent / "results" / "store"
@@ -251,10 +253,8 @@ def latency_bars(path: Path, series: list[tuple[str, dict]], title: str) -> None
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    write_atomic_with(path, lambda tmp: fig.savefig(tmp, dpi=120))
     plt.close(fig)
-    os.replace(tmp, path)
 
 if __name__ == "__main__":
     main()

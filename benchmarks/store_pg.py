@@ -38,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from store_bench import Precomputed, latency_bars, percentiles, random_queries  # noqa: E402
 from store_retrieval import MODES, labelled_set, mode_name, retrieval_quality  # noqa: E402
 
+from genzoo.core.atomic import write_atomic_file
+
 OUT = Path(__file__).parent / "results" / "store"
 
 
@@ -227,10 +229,7 @@ def main() -> None:
     standby.stop()
     admin.close()
     primary.cleanup()
-    OUT.mkdir(parents=True, exist_ok=True)
-    tmp = OUT / "store_pg.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, OUT / "store_pg.json")
+    write_atomic_file(OUT / "store_pg.json", json.dumps(result, indent=2) + "\n")
     plot(result, OUT / "store_pg_latency.png")
     print(json.dumps(result, indent=2))
 

@@ -19,6 +19,8 @@ import statistics
 import time
 from pathlib import Path
 
+from genzoo.core.atomic import write_atomic_file
+
 import numpy as np
 
 
@@ -83,10 +85,7 @@ def main() -> None:
     }
     print(result["vector"], flush=True)
     result["load_average_end"] = os.getloadavg()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    write_atomic_file(args.out, json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

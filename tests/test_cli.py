@@ -101,7 +101,7 @@ def test_interpolate_draws_rows_and_refuses_bad_pairs_and_models_that_cannot(tmp
 
 
 def test_per_family_options_keep_hyphenated_family_names():
-    from genzoo.cli.main import _per_family
+    from genzoo.cli.training import _per_family
 
     assert _per_family(["gated-pixelcnn.temperature=0.5", "vae.k=10", "vae.batch-size=4"]) == {
         "gated-pixelcnn": {"temperature": 0.5}, "vae": {"k": 10, "batch_size": 4},

@@ -6,12 +6,12 @@ sentence-transformers folder (embed only, unless it carries a masked-LM head).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from genzoo.tasks.embed import SentenceEncoder
+from genzoo.core.atomic import write_atomic_with
 from genzoo.core.errors import GenzooError
 
 
@@ -39,9 +39,5 @@ def run_embed(path: str | Path, texts: list[str], *, out: Path | None = None, no
         out = Path(out)
         if out.suffix != ".npy":
             raise GenzooError(f"--out must end in .npy, got {out.name}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, vectors)
-        os.replace(tmp, out)
+        write_atomic_with(out, lambda tmp: np.save(tmp, vectors))
     return vectors

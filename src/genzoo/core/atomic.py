@@ -31,6 +31,23 @@ def write_atomic_file(path: str | os.PathLike, payload: bytes | str, *, private:
         raise
 
 
+def write_atomic_with(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """For writers that want a file name (``np.save``, ``fig.savefig``, ``torch.save``): call
+    ``write(tmp)`` on a temporary path beside ``path`` (same suffix, so a writer that picks the
+    format from it still does), fsync it, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_atomic_dir(target: Path, fill: Callable[[Path], None]) -> None:
     """Call ``fill(tmp)`` to populate a temporary folder, then swap it in for ``target``."""
     target = Path(target)

@@ -260,13 +260,12 @@ class TextTokenizer:
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``tokenizer.json`` and ``tokenizer_config.json`` into ``directory`` (each written, then renamed)."""
+        from genzoo.core.atomic import write_atomic_file
+
         d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
         for name, text in (("tokenizer.json", self.tokenizer.to_str(pretty=True)),
                            ("tokenizer_config.json", json.dumps(self.config(), indent=2))):
-            tmp = d / f".{name}.tmp"
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, d / name)
+            write_atomic_file(d / name, text)
         return d
 
     @classmethod

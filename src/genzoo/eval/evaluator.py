@@ -27,7 +27,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -37,6 +36,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from genzoo.core.atomic import write_atomic_file, write_atomic_with
 from genzoo.core.errors import GenzooError
 
 ARCH_REVISION = 2  # bump when the network or its feature layer changes
@@ -118,9 +118,16 @@ def random_affine(x: torch.Tensor, settings: "TrainSettings", generator: torch.G
     def uniform(*shape):  # U(-1, 1)
         return torch.rand(*shape, generator=generator) * 2 - 1
 
-    angle = uniform(n) * math.radians(settings.max_rotation_deg)
-    scale = 1 + uniform(n) * settings.max_scale
-    shift = uniform(n, 2) * (2 * settings.max_shift / x.shape[-1])  # pixels -> normalised coords
+    u = torch.cat([uniform(n)[:, None], uniform(n)[:, None], uniform(n, 2)], 1)  # drawn in this order: same images as before
+    return affine_warp(x, u, settings.max_rotation_deg, settings.max_scale, settings.max_shift)
+
+
+def affine_warp(x: torch.Tensor, u: torch.Tensor, max_rotation_deg: float, max_scale: float, max_shift: float) -> torch.Tensor:
+    """``random_affine`` with its draws given: ``u`` (N, 4) in [-1, 1] holds each image's rotation,
+    scaling and x/y shift as shares of their maxima (so a family draws them from its batch's stream)."""
+    angle = u[:, 0] * math.radians(max_rotation_deg)
+    scale = 1 + u[:, 1] * max_scale
+    shift = u[:, 2:] * (2 * max_shift / x.shape[-1])  # pixels -> normalised coords
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
@@ -232,20 +239,6 @@ def cache_dir() -> Path:
     return Path(os.environ.get("GENZOO_CACHE") or Path.home() / ".cache" / "genzoo")
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write via a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared cache must stay readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -269,10 +262,10 @@ def _save(net: DigitsCNN, record: dict, weights: Path, meta: Path) -> dict:
     from safetensors.torch import save_file
 
     state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
-    _atomic_write(weights, lambda tmp: save_file(state, tmp))
+    write_atomic_with(weights, lambda tmp: save_file(state, str(tmp)))
     # The json names the weights' hash, so a json paired with other weights is rejected on load.
     record = {**record, "weights_sha256": _file_sha256(weights)}
-    _atomic_write(meta, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
+    write_atomic_file(meta, json.dumps(record, indent=2))
     return record
 
 

@@ -3,43 +3,44 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from genzoo.core.errors import GenzooError
 
 
 @dataclass
 class TrainConfig:
-    steps: int | None = None  # stop after this many optimizer steps ...
-    minutes: float | None = None  # ... or after this much training time, whichever comes first
-    batch_size: int = 128  # the global batch, split evenly across processes
-    grad_accum: int = 1  # micro-batches per process per step (same result as the whole batch, less memory)
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    # Fields with a "help" are the command line's training options (genzoo.cli.training derives them from here).
+    steps: int | None = field(default=None, metadata={"help": 'optimizer steps'})
+    minutes: float | None = field(default=None, metadata={"help": 'wall-clock training budget (whichever of --steps/--minutes comes first)'})
+    batch_size: int = field(default=128, metadata={"help": 'global batch size (split evenly across processes)'})
+    grad_accum: int = field(default=1, metadata={"help": 'micro-batches per step (the same update as the whole batch, less memory)'})
+    lr: float = field(default=1e-3, metadata={"help": 'peak learning rate'})
+    weight_decay: float = field(default=0.0, metadata={"help": 'AdamW weight decay (weight matrices only)'})
     betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 50
-    schedule: str = "cosine"  # "cosine" (decays to min_lr_ratio * lr) or "constant"
+    warmup_steps: int = field(default=50, metadata={"help": 'linear warm-up steps'})
+    schedule: str = field(default="cosine", metadata={"help": 'learning-rate schedule after warm-up: cosine or constant'})  # "cosine" (decays to min_lr_ratio * lr) or "constant"
     min_lr_ratio: float = 0.1
-    grad_clip: float | None = 1.0
-    ema_decay: float | None = 0.999  # None turns EMA off
-    precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16
-    device: str = "auto"
-    seed: int = 0
-    checkpoint_every: int = 500
-    checkpoint_minutes: float | None = None  # also checkpoint after this much wall-clock since the last one
-    sample_every: int = 0  # 0: a sample grid at the end only
+    grad_clip: float | None = field(default=1.0, metadata={"help": 'clip the gradient norm at this (0: off)'})
+    ema_decay: float | None = field(default=0.999, metadata={"help": 'EMA decay (0 turns EMA off)'})  # None turns EMA off
+    precision: str = field(default="auto", metadata={"help": 'auto, fp32, bf16, fp16'})  # auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16
+    device: str = field(default="auto", metadata={"help": 'auto, cpu, cuda, cuda:1'})
+    seed: int = field(default=0, metadata={"help": 'random seed (same seed, same weights)'})
+    checkpoint_every: int = field(default=500, metadata={"help": 'steps between checkpoints'})
+    checkpoint_minutes: float | None = field(default=None, metadata={"help": 'also checkpoint after this many minutes since the last one'})
+    sample_every: int = field(default=0, metadata={"help": 'steps between sample grids (0: at the end)'})
     log_every: int = 25
     num_samples: int = 64  # images in each sample grid
-    val_every: int = 250  # steps between validation losses on the val split (0: none); the best weights are kept
-    patience: int = 0  # stop after this many validations without improvement (0: train to the budget)
-    select_best: bool = True  # keep the weights with the lowest validation loss (False: only log it)
+    val_every: int = field(default=250, metadata={"help": 'steps between validation losses; the best weights go to best/ (0: off)'})
+    patience: int = field(default=0, metadata={"help": 'stop after this many validations without improvement (0: never)'})
+    select_best: bool = field(default=True, metadata={"help": 'keep the best weights on validation (default: per family)'})
     # After a non-finite loss or a divergence the family reports (FloatingPointError), restore the last
     # checkpoint and go on with a new seed, at most this many times per run (0: stop with an error).
-    divergence_retries: int = 0
+    divergence_retries: int = field(default=0, metadata={"help": 'after a divergence, restore the last checkpoint and retry with a new seed, at most this often'})
     # torch.compile the family's training forward (GenerativeModel.compile_for_training). Off by
     # default: on this 2-core CPU the 4 x 128 GPT at context 256 stepped only 1.05x faster compiled
     # (benchmarks/README.md, section 14), after a one-off compile that a --minutes budget pays for.
-    compile: bool = False
+    compile: bool = field(default=False, metadata={"help": 'torch.compile the training step (gpt; needs a C++ compiler on CPU)'})
     progress: bool = True
 
     def __post_init__(self):
