@@ -1,15 +1,16 @@
-"""Contrastive image-text model (genzoo.models.clip) on captioned digits: held-out retrieval.
+"""Contrastive image-text model (the clip family, trained by the Trainer) on captioned digits: held-out retrieval.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/clip_digits.py --name clip_digits          # the defaults
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/clip_digits.py --name clip_digits          # the family's recipe
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/clip_digits.py --steps 150 300 600 1200 2400 \
-        --rotation-deg 0 --scale 0 --text-noise 0 --name clip_digits_sweep                      # no regularisers
+        --rotation-deg 0 --scale 0 --shift 0 --text-noise 0 --name clip_digits_sweep       # no regularisers
 
-For each step budget: trains a CLIP on captioned-digits/train (seed 0, one thread), then on the
-447 test images: text -> image R@1 / R@5 of the exact paired image and class-match@1, for the
-test captions (training phrasings) and for the same images recaptioned in unseen phrasings;
-class-match@1 and class precision@5 of ``captions.prompts(d)`` / ``prompts(d, unseen=True)``;
-zero-shot digit accuracy; training seconds. ``--plain-loss`` trains with CLIP's single-positive
-targets instead (the ablation of the multi-positive loss).
+For each step budget: trains a CLIP on captioned-digits/train (seed 0, one thread; the weights with
+the lowest validation loss are selected, as `genzoo train clip` does), then on the 447 test images:
+text -> image R@1 / R@5 of the exact paired image and class-match@1, for the test captions
+(training phrasings) and for the same images recaptioned in unseen phrasings; class-match@1 and
+class precision@5 of ``captions.prompts(d)`` / ``prompts(d, unseen=True)``; zero-shot digit
+accuracy; training seconds. ``--plain-loss`` trains with CLIP's single-positive targets instead
+(the ablation of the multi-positive loss).
 
 Writes benchmarks/results/NAME.json and NAME.png (for 10 prompts, the top-5 test images of the
 last model trained).
@@ -21,15 +22,16 @@ import argparse
 import json
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from genzoo import api
 from genzoo.core.atomic import write_atomic_file
 from genzoo.data import captions, load_dataset
 from genzoo.eval.clip_retrieval import format_retrieval, retrieval_metrics
-from genzoo.models.clip import CLIP, CLIPConfig, CLIPTrainSettings, train_clip
+from genzoo.models.clip import CLIP, CLIPConfig
+from genzoo.train import Trainer
 
 RESULTS = Path(__file__).parent / "results"
 # one prompt per digit, alternating training and unseen phrasings
@@ -67,14 +69,14 @@ def retrieval_grid(model: CLIP, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    d = CLIPTrainSettings()
-    parser.add_argument("--steps", type=int, nargs="+", default=[d.steps])
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--lr", type=float, default=d.lr)
-    parser.add_argument("--embed-dim", type=int, default=CLIPConfig().embed_dim)
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--shift", type=int, default=d.shift, help="augmentation: shift in pixels")
-    parser.add_argument("--rotation-deg", type=float, default=d.rotation_deg, help="augmentation: 0 (and --scale 0): whole-pixel shifts only")
+    d, t = CLIPConfig(), CLIP.default_train({})
+    parser.add_argument("--steps", type=int, nargs="+", default=[t["steps"]])
+    parser.add_argument("--batch-size", type=int, default=t["batch_size"])
+    parser.add_argument("--lr", type=float, default=t["lr"])
+    parser.add_argument("--embed-dim", type=int, default=d.embed_dim)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shift", type=float, default=d.shift, help="augmentation: shift in pixels")
+    parser.add_argument("--rotation-deg", type=float, default=d.rotation_deg, help="augmentation: rotation")
     parser.add_argument("--scale", type=float, default=d.scale, help="augmentation: scaling by 1 +- this")
     parser.add_argument("--text-noise", type=float, default=d.text_noise, help="Gaussian noise on the sentence vectors (per dimension)")
     parser.add_argument("--plain-loss", action="store_true", help="CLIP's single-positive targets (ablation)")
@@ -82,24 +84,29 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    train = load_dataset(captions.NAME, "train")
+    train, val = load_dataset(captions.NAME, "train"), load_dataset(captions.NAME, "val")
+    overrides = {"embed_dim": args.embed_dim, "multi_positive": not args.plain_loss, "shift": args.shift,
+                 "rotation_deg": args.rotation_deg, "scale": args.scale, "text_noise": args.text_noise}
     runs, model = [], None
     for steps in args.steps:
-        settings = CLIPTrainSettings(steps=steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                                     multi_positive=not args.plain_loss, shift=args.shift, rotation_deg=args.rotation_deg,
-                                     scale=args.scale, text_noise=args.text_noise)
-        torch.manual_seed(args.seed)
-        model = CLIP(CLIPConfig(embed_dim=args.embed_dim))
-        model.sentence_vectors(sorted(set(train.meta["captions"])))  # encode the captions outside the timed loop
+        model = api.build_model("clip", train, overrides=overrides, seed=args.seed)
+        settings = api.train_config_for(CLIP, train, steps=steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                                        device="cpu", progress=False)
+        model.prepare_data(train)  # encode the captions outside the timed loop
+        trainer = Trainer(model, train, settings, val_data=val)
         start, cpu = time.perf_counter(), time.process_time()
-        history = train_clip(model, train.x, train.meta["captions"], train.meta["image_index"], settings)
+        summary = trainer.fit()
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu  # CPU time: what a quiet machine would take
+        model = trainer.selected_model
+        final_loss = next((h["loss"] for h in reversed(trainer.history) if h.get("event") == "train"), None)
         metrics = retrieval_metrics(model, "test")
-        runs.append({"settings": asdict(settings), "config": asdict(model.config),
-                     "train_seconds": round(seconds, 1), "train_cpu_seconds": round(cpu, 1),
-                     "parameters": sum(p.numel() for p in model.parameters()), "final_loss": history[-1]["loss"],
-                     "temperature": history[-1]["temperature"], "test": metrics, "val": retrieval_metrics(model, "val")})
-        print(f"--- {steps} steps, {seconds:.1f} s ({cpu:.1f} s CPU), loss {history[-1]['loss']:.3f}")
+        runs.append({"config": model.config.to_dict(), "train_config": settings.to_dict(),
+                     "train_seconds": round(seconds, 1), "train_cpu_seconds": round(cpu, 1), "parameters": model.num_parameters(),
+                     "final_loss": final_loss, "best_step": summary.get("best_step"),
+                     "temperature": 1 / model.scale().item(), "test": metrics, "val": retrieval_metrics(model, "val"),
+                     "test_last_weights": retrieval_metrics(trainer.sampling_model, "test")})
+        print(f"--- {steps} steps, {seconds:.1f} s ({cpu:.1f} s CPU), loss {final_loss:.3f}, "
+              f"selected step {summary.get('best_step')}")
         print(format_retrieval(metrics), flush=True)
     RESULTS.mkdir(exist_ok=True)
     write_atomic_file(RESULTS / f"{args.name}.json", json.dumps({"runs": runs, "torch": torch.__version__}, indent=2).encode())

@@ -12,7 +12,7 @@ are the chunks of that topic's file. Topics whose name has no letters are skippe
 retrieval mode: hit@1 and hit@4 (an answer chunk among the first 1 / 4 sources; 4 is `rag ask`'s
 default k) and MRR@10.
 
-End to end: ``--asks`` questions through ``rag.ask`` with the model folder given (its context
+End to end: ``--asks`` questions through ``genzoo.tasks.rag.ask`` with the model folder given (its context
 bounds the prompt), timing retrieval + prompt + generation, and recording each answer. A small
 GPT trained for minutes on pydocs writes pydocs-like text, not answers: the figure is the
 pipeline's cost and the sources it cites, not answer quality.
@@ -48,6 +48,8 @@ def main() -> None:
 
     from genzoo.store import rag
     from genzoo.store.api import Store
+    from genzoo.tasks import rag as rag_task
+    from genzoo.tasks.encoders import MiniLMEncoder
 
     work = Path(tempfile.mkdtemp(prefix="rag-pydocs-"))
     folder = work / "topics"
@@ -55,7 +57,7 @@ def main() -> None:
     names = sorted(topics)
     for i, name in enumerate(names):
         (folder / f"{i:04d}.txt").write_text(topics[name])
-    store = Store.open(work / "store.db", encoder=None if args.keyword_only else "default", redact=False)
+    store = Store.open(work / "store.db", encoder=None if args.keyword_only else MiniLMEncoder(), redact=False)
     t = time.perf_counter()
     report = rag.index_paths(store, [folder], chunk_chars=args.chunk_chars, overlap=args.overlap)
     index_s = time.perf_counter() - t
@@ -98,7 +100,7 @@ def main() -> None:
         timings, used, hits, example = [], [], 0, None
         for q, answer in questions[: args.asks]:
             t = time.perf_counter()
-            a = rag.ask(store, q, args.model, k=4, max_tokens=48, loaded=loaded)
+            a = rag_task.ask(store, q, args.model, k=4, max_tokens=48, loaded=loaded)
             timings.append(time.perf_counter() - t)
             used.append(len(a.sources))
             hits += any(s.chunk_id in answer for s in a.sources)

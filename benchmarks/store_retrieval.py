@@ -73,10 +73,11 @@ def main() -> None:
     from genzoo.store import sql_common as backend  # the cutoff's settings, shared by both backends
     from genzoo.store.api import Store
     from genzoo.store.records import NewGeneration
+    from genzoo.tasks.encoders import MiniLMEncoder
 
     records, queries = labelled_set()
     db = Path(tempfile.mkdtemp(prefix="store-retrieval-")) / "store.db"
-    store = Store.open(db, redact=False)
+    store = Store.open(db, encoder=MiniLMEncoder(), redact=False)
     t = time.perf_counter()
     ids = store.record_many([NewGeneration(kind="text", text=r) for r in records])
     result = {"records": len(records), "queries": len(queries), "ingest_and_embed_s": round(time.perf_counter() - t, 1)}

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 
-from genzoo.runs.checkpoint import load_model
 from genzoo.data import Dataset, load_dataset
 from genzoo.core.errors import GenzooError
 from genzoo.registry import get_family
@@ -144,18 +143,17 @@ def _resume(out, **settings):
 
 
 def load(run: str | Path, device: str = "cpu"):
-    """The model in a run or checkpoint folder, ready to sample."""
-    return load_model(run, device)
+    """The model in a run, checkpoint or local Hugging Face folder (``genzoo.runs.load``)."""
+    from genzoo.runs.load import load as load_any
+
+    return load_any(run, device)
 
 
 def run_data(run: str | Path, model) -> str:
     """The dataset a run was trained on (its run.json), else the one named in the model's data spec."""
-    from genzoo.runs.checkpoint import resolve_checkpoint, run_root
+    from genzoo.runs.checkpoint import run_data as data_of
 
-    run_file = run_root(resolve_checkpoint(run)) / "run.json"
-    if run_file.is_file():
-        return json.loads(run_file.read_text())["data"]
-    return model.data_spec["name"]
+    return data_of(run, model)
 
 
 def run_info(run: str | Path) -> dict:

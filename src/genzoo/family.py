@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from genzoo.core.errors import GenzooError, unknown
 
-KINDS = ("image", "points", "tokens", "domains")  # the data kinds a dataset can declare (domains: two image sets, A and B)
+KINDS = ("image", "points", "tokens", "domains", "pairs")  # the data kinds a dataset can declare (domains: two image sets, A and B; pairs: input/target texts)
 
 
 class FromData:

@@ -18,9 +18,12 @@ from genzoo.registry import families, get_family
 
 
 def eligible_families(data_kind: str) -> list[str]:
-    """Families whose default variant handles ``data_kind`` (a family:variant entry may name another)."""
+    """The generative families (they sample or give a likelihood: what the bench compares) whose
+    default variant handles ``data_kind``; a classifier or a scorer is named explicitly if wanted."""
+    from genzoo.models.base import LOG_PROB, SAMPLE
+
     return [n for n, f in sorted(families().items())
-            if f.handles(f.default_variant, data_kind) and not n.startswith("test-")]
+            if f.handles(f.default_variant, data_kind) and not n.startswith("test-") and f.capabilities & {SAMPLE, LOG_PROB}]
 
 
 def run_bench(

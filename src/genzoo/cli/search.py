@@ -36,7 +36,7 @@ def run_search(query: str, *, store_path: Path | None, mode: str, k: int, fusion
 
         return image_search_table(query, store_path=store_path, k=k, clip=clip, **filters)
     mode, note = resolve_mode(mode)
-    encoder = None if mode == "keyword" else "default"
+    encoder = None if mode == "keyword" else _text_encoder()
     with Store.open(store_path, encoder=encoder, embed_on_write=False) as store:
         hits = store.search(query, mode=mode, k=k, fusion=fusion, alpha=alpha, **{k_: v for k_, v in filters.items() if v is not None})
         table = Table(title=Text(f"{len(hits)} result(s) for {query!r} ({mode}{note}) in {store.backend.url}"))
@@ -53,6 +53,13 @@ def run_search(query: str, *, store_path: Path | None, mode: str, k: int, fusion
                  g.owner, when, "-" if g.rating is None else f"{g.rating:.1f}", shown)
         table.add_row(*(Text(c) for c in cells))  # Text: stored strings are never read as rich markup
     return table
+
+
+def _text_encoder():
+    """The CLI's text encoder: all-MiniLM-L6-v2 (loaded only when a search needs vectors)."""
+    from genzoo.tasks.encoders import MiniLMEncoder
+
+    return MiniLMEncoder()
 
 
 def _rank(r) -> str:

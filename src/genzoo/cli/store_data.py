@@ -16,15 +16,20 @@ def _open(store_path: Path | None, encoder):
 
 
 def _encoder(mode: str):
-    """The default text encoder for modes that need vectors; keyword-only runs skip loading it."""
-    return None if mode == "keyword" else "default"
+    """The CLI's text encoder (all-MiniLM-L6-v2, loaded on first use) for modes that need vectors;
+    keyword-only runs skip it."""
+    if mode == "keyword":
+        return None
+    from genzoo.tasks.encoders import MiniLMEncoder
+
+    return MiniLMEncoder()
 
 
 def run_rag_index(paths: list[Path], *, store_path: Path | None, chunk_chars: int, overlap: int, shared: bool,
                   keyword_only: bool) -> str:
     from genzoo.store import rag
 
-    with _open(store_path, None if keyword_only else "default") as store:
+    with _open(store_path, _encoder("keyword" if keyword_only else "hybrid")) as store:
         r = rag.index_paths(store, paths, chunk_chars=chunk_chars, overlap=overlap, visibility="shared" if shared else "private")
         url = store.backend.url
     lines = [f"indexed {r.documents} new or changed document(s), {r.unchanged} unchanged; {r.chunks} chunk(s) stored, "
@@ -35,7 +40,7 @@ def run_rag_index(paths: list[Path], *, store_path: Path | None, chunk_chars: in
 
 def run_rag_ask(question: str, *, model: Path, store_path: Path | None, k: int, mode: str, max_tokens: int, temperature: float,
                 seed: int, device: str, no_store: bool):
-    from genzoo.store import rag
+    from genzoo.tasks import rag
 
     if not Path(model).exists():
         raise GenzooError(f"--model {model} does not exist; give a genzoo run folder or a local Hugging Face checkpoint folder")

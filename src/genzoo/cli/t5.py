@@ -1,5 +1,5 @@
-"""``genzoo t5 ...``: fine-tune a T5 on input/target pairs and generate with it (T5 is not a Trainer family:
-its data are pairs, see ``genzoo.models.t5``). torch is imported only when a command runs."""
+"""``genzoo t5 ...``: generate with a T5, and ``finetune``, the old spelling of ``genzoo train t5 --data pairs.jsonl``
+(it runs the same Trainer and writes the same run folder). torch is imported only when a command runs."""
 
 from __future__ import annotations
 
@@ -9,41 +9,29 @@ from typing import List, Optional
 
 import typer
 
+from genzoo.cli.app import GenzooTyper, note, say
 from genzoo.core.errors import GenzooError
 
-t5_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                     help="T5 encoder-decoder: text-to-text fine-tuning (JSONL pairs or the docsig task) and generation.")
+t5_app = GenzooTyper(help="T5 encoder-decoder: text-to-text generation (training: genzoo train t5 --data pairs.jsonl).")
 
 
-def load_t5(folder: Path):
-    """A genzoo T5 checkpoint folder or a local Hugging Face T5 folder."""
-    from genzoo.models.base import GenerativeModel
-    from genzoo.models.hf.t5 import load_hf_t5
-    from genzoo.models.t5 import T5
+def load_t5(folder: Path, device: str = "cpu"):
+    """A genzoo T5 run or checkpoint folder, or a local Hugging Face T5 folder."""
+    from genzoo import api
 
-    cfg = Path(folder) / "config.json"
-    if not cfg.is_file():
-        raise GenzooError(f"{folder} has no config.json; pass a folder written by `genzoo t5 finetune` or a Hugging Face T5 folder")
-    if json.loads(cfg.read_text()).get("model_type") == "t5":
-        return load_hf_t5(folder)
-    meta = GenerativeModel.read_meta(folder)
-    if meta["family"] != "t5":
-        raise GenzooError(f"{folder} holds a {meta['family']} model, not a T5")
-    return T5.from_pretrained(folder)
-
-
-def _fail(e: GenzooError):
-    typer.secho(f"error: {e}", fg="red", err=True)
-    raise typer.Exit(2)
+    model = api.load(folder, device)
+    if model.family != "t5":
+        raise GenzooError(f"{folder} holds a {model.family} model, not a T5")
+    return model
 
 
 @t5_app.command("finetune")
 def finetune_command(
-    out: Path = typer.Argument(..., help="folder to write the fine-tuned model to (replaced atomically)"),
+    out: Path = typer.Argument(..., help="run folder to write (as --out of genzoo train)"),
     pairs: Optional[Path] = typer.Option(None, "--pairs", help='JSONL, one {"input": ..., "target": ...} per line'),
     task: Optional[str] = typer.Option(None, "--task", help="built-in task instead of --pairs: docsig"),
-    start: Optional[Path] = typer.Option(None, "--from", help="start from this T5 (genzoo or Hugging Face folder); default: a new model"),
-    tokenizer: str = typer.Option("bpe", "--tokenizer", help="a new model's tokenizer, trained on the pairs: bpe or char"),
+    start: Optional[Path] = typer.Option(None, "--from", help="start from this T5 (genzoo run or Hugging Face folder) and its tokenizer; default: a new model"),
+    tokenizer: str = typer.Option("bpe", "--tokenizer", help="a new model's tokenizer, trained on the training pairs: bpe or char"),
     vocab_size: int = typer.Option(1024, "--vocab-size", help="bpe: vocabulary size (at least 257); char: a cap on the alphabet"),
     steps: int = typer.Option(500, "--steps"),
     batch_size: int = typer.Option(32, "--batch-size"),
@@ -53,64 +41,65 @@ def finetune_command(
     seed: int = typer.Option(0, "--seed"),
     threads: int = typer.Option(1, "--threads", help="torch CPU threads"),
 ) -> None:
-    """Supervised text-to-text fine-tuning; prints the first and last training loss."""
-    try:
-        import torch
+    """Old spelling of `genzoo train t5 --data pairs.jsonl` (BPE 1024 by default); prints the first and last logged loss."""
+    import torch
 
-        from genzoo.models.t5 import T5, T5Config, finetune, read_pairs_jsonl
+    from genzoo import api
 
-        if (pairs is None) == (task is None):
-            raise GenzooError("give exactly one of --pairs FILE.jsonl or --task docsig")
-        if task is not None and task != "docsig":
-            raise GenzooError(f"unknown task {task!r}; built-in: docsig")
-        if steps < 1 or batch_size < 1:
-            raise GenzooError("--steps and --batch-size must be at least 1")
-        torch.set_num_threads(threads)
-        torch.manual_seed(seed)
-        if task == "docsig":
-            from genzoo.data.docsig import load_pairs
+    note("note: `genzoo t5 finetune` is the old spelling; the new one is `genzoo train t5 --data pairs.jsonl` "
+         "(or --data docsig), which it runs")
+    if (pairs is None) == (task is None):
+        raise GenzooError("give exactly one of --pairs FILE.jsonl or --task docsig")
+    if task is not None and task != "docsig":
+        raise GenzooError(f"unknown task {task!r}; built-in: docsig")
+    data = str(pairs) if pairs is not None else task
+    if pairs is not None:
+        from genzoo.data.pairs import is_pairs, read_jsonl
 
-            data = load_pairs("train")
-        else:
-            data = read_pairs_jsonl(pairs)
-        if start is not None:
-            model = load_t5(start)
-            if model.tokenizer is None:
-                raise GenzooError(f"{start} has no tokenizer.json beside its weights; T5 fine-tuning needs one")
-        else:
-            from genzoo.data.tokenizer import TextTokenizer
+        read_jsonl(pairs)  # a bad file's error names its line
+        if not is_pairs(data):
+            raise GenzooError(f'{pairs}: its first record has no "input" / "target" fields')
+    torch.set_num_threads(threads)
+    settings = dict(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(100, steps // 10) if warmup is None else warmup,
+                    schedule=schedule, seed=seed)
+    if start is None:
+        _, summary = api.train("t5", data, out=out, tokenizer=tokenizer, vocab_size=vocab_size, **settings)
+    else:
+        summary = _train_from(load_t5(start), data, out, settings)
+    rows = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    losses = [r["loss"] for r in rows if r.get("event") == "train" and "loss" in r]
+    say(f"{data}: {summary['steps']} steps: loss {losses[0]:.3f} -> {losses[-1]:.3f} (logged means); run in {out}")
 
-            # BPE by default: a docsig pair is about 3x fewer BPE tokens than characters, so a step costs less
-            # and the decoder writes whole pieces (`def`, `(self`); benchmarks/README.md section 25
-            tok = TextTokenizer.train([a + "\n" + b for a, b in data], kind=tokenizer, vocab_size=vocab_size)
-            model = T5(T5Config(data={"name": str(pairs or task), "kind": "pairs", "vocab_size": tok.vocab_size},
-                                ffn="gated-gelu", num_sentinels=32, eos_token_id=tok.eos_id))
-            model.tokenizer = tok
-        warmup = min(100, steps // 10) if warmup is None else warmup
-        losses = finetune(model, data, steps=steps, batch_size=batch_size, lr=lr, seed=seed, warmup_steps=warmup, schedule=schedule)
-        model.save(out)
-    except GenzooError as e:
-        _fail(e)
-    typer.echo(f"{len(data)} pairs, {steps} steps: loss {losses[0]:.3f} -> {losses[-1]:.3f}; saved {out}")
+
+def _train_from(model, data: str, out: Path, settings: dict) -> dict:
+    """Fine-tune an existing T5 (its own tokenizer encodes the pairs) with the Trainer, as api.train does for a new one."""
+    from genzoo import api
+    from genzoo.data import load_dataset
+    from genzoo.train import Trainer
+
+    if model.tokenizer is None:
+        raise GenzooError("the starting T5 has no tokenizer.json beside its weights; T5 fine-tuning needs one")
+    model.train()
+    train_data = load_dataset(data, "train", tokenizer=model.tokenizer)
+    config = api.train_config_for(type(model), train_data, **settings)
+    val = load_dataset(data, "val", tokenizer=model.tokenizer) if config.val_every else None
+    return Trainer(model, train_data, config, out_dir=out, data_name=data, val_data=val).fit()
 
 
 @t5_app.command("generate")
 def generate_command(
-    run: Path = typer.Argument(..., help="a T5 folder (genzoo t5 finetune output or a Hugging Face T5 folder)"),
+    run: Path = typer.Argument(..., help="a T5 run or checkpoint folder (genzoo train t5) or a Hugging Face T5 folder"),
     texts: List[str] = typer.Argument(..., help="input texts"),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
     temperature: float = typer.Option(0.0, "--temperature", help="0: greedy"),
     top_k: Optional[int] = typer.Option(None, "--top-k"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Decode an output for each input text (greedy by default, KV-cached)."""
-    try:
-        import torch
+    """Decode an output for each input text (greedy by default, KV-cached); one JSON line per input."""
+    import torch
 
-        model = load_t5(run)
-        outputs = model.generate_text(texts, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                                      generator=torch.Generator().manual_seed(seed))
-    except GenzooError as e:
-        _fail(e)
+    model = load_t5(run)
+    outputs = model.generate_text(texts, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                                  generator=torch.Generator().manual_seed(seed))
     for text, output in zip(texts, outputs):
-        typer.echo(json.dumps({"input": text, "output": output}))
+        say(json.dumps({"input": text, "output": output}))

@@ -1,5 +1,6 @@
-"""``genzoo vit ...``: train the ViT digits classifier, measure it, and read digits with it
-(``genzoo.models.vit_classifier``; not a Trainer family: it predicts labels). torch loads only when a command runs."""
+"""``genzoo vit ...``: measure the ViT classifier and read digits with it. It is a family
+(``genzoo.models.vit``) trained by ``genzoo train vit``; ``vit train`` is that command's old
+spelling. torch loads only when a command runs."""
 
 from __future__ import annotations
 
@@ -8,115 +9,96 @@ from typing import Optional
 
 import typer
 
+from genzoo.cli.app import GenzooTyper, renamed, say
 from genzoo.core.errors import GenzooError
 
-vit_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                      help="ViT digits classifier: train, eval (test accuracy), predict (labels of images in a .npy).")
+vit_app = GenzooTyper(help="ViT image classifier (a family: `genzoo train vit`): eval (test accuracy), predict (labels of images in a .npy).")
 
 
-def _fail(e: GenzooError):
-    typer.secho(f"error: {e}", fg="red", err=True)
-    raise typer.Exit(2)
+def load_vit(run: Path):
+    """The ViT in a run folder (its best weights) or a checkpoint folder; refuses another family."""
+    from genzoo import api
 
-
-def run_train(out: Path, *, epochs: int, seed: int, width: int, depth: int, threads: int = 1, progress: bool = True) -> dict:
-    """Train on digits/train (validation accuracy per epoch on digits/val), save to ``out``; return the record."""
-    import dataclasses
-    import time
-
-    import torch
-
-    from genzoo.data import load_dataset
-    from genzoo.train.progress import ProgressReporter
-    from genzoo.models.vit_classifier import ViTClassifier, ViTClassifierConfig
-
-    if epochs < 1 or width < 1 or depth < 1:
-        raise GenzooError("--epochs, --width and --depth must be at least 1")
-    config = dataclasses.replace(ViTClassifierConfig(), epochs=epochs, seed=seed, width=width, depth=depth)
-    if width % config.heads:
-        raise GenzooError(f"--width {width} must be a multiple of the {config.heads} attention heads")
-    torch.set_num_threads(threads)
-    train, val = load_dataset("digits", "train"), load_dataset("digits", "val")
-    bar = ProgressReporter(epochs, 0, progress, desc="vit epochs")
-    start = time.perf_counter()
-    try:
-        model = ViTClassifier(config).fit(train.x, train.y, x_val=val.x, y_val=val.y,
-                                          on_epoch=lambda epoch, rec: bar.update(epoch, {"val_acc": rec.get("val_accuracy", 0.0)}))
-    finally:
-        bar.close()
-    record = {"train_seconds": round(time.perf_counter() - start, 1), "val_accuracy": model.history[-1].get("val_accuracy"),
-              "parameters": model.describe()["parameters"]}
-    model.save(out, extra=record)
-    return record
+    model = api.load(run)
+    if model.family != "vit":
+        raise GenzooError(f"{run} holds a {model.family} model, not a vit; train one with `genzoo train vit --data digits --out DIR`")
+    return model
 
 
 @vit_app.command("train")
 def train_command(
-    out: Path = typer.Option(..., "-o", "--out", help="folder to write the classifier to (replaced atomically)"),
-    epochs: int = typer.Option(300, help="passes over the 1000 training digits (300: test accuracy 0.971, benchmarks section 24)"),
+    out: Path = typer.Option(..., "-o", "--out", help="run folder"),
+    epochs: int = typer.Option(300, help="passes over the 1000 training digits, 16 steps each (300: test accuracy 0.971, benchmarks section 24)"),
     width: int = typer.Option(64, help="token width"),
     depth: int = typer.Option(4, help="transformer blocks"),
     seed: int = typer.Option(0),
     threads: int = typer.Option(1, help="CPU threads (one: the model is small)"),
 ) -> None:
-    """Train the ViT digits classifier on digits/train, selecting nothing: the last epoch is saved."""
-    try:
-        record = run_train(out, epochs=epochs, seed=seed, width=width, depth=depth, threads=threads)
-    except GenzooError as e:
-        _fail(e)
-    typer.echo(f"trained in {record['train_seconds']} s; validation accuracy {record['val_accuracy']:.4f} -> {out}")
+    """Old spelling of `genzoo train vit --data digits` (the weights best on validation go to OUT/best)."""
+    import torch
+
+    from genzoo import api
+
+    renamed("vit train", "train vit")
+    if epochs < 1:
+        raise GenzooError("--epochs must be at least 1")
+    torch.set_num_threads(threads)
+    model, summary = api.train("vit", "digits", out=out, steps=epochs * 16, seed=seed, model_overrides={"width": width, "depth": depth})
+    from genzoo.data import load_dataset
+
+    val = load_dataset("digits", "val")
+    say(f"trained in {summary['train_seconds']:.0f} s; validation accuracy {model.accuracy(val.x, val.y):.4f} -> {out}")
 
 
 @vit_app.command("eval")
-def eval_command(run: Path = typer.Argument(..., help="a folder written by `genzoo vit train`")) -> None:
-    """Test accuracy on the 447 digits test images, beside the digits evaluator's (a CNN) on the same images."""
-    try:
-        from genzoo.data import load_dataset
-        from genzoo.eval.evaluator import get_digits_evaluator
-        from genzoo.models.vit_classifier import ViTClassifier
+def eval_command(run: Path = typer.Argument(..., help="a run folder of `genzoo train vit`")) -> None:
+    """Test accuracy on the run's data (digits: the 447 test images, beside the digits evaluator's, a CNN)."""
+    from genzoo import api
+    from genzoo.data import load_dataset
 
-        model = ViTClassifier.load(run)
-        test = load_dataset("digits", "test")
-        accuracy = model.score(test.x, test.y)
-    except GenzooError as e:
-        _fail(e)
-    typer.echo(f"ViT test accuracy {accuracy:.4f} on {len(test.x)} digits (the digits evaluator, a CNN: "
-               f"{get_digits_evaluator().test_accuracy:.4f})")
+    model = load_vit(run)
+    data = api.run_data(run, model)
+    test = load_dataset(data, "test")
+    accuracy = model.accuracy(test.x, test.y)
+    line = f"ViT test accuracy {accuracy:.4f} on {len(test.x)} {data} images"
+    if data == "digits":
+        from genzoo.eval.evaluator import get_digits_evaluator
+
+        line += f" (the digits evaluator, a CNN: {get_digits_evaluator().test_accuracy:.4f})"
+    say(line)
 
 
 @vit_app.command("predict")
 def predict_command(
-    run: Path = typer.Argument(..., help="a folder written by `genzoo vit train`"),
-    images: Path = typer.Argument(..., help=".npy of digits, levels 0..16, shape (N, 1, 8, 8) or (N, 8, 8) (e.g. what `genzoo sample` writes)"),
+    run: Path = typer.Argument(..., help="a run folder of `genzoo train vit`"),
+    images: Path = typer.Argument(..., help=".npy of images as the model's data stores them; digits: levels 0..16, (N, 1, 8, 8) or (N, 8, 8) (e.g. what `genzoo sample` writes)"),
     out: Optional[Path] = typer.Option(None, "--out", help="also write the labels and their probabilities as JSON here"),
 ) -> None:
-    """The digit the classifier reads in each image, with its probability."""
+    """The class the classifier reads in each image, with its probability."""
     import json
 
     import numpy as np
 
-    try:
-        from genzoo.models.vit_classifier import ViTClassifier
+    from genzoo.core.atomic import write_atomic_file
 
-        try:
-            x = np.load(images, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise GenzooError(f"cannot read {images} as a .npy array ({e})") from None
-        if x.ndim == 3:
-            x = x[:, None]
-        if x.ndim != 4 or tuple(x.shape[1:]) != (1, 8, 8):
-            raise GenzooError(f"{images} holds shape {tuple(x.shape)}; give (N, 1, 8, 8) or (N, 8, 8) digits of levels 0..16")
-        if not np.isfinite(x).all() or x.min() < 0 or x.max() > 16:
-            raise GenzooError(f"{images} holds values outside the levels 0..16 of digits")
-        model = ViTClassifier.load(run)
-        probs = model.predict_proba(x.astype(np.float32))
-    except GenzooError as e:
-        _fail(e)
+    try:
+        x = np.load(images, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise GenzooError(f"cannot read {images} as a .npy array ({e})") from None
+    model = load_vit(run)
+    shape, levels = tuple(model.shape), model.levels
+    if x.ndim == len(shape) and shape[0] == 1:
+        x = x[:, None]  # (N, H, W) for one-channel images
+    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
+        raise GenzooError(f"{images} holds shape {tuple(x.shape)}; give (N, {', '.join(map(str, shape))})"
+                          + (f" or (N, {shape[1]}, {shape[2]})" if shape[0] == 1 else "") + (f" images of levels 0..{levels - 1}" if levels else ""))
+    if not np.isfinite(x).all() or (levels and (x.min() < 0 or x.max() > levels - 1)):
+        raise GenzooError(f"{images} holds values outside the levels 0..{levels - 1} of the model's data" if levels
+                          else f"{images} holds NaN or infinite values")
+    probs = model.predict_proba(x.astype(np.float32)).cpu()
     labels = probs.argmax(1).tolist()
     confidence = probs.max(1).values.tolist()
     for i, (label, p) in enumerate(zip(labels, confidence)):
-        typer.echo(f"{i}\t{label}\t{p:.3f}")
+        say(f"{i}\t{label}\t{p:.3f}")
     if out is not None:
-        tmp = out.with_suffix(out.suffix + ".tmp")
-        tmp.write_text(json.dumps({"labels": labels, "probability": confidence}))
-        tmp.replace(out)
+        write_atomic_file(out, json.dumps({"labels": labels, "probability": confidence}))

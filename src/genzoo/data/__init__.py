@@ -1,4 +1,4 @@
-"""Datasets: built-in ``digits``, ``toy2d:<shape>``, ``pydocs`` and ``pycode``, or a path to the user's own files.
+"""Datasets: built-in ``digits``, ``toy2d:<shape>``, ``pydocs``, ``pycode`` and ``docsig`` (text pairs), or a path to the user's own files.
 
 >>> from genzoo.data import load_dataset
 >>> train = load_dataset("digits", "train")
@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from genzoo.data import captions, digits, domains, files, text, toy2d, typed_digits
+from genzoo.data import captions, digits, domains, files, pairs, text, toy2d, typed_digits
 from genzoo.data.base import Dataset, dequantize, from_signed_unit, to_signed_unit  # noqa: F401
 from genzoo.core.errors import GenzooError
 
@@ -20,12 +20,13 @@ TEXT_SUFFIXES = (".txt", ".md", ".jsonl")
 
 
 def builtin_names() -> list[str]:
-    return ["digits", captions.NAME, typed_digits.NAME, domains.BUILTIN] + [f"toy2d:{s}" for s in sorted(toy2d.GENERATORS)] + list(text.BUILTIN)
+    return ["digits", captions.NAME, typed_digits.NAME, domains.BUILTIN] + [f"toy2d:{s}" for s in sorted(toy2d.GENERATORS)] + list(text.BUILTIN) + [pairs.NAME]
 
 
 def is_text(name: str) -> bool:
-    """Whether ``name`` is a text corpus: pydocs, pycode, a .txt / .md / .jsonl file, or a folder of .txt / .md files."""
-    if name in text.BUILTIN or name.lower().endswith(TEXT_SUFFIXES):
+    """Whether ``name`` is text that needs a tokenizer: pydocs, pycode, docsig, a .txt / .md / .jsonl file
+    (text or input/target pairs: ``pairs.is_pairs``), or a folder of .txt / .md files."""
+    if name in text.BUILTIN or name == pairs.NAME or name.lower().endswith(TEXT_SUFFIXES):
         return True
     path = Path(name)
     if path.is_dir():
@@ -55,23 +56,26 @@ def load_dataset(name: str, split: str = "train", *, tokenizer=None) -> Dataset:
         if shape not in toy2d.GENERATORS:
             raise GenzooError(f"unknown toy2d shape {shape!r}; valid: {', '.join(sorted(toy2d.GENERATORS))}")
         return toy2d.load(shape, split)
+    if pairs.is_pairs(name):  # before text: a .jsonl of input/target pairs is not a token stream
+        return pairs.load(name, split, tokenizer or train_tokenizer(name))
     if is_text(name):
         return text_dataset(name, split, tokenizer or train_tokenizer(name))
     if Path(name).exists() or "/" in name or name.endswith((".npy", ".npz")):
         return files.load(name, split)
     raise GenzooError(
         f"unknown dataset {name!r}; valid datasets: {', '.join(builtin_names())}, "
-        "or a path to a folder of images / a .npy / .npz file / a .txt, .md or .jsonl file, "
+        "or a path to a folder of images / a .npy / .npz file / a .txt, .md or .jsonl file (text, or input/target pairs), "
         "or domains:ROOT (two image folders ROOT/A and ROOT/B) for translation"
     )
 
 
 @lru_cache(maxsize=8)
 def train_tokenizer(name: str, kind: str = "char", vocab_size: int | None = None):
-    """A tokenizer trained on the training split of text corpus ``name`` only (cached per process)."""
+    """A tokenizer trained on the training split of text corpus (or pairs data) ``name`` only (cached per process)."""
     from genzoo.data.tokenizer import TextTokenizer
 
-    return TextTokenizer.train(text.load_corpus(name, "train").documents, kind=kind, vocab_size=vocab_size)
+    texts = pairs.tokenizer_texts(name) if pairs.is_pairs(name) else text.load_corpus(name, "train").documents
+    return TextTokenizer.train(texts, kind=kind, vocab_size=vocab_size)
 
 
 def text_dataset(name: str, split: str, tokenizer) -> Dataset:

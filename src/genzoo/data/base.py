@@ -11,8 +11,9 @@ from genzoo.core.errors import GenzooError
 from genzoo.family import KINDS
 
 # The rank of ``x`` each kind holds: images (N, C, H, W), points (N, D), tokens (N, T) windows or one (T,) stream,
-# domains (N, 2, C, H, W): an image of domain A beside one of domain B (see genzoo.data.domains).
-RANKS = {"image": (4,), "points": (2,), "tokens": (1, 2), "domains": (5,)}
+# domains (N, 2, C, H, W): an image of domain A beside one of domain B (see genzoo.data.domains),
+# pairs (N, 2, L): input and target token ids, padded with -1 (see genzoo.data.pairs).
+RANKS = {"image": (4,), "points": (2,), "tokens": (1, 2), "domains": (5,), "pairs": (3,)}
 
 
 @dataclass
@@ -117,7 +118,7 @@ class Dataset:
         }
         if self.meta.get("text"):  # every example has a caption (meta["captions"]): text-to-image data
             spec["text"] = True
-        if self.kind == "tokens":
+        if self.kind in ("tokens", "pairs"):
             spec["vocab_size"] = self.meta.get("vocab_size")
             spec["eos_id"] = self.meta.get("eos_id")
         return spec

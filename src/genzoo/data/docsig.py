@@ -13,6 +13,9 @@ skipped; exact duplicate pairs within a split are kept once.
 Scores (``score``): exact match of the whole line, and character-level F1, the harmonic mean of
 precision and recall of the multiset of characters shared by prediction and reference (the
 SQuAD token F1, applied to characters), averaged over pairs.
+
+As a dataset, ``load_dataset("docsig", split)`` gives these pairs as "pairs" data (``genzoo.data.pairs``):
+``genzoo train t5 --data docsig``.
 """
 
 from __future__ import annotations

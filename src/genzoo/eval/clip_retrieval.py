@@ -40,6 +40,7 @@ def _distinct_images(data):
 
 def _text_to_image(sim: torch.Tensor, target: np.ndarray | None, labels: torch.Tensor, asked: np.ndarray) -> dict:
     """``sim`` (texts, images); ``target`` the paired image of each text (None: no pair)."""
+    sim = sim.cpu()
     top5 = sim.topk(min(5, sim.shape[1]), dim=1).indices
     out = {"n": int(sim.shape[0]),
            "class_match@1": float((labels[top5[:, 0]].numpy() == asked).mean()),
@@ -71,7 +72,7 @@ def _ideal_recall(texts: list[str], asked: np.ndarray, images, labels) -> dict:
 
 
 def retrieval_metrics(clip=None, split: str = "test") -> dict:
-    """Text -> image retrieval and zero-shot accuracy of ``clip`` (a CLIP, a folder, or None: the default)."""
+    """Text -> image retrieval and zero-shot accuracy of ``clip`` (a CLIP, a run folder, or None: the default)."""
     from genzoo.data import captions, load_dataset
 
     model = load_clip(clip)
@@ -95,7 +96,7 @@ def retrieval_metrics(clip=None, split: str = "test") -> dict:
         for name, flag in (("prompts", False), ("prompts_unseen", True)):
             texts = [(p, d) for d in range(10) for p in captions.prompts(d, unseen=flag)]
             result[name] = _text_to_image(sim([p for p, _ in texts]), None, labels, np.array([d for _, d in texts]))
-        read = (img @ model.encode_texts(zero_shot_prompts()).T).argmax(1)
+        read = (img @ model.encode_texts(zero_shot_prompts()).T).argmax(1).cpu()
     result["zero_shot_accuracy"] = float((read == labels).float().mean())
     return result
 

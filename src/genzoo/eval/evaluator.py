@@ -38,6 +38,7 @@ from torch.nn import functional as F
 
 from genzoo.core.atomic import write_atomic_file, write_atomic_with
 from genzoo.core.errors import GenzooError
+from genzoo.nn.affine import affine_warp
 
 ARCH_REVISION = 2  # bump when the network or its feature layer changes
 LEVELS = 17  # digits pixels are integer levels 0..16
@@ -120,19 +121,6 @@ def random_affine(x: torch.Tensor, settings: "TrainSettings", generator: torch.G
 
     u = torch.cat([uniform(n)[:, None], uniform(n)[:, None], uniform(n, 2)], 1)  # drawn in this order: same images as before
     return affine_warp(x, u, settings.max_rotation_deg, settings.max_scale, settings.max_shift)
-
-
-def affine_warp(x: torch.Tensor, u: torch.Tensor, max_rotation_deg: float, max_scale: float, max_shift: float) -> torch.Tensor:
-    """``random_affine`` with its draws given: ``u`` (N, 4) in [-1, 1] holds each image's rotation,
-    scaling and x/y shift as shares of their maxima (so a family draws them from its batch's stream)."""
-    angle = u[:, 0] * math.radians(max_rotation_deg)
-    scale = 1 + u[:, 1] * max_scale
-    shift = u[:, 2:] * (2 * max_shift / x.shape[-1])  # pixels -> normalised coords
-    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    # grid_sample pads with zeros; shift so that zero is the background.
-    return F.grid_sample(x + 1, grid, align_corners=False, padding_mode="zeros") - 1
 
 
 @contextlib.contextmanager

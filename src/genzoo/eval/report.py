@@ -46,6 +46,8 @@ from genzoo.eval.prdc import DEFAULT_K, prdc
 
 SAMPLE = "sample"  # the capability names of genzoo.models.base (kept literal: eval never imports models)
 LOG_PROB = "log_prob"
+CLASSIFY = "classify"
+SCORE = "score"
 FLOOR_SEED = 0  # which training images form the floor: fixed, so floors never move with ``seed``
 DIGIT_IMAGES = ("digits", "captioned-digits")  # datasets of sklearn's digits images: digits metrics apply
 MEMORIZATION_HELDOUT_MAX = 2000  # test examples held out (toy2d has 10,000); p5 from 2000 is good to ~0.5%
@@ -117,9 +119,33 @@ def evaluate(
                                               options=nll_options, say=say))
         elif nll:
             notes.append("model has no log_prob: no NLL")
+        if CLASSIFY in capabilities and test.y is not None:
+            say("test accuracy")
+            metrics.update(classify_metrics(model, test))
+        if SCORE in capabilities and data_name == "captioned-digits":
+            say("held-out text -> image retrieval")
+            metrics.update(retrieval_summary(model))
     if notes:
         metrics["notes"] = "; ".join(notes)
     return metrics
+
+
+def classify_metrics(model, test, batch_size: int = 512) -> dict:
+    """A classifier's accuracy and cross-entropy (nats) on the test split."""
+    probs = model.predict_proba(test.x, batch_size=batch_size).cpu()
+    y = test.y.long()
+    return {"test_accuracy": float((probs.argmax(1) == y).float().mean()),
+            "test_cross_entropy": float(-probs[torch.arange(len(y)), y].clamp_min(1e-12).log().mean())}
+
+
+def retrieval_summary(model) -> dict:
+    """An image-text model's held-out retrieval on captioned-digits/test (``eval.clip_retrieval``), flattened."""
+    from genzoo.eval.clip_retrieval import retrieval_metrics
+
+    m = retrieval_metrics(model, "test")
+    return {"zero_shot_accuracy": m["zero_shot_accuracy"], "retrieval_R@1": m["paired"]["R@1"], "retrieval_R@5": m["paired"]["R@5"],
+            "retrieval_class_match@1": m["paired"]["class_match@1"],
+            "retrieval_unseen_class_match@1": m["prompts_unseen"]["class_match@1"], "retrieval_chance_R@1": m["chance_R@1"]}
 
 
 def _evaluate_text(model, data_name, test, metrics, *, n_samples, seed, nll, sampler_options, say) -> dict:
@@ -366,6 +392,13 @@ _ROWS = [
     ("prompt_accuracy_unseen", "  unseen phrasings, CFG", "higher"),
     ("clip_score", "CLIP score, CFG", "higher"),
     ("mmd2", "MMD^2 (RBF mix)", "lower"),
+    ("test_accuracy", "test accuracy", "higher"),
+    ("test_cross_entropy", "test cross-entropy", "lower"),
+    ("zero_shot_accuracy", "zero-shot digit acc.", "higher"),
+    ("retrieval_R@1", "text->image R@1", "higher"),
+    ("retrieval_R@5", "text->image R@5", "higher"),
+    ("retrieval_class_match@1", "text->image class@1", "higher"),
+    ("retrieval_unseen_class_match@1", "  unseen prompts, class", "higher"),
     ("nll_nats_per_image", "test NLL (nats/image)", "lower"),
     ("nll_bits_per_dim", "test NLL (bits/dim)", "lower"),
     ("nll_nats_per_point", "test NLL (nats/point)", "lower"),
@@ -398,6 +431,9 @@ def format_report(metrics: dict) -> str:
     if "prompt_guidance" in metrics:
         lines.append(f"prompts: {metrics['prompt_per_digit']} per digit, read by the digits evaluator; CFG scale "
                      f"w={metrics['prompt_guidance']:g}; chance 0.1; floor: the evaluator's accuracy on real test images")
+    if "retrieval_chance_R@1" in metrics:
+        lines.append(f"retrieval: each test caption ranks the test images (chance R@1 {metrics['retrieval_chance_R@1']:.4f}); "
+                     "class: the top image shows the asked digit; `genzoo clip eval RUN` gives the whole table")
     alarm = alarm_from_metrics(metrics)
     if alarm is not None:
         lines.append("mode-collapse alarm: " + ("RAISED: " + "; ".join(alarm["reasons"]) if alarm["alarm"]

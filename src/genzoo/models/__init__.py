@@ -12,3 +12,6 @@ from genzoo.models import ebm  # noqa: F401
 from genzoo.models import gan  # noqa: F401
 from genzoo.models import cyclegan  # noqa: F401
 from genzoo.models import stylegan  # noqa: F401
+from genzoo.models import vit  # noqa: F401
+from genzoo.models import clip  # noqa: F401
+from genzoo.models import t5  # noqa: F401

@@ -36,7 +36,12 @@ COMPLETE = "complete"  # fill in a partly observed example
 TRANSLATE = "translate"
 INFILL = "infill"
 INTERPOLATE = "interpolate"  # decode a path between two examples' latents
-CAPABILITIES = frozenset({SAMPLE, LOG_PROB, LABEL_CONDITION, TEXT_CONDITION, COMPLETE, TRANSLATE, INFILL, INTERPOLATE})
+SEQ2SEQ = "seq2seq"  # map an input text to an output text (generate_text)
+CLASSIFY = "classify"  # class probabilities of an example (predict_proba, predict)
+SCORE = "score"  # agreement of an example with a text (score)
+EMBED = "embed"  # one vector per text (embed)
+CAPABILITIES = frozenset({EMBED, SAMPLE, LOG_PROB, LABEL_CONDITION, TEXT_CONDITION, COMPLETE, TRANSLATE, INFILL, INTERPOLATE, SEQ2SEQ,
+                          CLASSIFY, SCORE})
 
 
 @dataclass
@@ -150,6 +155,30 @@ class GenerativeModel(nn.Module):
     def translate(self, x: torch.Tensor, direction: str = "A", **options) -> torch.Tensor:
         """Map images of domain ``direction`` ("A" or "B") into the other domain (unpaired translation)."""
         raise self._cannot(TRANSLATE, "translate between image domains")
+
+    def predict_proba(self, x: torch.Tensor, **options) -> torch.Tensor:
+        """(N, num_classes) class probabilities of each example."""
+        raise self._cannot(CLASSIFY, "classify")
+
+    def predict(self, x: torch.Tensor, **options) -> torch.Tensor:
+        """The most probable class of each example."""
+        return self.predict_proba(x, **options).argmax(1)
+
+    def score(self, x: torch.Tensor, texts: list[str], **options) -> torch.Tensor:
+        """(N, len(texts)) agreement of each example with each text, higher where they agree."""
+        raise self._cannot(SCORE, "score examples against text")
+
+    def generate_text(self, texts: list[str] | str, **options) -> list[str]:
+        """An output text for each input text (text-to-text)."""
+        raise self._cannot(SEQ2SEQ, "map input texts to output texts")
+
+    def fill(self, texts: list[str] | str, **options) -> list[dict]:
+        """Each text with its ``[MASK]`` tokens filled in (masked-LM infilling)."""
+        raise self._cannot(INFILL, "fill in [MASK] tokens")
+
+    def embed(self, texts: list[str], **options) -> torch.Tensor:
+        """(N, dim) vectors of ``texts``."""
+        raise self._cannot(EMBED, "embed texts")
 
     def _cannot(self, capability: str, verb: str) -> GenzooError:
         return GenzooError(f"{self.family or type(self).__name__} cannot {verb}; families that can have "

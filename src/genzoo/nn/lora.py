@@ -214,25 +214,9 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def base_info(path: str | Path) -> dict:
-    """Where a base model comes from: a genzoo run/checkpoint (its resolved folder and the sha256 of
-    its model.safetensors) or a local Hugging Face folder (the sha256 of each *.safetensors file)."""
-    from genzoo.tasks.textgen import is_hf_folder
-
-    path = Path(path).resolve()
-    if is_hf_folder(path):
-        return {"kind": "huggingface", "path": str(path),
-                "sha256": {f.name: file_sha256(f) for f in sorted(path.glob("*.safetensors"))}}
-    from genzoo.runs.checkpoint import resolve_checkpoint
-
-    ckpt = resolve_checkpoint(path)
-    return {"kind": "genzoo", "path": str(path), "checkpoint": str(ckpt),
-            "sha256": {"model.safetensors": file_sha256(ckpt / "model.safetensors")}}
-
-
 def save_adapter(model: nn.Module, directory: str | Path, base: dict | None = None) -> Path:
     """Write ``adapter_model.safetensors`` (adapter weights only) and ``adapter_config.json`` into
-    ``directory``. ``base``: where the base came from (``base_info``), recorded as given."""
+    ``directory``. ``base``: where the base came from (``genzoo.tasks.finetune.base_info``), recorded as given."""
     from safetensors.torch import save_file
 
     cfg = getattr(model, "_lora_config", None)

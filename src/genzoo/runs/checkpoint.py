@@ -53,6 +53,16 @@ def load_model(directory: str | Path, map_location="cpu"):
     return GenerativeModel.from_pretrained(resolve_checkpoint(directory), map_location)
 
 
+def run_data(run: str | Path, model) -> str:
+    """The dataset a run was trained on (its run.json), else the one named in the model's data spec."""
+    import json
+
+    run_file = run_root(resolve_checkpoint(run)) / "run.json"
+    if run_file.is_file():
+        return json.loads(run_file.read_text())["data"]
+    return model.data_spec["name"]
+
+
 def load_trainer_state(directory: str | Path) -> dict:
     f = Path(directory) / "trainer_state.pt"
     if not f.is_file():

@@ -32,6 +32,7 @@ import numpy as np
 
 from genzoo.core.errors import GenzooError
 from genzoo.store import search as S
+from genzoo.store.encoders import default_encoder
 from genzoo.store.records import KINDS, ROLES, VISIBILITIES, Feedback, Generation, Hit, ModelRecord, NewGeneration, User, sha256_hex
 
 LOCAL_ADMIN = "local"
@@ -78,19 +79,19 @@ class Store:
     @classmethod
     def open(cls, url_or_path: str | Path | None = None, *, api_key: str | None = None, encoder="default", redact=True,
              keyring=None, sensitive=(), embed_on_write: bool = True, read_url: str | None = None) -> "Store":
-        """Open (creating or upgrading) a store. ``encoder``: "default" (all-MiniLM-L6-v2, loaded on first
-        use), None (keyword search only) or an object with ``space``, ``dim``, ``kind`` and ``encode``.
+        """Open (creating or upgrading) a store. ``encoder``: "default" (the registered default:
+        all-MiniLM-L6-v2, loaded on first use, once ``genzoo.tasks`` is imported; see
+        ``genzoo.store.encoders``), None (keyword search only) or an object with ``space``, ``dim``,
+        ``kind`` and ``encode``.
         ``redact``: True (genzoo's PII redaction), False, or a callable str -> str.
         ``sensitive``: fields stored encrypted (``prompt``, ``text``), with ``keyring`` or the key
         from the environment (see ``genzoo.store.crypto``). ``read_url`` (PostgreSQL): a hot standby
         that serves reads and searches while writes go to ``url_or_path``, the primary."""
+        if isinstance(encoder, str) and encoder == "default":  # chosen by the layer above (genzoo.store.encoders)
+            encoder = default_encoder()  # before the file is touched: a refusal leaves nothing behind
         backend = open_backend(url_or_path, read_url=read_url)
         try:
             user = _authenticate(backend, api_key if api_key is not None else os.environ.get(ENV_KEY))
-            if encoder == "default":
-                from genzoo.tasks.encoders import MiniLMEncoder
-
-                encoder = MiniLMEncoder()
             if redact is True:
                 redact = _default_redactor()
             elif redact is False:

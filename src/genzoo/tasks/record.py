@@ -27,8 +27,9 @@ def open_for_cli(store_path: Path | None):
     CLI writes without loading the text encoder (seconds to import); vectors are made by the
     first search that needs them."""
     from genzoo.store.api import Store
+    from genzoo.tasks.encoders import MiniLMEncoder
 
-    return Store.open(store_path, embed_on_write=False)
+    return Store.open(store_path, encoder=MiniLMEncoder(), embed_on_write=False)
 
 
 def weights_sha256(folder: Path) -> str:

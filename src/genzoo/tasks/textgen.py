@@ -9,40 +9,26 @@ weights), or a local Hugging Face Llama / Mistral / Qwen2 folder (``config.json`
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from genzoo.core.errors import GenzooError
+from genzoo.runs.load import hf_model_type
 
 VERIFIERS = ("python",)
 
 
 def is_hf_folder(path: str | Path) -> bool:
-    f = Path(path) / "config.json"
-    if not f.is_file():
-        return False
-    try:
-        return "model_type" in json.loads(f.read_text())
-    except (json.JSONDecodeError, OSError):
-        return False
+    return hf_model_type(path) is not None
 
 
 def load_text_model(path: str | Path, device: str = "cpu"):
     """(model, tokenizer) from a genzoo run/checkpoint folder or a local Hugging Face folder."""
-    from genzoo.data.tokenizer import TextTokenizer
+    from genzoo.runs.load import load
 
-    if is_hf_folder(path):
-        from genzoo.models.hf.loader import load_hf_causal_lm
-
-        model = load_hf_causal_lm(path, device=device)
-        model.tokenizer = TextTokenizer.from_hf_folder(path)
-    else:
-        from genzoo.runs.checkpoint import load_model
-
-        model = load_model(path, device)
+    model = load(path, device)
     if getattr(model, "tokenizer", None) is None or not hasattr(model, "new_cache"):
         raise GenzooError(f"{path} holds a {model.family} model, not a text model with a tokenizer; "
                           "generate needs a text family's run (genzoo train gpt --data pydocs) or a Hugging Face folder")

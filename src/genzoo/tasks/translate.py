@@ -13,16 +13,16 @@ from genzoo.viz.cyclegan import save_translation_grid, test_split_of, translatio
 def translate_run(run: str | Path, side: str, out: str | Path, n: int = 32, data_name: str | None = None) -> dict:
     """``genzoo translate``: load the run, translate the first ``n`` test images of domain ``side``,
     write the grid; returns what was done (and the mean round-trip error in levels)."""
-    from genzoo import api
     from genzoo.data import load_dataset
+    from genzoo.runs.checkpoint import load_model, run_data  # not genzoo.api: it is a layer above tasks
 
-    model = api.load(run)
+    model = load_model(run)
     if "translate" not in model.capabilities:
         raise GenzooError(f"{run} holds a {model.family} model, which cannot translate; train a cyclegan on two domains "
                           "(genzoo train cyclegan --data digits2typed)")
     if n < 1:
         raise GenzooError(f"--n must be at least 1, got {n}")
-    name = data_name or api.run_data(run, model)
+    name = data_name or run_data(run, model)
     test = load_dataset(name, "test")
     path = save_translation_grid(model, test, side, out, n)
     x = domain_images(test, side)[0][:n]

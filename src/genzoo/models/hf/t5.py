@@ -21,6 +21,7 @@ id, which is genzoo's convention; ``num_sentinels`` is read from the tokenizer w
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -54,6 +55,7 @@ def hf_t5_config(hf: dict, num_sentinels: int = 100) -> T5Config:
             tie_lm_head=tie, scale_logits=scale, num_sentinels=min(num_sentinels, vocab - 3),
             pad_token_id=int(hf.get("pad_token_id", 0)), eos_token_id=int(hf.get("eos_token_id", 1)),
             decoder_start_token_id=int(hf.get("decoder_start_token_id", hf.get("pad_token_id", 0))),
+            max_input_tokens=int(hf.get("n_positions") or 512),  # what generate_text keeps of an input by default
         )
     except KeyError as e:
         raise GenzooError(f"config.json lacks {e.args[0]!r}, which a T5 config has") from None
@@ -114,6 +116,15 @@ def _tokenizer(folder: Path):
         return TextTokenizer.from_hf_folder(folder)
     except GenzooError:
         return None
+
+
+def is_hf_t5_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a Hugging Face T5 folder (its config.json says ``model_type: t5``)."""
+    f = Path(path) / "config.json"
+    try:
+        return f.is_file() and json.loads(f.read_text()).get("model_type") == "t5"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def load_hf_t5(folder: str | Path, *, device: str | torch.device = "cpu") -> T5:

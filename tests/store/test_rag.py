@@ -1,6 +1,8 @@
 """RAG: chunking that round-trips, indexing with chunk dedup and document versions, hybrid retrieval
 that finds a planted chunk, prompts that fit the model's context, and answers recorded with links
 to their sources (a tiny Hugging Face Llama as the model; the numpy HashingEncoder as embedder).
+Indexing, retrieval and recording are the store's (``genzoo.store.rag``); the prompt and the model
+call are ``genzoo.tasks.rag``'s.
 Every test that touches a store runs on SQLite and on PostgreSQL (a real server, see pg_server.py)."""
 
 import ast
@@ -14,7 +16,8 @@ from genzoo.core.errors import GenzooError
 from genzoo.store import graph, rag
 from genzoo.store.api import Store
 from genzoo.store.chunking import chunk_document
-from genzoo.tasks.encoders import HashingEncoder
+from genzoo.store.encoders import HashingEncoder
+from genzoo.tasks import rag as rag_task
 
 from test_store import db  # noqa: F401  (the store's location, per test: a SQLite file or a PostgreSQL database)
 
@@ -155,17 +158,37 @@ def test_another_users_private_documents_are_not_retrieved(store, db, docs, tmp_
         with pytest.raises(GenzooError, match="role"):
             rag.index_paths(rob, [docs])
         with pytest.raises(GenzooError, match="--no-store"):
-            rag.ask(rob, "zorblax?", tmp_path / "no-model-needed-to-refuse")
+            rag_task.ask(rob, "zorblax?", tmp_path / "no-model-needed-to-refuse")
 
 
 def test_the_prompt_fits_the_budget_and_keeps_the_question():
     sources = [rag.Source(i, f"/d{i}.md", 1, 2, "alpha beta gamma " * 40) for i in range(1, 5)]
     count = lambda t: len(t.split())  # noqa: E731
-    prompt, used = rag.build_prompt("what is alpha?", sources, count, budget=150)
+    prompt, used = rag_task.build_prompt("what is alpha?", sources, count, budget=150)
     assert count(prompt) <= 150 and prompt.endswith("Question: what is alpha?\nAnswer:")
     assert 1 <= len(used) < 4 and "[1] d1.md:1-2\nalpha beta" in prompt
     with pytest.raises(GenzooError, match="shorter question"):
-        rag.build_prompt("why " * 200, sources, count, budget=150)
+        rag_task.build_prompt("why " * 200, sources, count, budget=150)
+
+
+def test_the_store_records_an_answer_from_plain_data(store, db, docs):
+    """The store's half of ``ask`` with no model: a manifest dict and a ModelRecord in, the question,
+    the answer and its grounded links out, in one write (a reader is refused and nothing is written)."""
+    from genzoo.store.records import ModelRecord
+
+    rag.index_paths(store, [docs], chunk_chars=300, overlap=40)
+    used = rag.retrieve(store, "zorblax valve", k=2, mode="keyword")
+    model = ModelRecord(name="tiny", family="hf", checkpoint_uri="/m", checkpoint_sha256="0" * 64)
+    gid = rag.record_answer(store, "zorblax?", "at 37", used, manifest={"format": "test/1", "seed": 3}, model=model, seed=3)
+    g = store.get(gid)
+    assert (g.prompt, g.text, g.seed, g.synthetic, g.manifest["format"]) == ("zorblax?", "at 37", 3, True, "test/1")
+    grounded = [e for e in graph.edges(store, ("generation", gid), "in") if e.relation == "grounded"]
+    assert sorted((e.weight, e.src) for e in grounded) == [(float(i), ("chunk", s.chunk_id)) for i, s in enumerate(used, 1)]
+    _, rkey = store.create_user("rob", "reader")
+    n = store.backend.count("generations")
+    with Store.open(db, api_key=rkey, encoder=None) as rob, pytest.raises(GenzooError, match="--no-store"):
+        rag.record_answer(rob, "q", "a", used, manifest={}, model=model)
+    assert store.backend.count("generations") == n
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +203,7 @@ def tiny_llama(tmp_path_factory):
 
 def test_an_answer_is_recorded_with_links_to_its_sources(store, docs, tiny_llama):
     rag.index_paths(store, [docs], chunk_chars=300, overlap=40)
-    a = rag.ask(store, "when does the zorblax valve open?", tiny_llama, k=3, max_tokens=8)
+    a = rag_task.ask(store, "when does the zorblax valve open?", tiny_llama, k=3, max_tokens=8)
     assert len(a.prompt) > 0 and a.sources and "zorblax" in a.sources[0].text
     from genzoo.tasks.textgen import load_text_model
 
@@ -188,7 +211,7 @@ def test_an_answer_is_recorded_with_links_to_its_sources(store, docs, tiny_llama
     assert len(tok.encode(a.prompt)) <= 128 - 8  # the tiny model's context is 128 tokens
     g = store.get(a.generation_id)
     assert g.prompt == "when does the zorblax valve open?" and g.text == a.text and g.synthetic
-    assert g.manifest["format"] == rag.RAG_FORMAT and g.manifest["input"] == a.prompt
+    assert g.manifest["format"] == rag_task.RAG_FORMAT and g.manifest["input"] == a.prompt
     assert [s["chunk_id"] for s in g.manifest["sources"]] == [s.chunk_id for s in a.sources]
     led_to = dict(graph.lineage(store, ("generation", g.id)))
     assert {("chunk", s.chunk_id) for s in a.sources} <= set(led_to)

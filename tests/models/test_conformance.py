@@ -28,11 +28,16 @@ from genzoo.core.errors import GenzooError
 from genzoo.family import FAMILIES, register
 from genzoo.models.base import (
     CAPABILITIES,
+    CLASSIFY,
     COMPLETE,
+    EMBED,
+    INFILL,
     INTERPOLATE,
     LABEL_CONDITION,
     LOG_PROB,
     SAMPLE,
+    SCORE,
+    SEQ2SEQ,
     TEXT_CONDITION,
     TRANSLATE,
     GenerativeModel,
@@ -42,7 +47,22 @@ from genzoo.registry import families, get_family
 from genzoo.train import Trainer, TrainConfig, distributed
 from interrupt import crash_at
 
-KIND_DATA = {"image": "digits", "points": "toy2d:moons", "tokens": "pydocs", "domains": "digits2typed"}  # a built-in dataset per data kind
+KIND_DATA = {"image": "digits", "points": "toy2d:moons", "tokens": "pydocs", "domains": "digits2typed", "pairs": "docsig"}  # a built-in dataset per data kind
+
+
+KIND_DATA["image+text"] = "captioned-digits"  # captioned images, for a family that refuses plain ones (clip)
+
+
+def _data_key(info, variant: str, kind: str) -> str:
+    """The KIND_DATA key a case runs on: its kind, or ``kind+text`` where the family refuses the
+    kind's dataset (clip needs captions) and a captioned one exists."""
+    if f"{kind}+text" not in KIND_DATA:
+        return kind
+    try:
+        info.model_class.default_config(load_dataset(KIND_DATA[kind]).spec(), variant)
+        return kind
+    except GenzooError:
+        return f"{kind}+text"
 
 
 def _cases() -> list:
@@ -52,7 +72,8 @@ def _cases() -> list:
             continue
         for variant in info.variants:
             for kind in info.kinds_of(variant):  # a variant may handle fewer kinds (labelled images only)
-                out.append(pytest.param(name, variant, kind, id=f"{name}-{variant}-{kind}"))
+                key = _data_key(info, variant, kind)
+                out.append(pytest.param(name, variant, key, id=f"{name}-{variant}-{key}"))
     return out
 
 
@@ -122,7 +143,7 @@ def check_builds(family, variant, kind):
     assert isinstance(model, GenerativeModel) and model.family == family
     assert model.config.variant == variant
     assert model.capabilities <= CAPABILITIES, f"unknown capabilities {set(model.capabilities) - CAPABILITIES}"
-    assert kind in info.data_kinds and model.num_parameters() > 0
+    assert kind.removesuffix("+text") in info.data_kinds and model.num_parameters() > 0
     assert (model.likelihood in ("exact", "bound")) == (LOG_PROB in model.capabilities), "likelihood kind and capability disagree"
 
 
@@ -187,6 +208,14 @@ def check_save_then_load(family, variant, kind, tmp_path):
     if LOG_PROB in model.capabilities:
         x = examples(model, kind)
         torch.testing.assert_close(model.log_prob(x), loaded.log_prob(x), rtol=0, atol=0, equal_nan=True)
+    if CLASSIFY in model.capabilities:
+        x = examples(model, kind)
+        assert torch.equal(model.predict_proba(x), loaded.predict_proba(x))
+    if SCORE in model.capabilities:
+        x = examples(model, kind)
+        assert torch.equal(model.score(x, ["a handwritten seven", "the digit 3"]), loaded.score(x, ["a handwritten seven", "the digit 3"]))
+    if SEQ2SEQ in model.capabilities:  # the tokenizer travels with the weights
+        assert model.generate_text(["def f(x):"], max_new_tokens=4) == loaded.generate_text(["def f(x):"], max_new_tokens=4)
 
 
 def check_same_seed_same_samples(family, variant, kind):
@@ -270,7 +299,40 @@ def check_capabilities(family, variant, kind):
         refused(lambda: model.translate(test[:2, 0], "C"))  # no such domain
     else:
         refused(lambda: model.translate(test[:2], "A"))
-    for cap in caps - {SAMPLE, LOG_PROB, LABEL_CONDITION, TEXT_CONDITION, COMPLETE, INTERPOLATE, TRANSLATE}:
+    if SEQ2SEQ in caps:  # text in, text out: one string per input, the same again under greedy decoding
+        texts = ["Return the sum of a and b.", "Close the file."]
+        outputs = model.generate_text(texts, max_new_tokens=4)
+        assert isinstance(outputs, list) and len(outputs) == 2 and all(isinstance(t, str) for t in outputs)
+        assert outputs == model.generate_text(texts, max_new_tokens=4)
+    else:
+        refused(lambda: model.generate_text(["Close the file."]))
+    if CLASSIFY in caps:  # class probabilities, one row per example; predict is their argmax
+        probs = model.predict_proba(test[:4])
+        assert probs.shape == (4, model.config.num_classes) and torch.allclose(probs.sum(1), torch.ones(4))
+        assert torch.equal(model.predict(test[:4]), probs.argmax(1))
+        refused(lambda: model.predict_proba(torch.full_like(test[:2], float("nan"))))
+    else:
+        refused(lambda: model.predict_proba(test[:2]))
+    if SCORE in caps:  # example-text agreement: one finite score per (example, text)
+        scores = model.score(test[:3], ["a handwritten seven", "the digit 3"])
+        assert scores.shape == (3, 2) and torch.isfinite(scores).all()
+        refused(lambda: model.score(test[:2], [""]))  # an empty text
+    else:
+        refused(lambda: model.score(test[:2], ["a handwritten seven"]))
+    if INFILL in caps and getattr(model.config, "mlm_head", True):  # one candidate list per [MASK], best first
+        (filled,) = model.fill(["the [MASK] of a file"], top_k=3)
+        assert isinstance(filled["text"], str) and len(filled["masks"]) == 1 and len(filled["masks"][0]) == 3
+        probs = [p for _, p in filled["masks"][0]]
+        assert probs == sorted(probs, reverse=True) and all(0 <= p <= 1 for p in probs)
+    else:
+        refused(lambda: model.fill(["the [MASK] of a file"]))
+    if EMBED in caps:  # one finite vector per text, the same text the same vector
+        v = model.embed(["open a file", "close it", "open a file"])
+        assert v.ndim == 2 and len(v) == 3 and torch.isfinite(v).all() and torch.allclose(v[0], v[2])
+    else:
+        refused(lambda: model.embed(["open a file"]))
+    for cap in caps - {SAMPLE, LOG_PROB, LABEL_CONDITION, TEXT_CONDITION, COMPLETE, INTERPOLATE, TRANSLATE, SEQ2SEQ, CLASSIFY, SCORE,
+                       INFILL, EMBED}:
         pytest.fail(f"no conformance check for capability {cap!r} yet: add one to check_capabilities")
 
 

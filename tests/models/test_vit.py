@@ -1,14 +1,17 @@
-"""ViT and DiT: patching, the adaLN-Zero start, DiT as the diffusion backbone, the ViT digits classifier."""
+"""ViT and DiT: patching, the adaLN-Zero start, DiT as the diffusion backbone, the ViT classifier family
+(its contract, resume and 2 processes = 1 included, is tests/test_conformance.py's)."""
 
 import pytest
 import torch
 
-from genzoo.data import load_dataset
+from genzoo import api
+from genzoo.data import Dataset, load_dataset
 from genzoo.core.errors import GenzooError
 from genzoo.models.base import Batch, BatchRandom, GenerativeModel
 from genzoo.models.diffusion import DiffusionModel
+from genzoo.models.vit import STEPS, ViT
 from genzoo.nn.vit import DiT, ViTEncoder, patchify, unpatchify
-from genzoo.models.vit_classifier import ViTClassifier, ViTClassifierConfig
+from genzoo.train import Trainer, TrainConfig
 
 TINY_DIT = {"backbone": "dit", "dit_width": 32, "dit_depth": 2, "heads": 2, "timesteps": 50}
 
@@ -134,28 +137,60 @@ def test_diffusion_with_dit_learns_samples_and_round_trips(digits, tmp_path):
     assert torch.equal(samples, again)
 
 
-# ---- ViT classifier ------------------------------------------------------------------
+# ---- the ViT classifier family ---------------------------------------------------------------
 def test_vit_classifier_beats_chance_by_far(digits):
     train, test = digits
     torch.set_num_threads(1)
     # every setting pinned (not the defaults, which are tuned for the long benchmark run)
-    tiny = ViTClassifierConfig(patch=4, width=32, depth=2, heads=2, epochs=8, dropout=0.1, seed=0,
-                               max_rotation_deg=15.0, max_scale=0.15, max_shift=1.0)
-    clf = ViTClassifier(tiny)
-    clf.fit(train.x, train.y)
-    accuracy = clf.score(test.x, test.y)
+    model = api.build_model("vit", train, overrides={"patch": 4, "width": 32, "depth": 2, "heads": 2, "dropout": 0.1,
+                                                     "max_rotation_deg": 15.0, "max_scale": 0.15, "max_shift": 1.0})
+    settings = TrainConfig(steps=128, batch_size=64, lr=2e-3, weight_decay=0.05, warmup_steps=13, min_lr_ratio=0.0,
+                           ema_decay=None, grad_clip=None, val_every=0, progress=False, device="cpu")
+    Trainer(model, train, settings).fit()
+    accuracy = model.accuracy(test.x, test.y)
     assert accuracy > 0.6, f"chance is 0.1; got {accuracy:.3f}"
-    assert clf.predict(test.x[:5]).shape == (5,)
-    probs = clf.predict_proba(test.x[:5])
+    assert model.predict(test.x[:5]).shape == (5,)
+    probs = model.predict_proba(test.x[:5, 0].numpy())  # (N, 8, 8) numpy is read too
     assert torch.allclose(probs.sum(1), torch.ones(5))
 
 
-def test_vit_classifier_refuses_bad_input(digits):
+def test_the_default_recipe_is_the_measured_one():
+    """300 epochs of 16 steps, lr 2e-3, weight decay 0.05, batch 64, a tenth warm-up then cosine to 0, no EMA
+    (benchmarks/README.md section 24), through the Trainer's own schedule."""
+    settings = api.train_config_for(ViT, load_dataset("digits", "train"))
+    assert (settings.steps, settings.batch_size, settings.lr, settings.weight_decay) == (STEPS, 64, 2e-3, 0.05) == (4800, 64, 2e-3, 0.05)
+    assert (settings.warmup_steps, settings.schedule, settings.min_lr_ratio, settings.ema_decay) == (480, "cosine", 0.0, None)
+    assert settings.select_best and settings.val_every > 0  # the weights best on validation are kept
+
+
+def test_augmentation_comes_from_the_batch_and_only_in_training(digits):
     train, _ = digits
-    clf = ViTClassifier()
-    with pytest.raises(GenzooError, match="fit"):
-        clf.predict(train.x[:2])
+    model = api.build_model("vit", train, overrides={"patch": 4, "width": 16, "depth": 1, "heads": 2})
+    batch = lambda step: Batch(train.x[:32], train.y[:32], BatchRandom(0, step, 32, 0))  # noqa: E731
+    with torch.no_grad():
+        model.train()
+        a, b, c = model.loss(batch(1)), model.loss(batch(1)), model.loss(batch(2))
+        model.eval()
+        d, e = model.loss(batch(1)), model.loss(batch(2))
+    assert a == b and a != c, "the same batch stream must give the same images, another stream others"
+    assert d == e, "eval mode (validation, prediction) sees the images as they are"
+
+
+def test_vit_refuses_bad_input(digits):
+    train, _ = digits
+    model = api.build_model("vit", train, overrides={"patch": 4, "width": 16, "depth": 1, "heads": 2})
     with pytest.raises(GenzooError, match="label"):
-        clf.fit(train.x[:10], train.y[:9])
-    with pytest.raises(GenzooError, match="0..9"):
-        clf.fit(train.x[:2], torch.tensor([0, 12]))
+        model.accuracy(train.x[:10], train.y[:9])
+    with pytest.raises(GenzooError, match="shape"):
+        model.predict(torch.zeros(3, 4, 4))
+    with pytest.raises(GenzooError, match="NaN"):
+        model.predict(torch.full((2, 1, 8, 8), float("nan")))
+    with pytest.raises(GenzooError, match="labels"):
+        model.loss(Batch(train.x[:4], None, BatchRandom(0, 0, 4, 0)))
+    unlabelled = Dataset("plain", "train", train.x[:64], levels=17, kind="image")
+    with pytest.raises(GenzooError, match="num_classes"):
+        api.build_model("vit", unlabelled)
+    with pytest.raises(GenzooError, match="does not handle points"):
+        api.build_model("vit", load_dataset("toy2d:moons", "train"))
+    with pytest.raises(GenzooError, match="cannot sample"):
+        model.sample(2)

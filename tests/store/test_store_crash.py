@@ -11,7 +11,7 @@ import time
 import pytest
 
 from genzoo.store.api import Store
-from genzoo.tasks.encoders import HashingEncoder
+from genzoo.store.encoders import HashingEncoder
 
 from test_store import db, is_pg  # noqa: F401  (db: the store's location, per test: a SQLite file or a PostgreSQL database)
 
@@ -21,7 +21,7 @@ BATCHES_BEFORE_KILL = 8
 INGEST = r"""
 import sys
 from genzoo.store.api import Store
-from genzoo.tasks.encoders import HashingEncoder
+from genzoo.store.encoders import HashingEncoder
 from genzoo.store.records import NewGeneration
 
 store = Store.open(sys.argv[1], encoder=HashingEncoder(), redact=False)

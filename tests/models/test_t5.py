@@ -1,15 +1,20 @@
 """T5: Hugging Face logits parity, relative position buckets, causality, KV cache, span corruption,
-training that lowers the loss, fine-tuning from JSONL, save/load, the docsig task and refusals."""
+training that lowers the loss, pairs data (JSONL, docsig), training through the Trainer, run folders,
+the CLI and refusals."""
 
 import json
 
 import pytest
 import torch
 
-from genzoo.data.docsig import char_f1, pairs_of_source, score
-from genzoo.data.tokenizer import TextTokenizer
+from genzoo import api
 from genzoo.core.errors import GenzooError
-from genzoo.models.t5 import IGNORE, T5, T5Config, finetune, read_pairs_jsonl, relative_position_bucket
+from genzoo.data import load_dataset
+from genzoo.data.docsig import char_f1, pairs_of_source, score
+from genzoo.data.pairs import PAD, is_pairs, read_jsonl
+from genzoo.data.tokenizer import TextTokenizer
+from genzoo.models.base import Batch, BatchRandom
+from genzoo.models.t5 import IGNORE, T5, T5Config, relative_position_bucket
 
 TINY = dict(width=32, d_kv=8, d_ff=64, layers=2, heads=4, num_buckets=8, max_distance=20, num_sentinels=8)
 
@@ -39,7 +44,9 @@ def hf_pair(request, tmp_path):
         for name, p in hf.named_parameters():
             p.copy_(1 + 0.2 * torch.randn_like(p) if "layer_norm" in name else 0.3 * torch.randn_like(p))
     hf.save_pretrained(tmp_path)
-    return hf, load_hf_t5(tmp_path)
+    ours = load_hf_t5(tmp_path)
+    assert isinstance(api.load(tmp_path), T5)  # api.load opens Hugging Face T5 folders too
+    return hf, ours
 
 
 def test_hf_logits_parity(hf_pair):
@@ -143,27 +150,21 @@ def test_span_corruption_hides_spans_behind_sentinels():
     assert torch.equal(again[0], inp) and not torch.equal(m.span_corruption(x, torch.Generator().manual_seed(1))[0], inp)
 
 
-def test_span_corruption_loss_falls_clearly_below_untrained():
+def test_span_corruption_pretraining_through_the_trainer_lowers_the_loss():
+    """Token data: the Trainer cuts the stream into windows and T5 trains by span corruption."""
+    from genzoo.data.base import Dataset
+    from genzoo.train import Trainer, TrainConfig
+
     torch.set_num_threads(1)
     text = "def add(a, b):\n    return a + b\n\nclass Point:\n    x = 0\n    y = 0\n" * 40
     tok = TextTokenizer.train(text, kind="char")
-    ids = torch.tensor(tok.encode(text))
-    windows = ids[: len(ids) // 24 * 24].view(-1, 24)
-    m = tiny(vocab=tok.vocab_size + 1 + 8)
-    held = torch.Generator().manual_seed(99)
-    with torch.no_grad():
-        before = float(m.span_corruption_loss(windows[:32], held))
-    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
-    g = torch.Generator().manual_seed(0)
-    m.train()
-    for _ in range(60):
-        loss = m.span_corruption_loss(windows[torch.randint(len(windows), (16,), generator=g)], g)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    m.eval()
-    with torch.no_grad():
-        after = float(m.span_corruption_loss(windows[:32], torch.Generator().manual_seed(99)))
+    stream = Dataset("toy", "train", torch.tensor(tok.encode(text)), meta={"vocab_size": tok.vocab_size, "eos_id": tok.eos_id}, kind="tokens")
+    m = tiny(vocab=tok.vocab_size + 1 + 8, window=24)
+    held = m.prepare_data(stream).eval_examples()[0][:32]
+    before = m.validation_loss(held, seed=99)  # the same corruption before and after: drawn from the seed
+    Trainer(m, stream, TrainConfig(steps=60, batch_size=16, lr=3e-3, warmup_steps=0, schedule="constant", ema_decay=None,
+                                   val_every=0, progress=False, device="cpu")).fit()
+    after = m.validation_loss(held, seed=99)
     assert after < before - 1.5, (before, after)
 
 
@@ -174,24 +175,95 @@ def test_gradients_reach_every_parameter():
     assert not missing
 
 
-def test_finetune_from_jsonl_then_save_load(tmp_path):
+WORDS = ["cat", "dog", "sun", "map", "cup", "pen", "box", "hat", "red", "bee", "fox", "owl"]
+
+
+def write_pairs(path, n=20):
+    rows = [{"input": f"{a} {b}", "target": f"{a} {b}".upper()} for a in WORDS for b in WORDS if a != b][:n]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    return [(r["input"], r["target"]) for r in rows]
+
+
+def test_trainer_learns_jsonl_pairs_then_run_folder_loads(tmp_path):
     torch.set_num_threads(1)
-    words = ["cat", "dog", "sun", "map", "cup", "pen", "box", "hat"]
     f = tmp_path / "pairs.jsonl"
-    f.write_text("\n".join(json.dumps({"input": w, "target": w.upper()}) for w in words) + "\n\n")
-    pairs = read_pairs_jsonl(f)
-    tok = TextTokenizer.train([a + b for a, b in pairs], kind="char")
-    m = tiny(vocab=tok.vocab_size + 1 + 8, eos_token_id=tok.eos_id)
-    m.tokenizer = tok
-    losses = finetune(m, pairs, steps=120, batch_size=8, lr=5e-3, seed=0)
-    assert losses[-1] < losses[0] / 4, (losses[0], losses[-1])
-    outputs = m.generate_text(words, max_new_tokens=6)
-    assert score(outputs, [w.upper() for w in words])["exact_match"] >= 0.75, outputs
-    m.save(tmp_path / "t5")
-    m.save(tmp_path / "t5")  # over an existing folder: replaced, not merged
-    loaded = T5.from_pretrained(tmp_path / "t5")
-    assert loaded.generate_text(words, max_new_tokens=6) == outputs
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.jsonl", "t5"]
+    write_pairs(f)
+    model, summary = api.train("t5", str(f), out=tmp_path / "run", model_overrides={**TINY, "dropout": 0.0}, steps=100,
+                               batch_size=8, lr=5e-3, warmup_steps=5, val_every=50, progress=False)
+    train = load_dataset(str(f), "train", tokenizer=model.tokenizer).meta["texts"]
+    outputs = model.generate_text([a for a, _ in train], max_new_tokens=12)
+    assert score(outputs, [b for _, b in train])["exact_match"] >= 0.75, outputs
+    loaded = api.load(tmp_path / "run")  # best/ (validation loss), tokenizer.json beside the weights
+    assert (tmp_path / "run" / "checkpoint" / "tokenizer.json").is_file() and summary["best_step"] in (50, 100)
+    assert loaded.generate_text([a for a, _ in train[:4]], max_new_tokens=12) == \
+        api.load(tmp_path / "run" / "best").generate_text([a for a, _ in train[:4]], max_new_tokens=12)
+
+
+def test_pairs_data_jsonl_split_and_encoding(tmp_path):
+    f = tmp_path / "pairs.jsonl"
+    pairs = write_pairs(f, n=30)
+    assert is_pairs(str(f)) and is_pairs("docsig")
+    splits = {s: load_dataset(str(f), s) for s in ("train", "val", "test")}
+    train = splits["train"]
+    assert train.kind == "pairs" and train.x.dtype == torch.long and train.x.shape[:2] == (24, 2)
+    assert [len(splits[s]) for s in ("val", "test")] == [3, 3]
+    texts = [p for s in splits.values() for p in s.meta["texts"]]
+    assert sorted(texts) == sorted(pairs)  # disjoint, and together every row
+    assert load_dataset(str(f), "val").meta["texts"] == splits["val"].meta["texts"]  # a fixed seed
+    tok = train.meta["tokenizer"]
+    a, b = train.meta["texts"][0]
+    row = train.x[0]
+    assert tok.decode(row[0][row[0] != PAD].tolist()) == a and tok.decode(row[1][row[1] != PAD].tolist()) == b
+    assert train.spec()["vocab_size"] == tok.vocab_size and train.spec()["kind"] == "pairs"
+    text = tmp_path / "text.jsonl"  # a .jsonl of {"text"} stays a text corpus (a token stream)
+    text.write_text("\n".join(json.dumps({"text": f"document {i} " * 20}) for i in range(60)))
+    assert not is_pairs(str(text)) and load_dataset(str(text), "train").kind == "tokens"
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "holds no pairs"),
+    ('{"input": "a", "target": "A"}\n{"input": "b"}\n', 'line 2: no "target" field'),
+    ('{"input": "a", "target": "A"}\nnot json\n', "line 2: not valid JSON"),
+    ('{"input": "a", "target": 3}\n', 'line 1: the "target" field is int'),
+    ('["a", "A"]\n', "line 1: expected an object"),
+])
+def test_bad_pairs_files_name_file_and_line(tmp_path, content, message):
+    f = tmp_path / "bad.jsonl"
+    f.write_text(content)
+    with pytest.raises(GenzooError, match=message) as e:
+        read_jsonl(f)
+    assert str(f) in str(e.value) and "\n" not in str(e.value)
+    few = tmp_path / "few.jsonl"
+    write_pairs(few, n=5)
+    with pytest.raises(GenzooError, match="too few for a val split"):
+        load_dataset(str(few), "val")
+
+
+def test_pair_tensors_cut_end_and_pad():
+    m = tiny(max_input_tokens=4, max_target_tokens=3)
+    x = torch.tensor([[[5, 6, 7, 8, 9], [5, PAD, PAD, PAD, PAD]], [[5, PAD, PAD, PAD, PAD], [7, 8, 9, 6, PAD]]])
+    ids, mask, labels = m.pair_tensors(x)
+    eos, pad = m.config.eos_token_id, m.config.pad_token_id
+    assert ids.tolist() == [[5, 6, 7, eos], [5, eos, pad, pad]] and mask.tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
+    assert labels.tolist() == [[5, eos, IGNORE], [7, 8, eos]]
+    with pytest.raises(GenzooError, match="token ids"):
+        m.pair_tensors(torch.full((1, 2, 3), 999))
+
+
+def test_randomness_comes_from_the_batch_stream():
+    """Span corruption and dropout draw from batch.rng: a process holding rows 2-3 of a batch of 4
+    sees what one process holding all 4 sees for them, and the same rng gives the same loss."""
+    m = tiny(dropout=0.2)
+    x = torch.randint(0, 40, (4, 40))  # 6 noise tokens in 2 spans (one span would leave nothing random)
+    whole = m.span_corruption(x, BatchRandom(0, 7, 4, 0))
+    half = m.span_corruption(x[2:], BatchRandom(0, 7, 4, 2))
+    assert torch.equal(whole[0][2:], half[0]) and torch.equal(whole[1][2:], half[1])
+    assert not torch.equal(whole[0], m.span_corruption(x, BatchRandom(0, 8, 4, 0))[0])
+    m.train()
+    pairs = torch.randint(0, 40, (4, 2, 9))
+    with torch.no_grad():
+        loss = [float(m.loss(Batch(pairs, None, BatchRandom(0, s, 4, 0)))) for s in (3, 3, 4)]
+    assert loss[0] == loss[1] != loss[2]  # dropout masks: a function of (seed, step)
 
 
 def test_seq2seq_loss_ignores_padding():
@@ -220,30 +292,32 @@ def test_refusals(tmp_path):
         T5(T5Config(data={"vocab_size": 10}, ffn="swish"))
     with pytest.raises(GenzooError, match="vocabulary size"):
         T5(T5Config())
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"input": "a"}\n')
-    with pytest.raises(GenzooError, match="'input' and 'target'"):
-        read_pairs_jsonl(bad)
     with pytest.raises(GenzooError, match="does not exist"):
-        read_pairs_jsonl(tmp_path / "missing.jsonl")
+        read_jsonl(tmp_path / "missing.jsonl")
+    with pytest.raises(GenzooError, match="cannot sample unconditionally.*t5 generate"):
+        tiny().sample(2)
     with pytest.raises(GenzooError, match="no tokenizer"):
         tiny().generate_text("hello")
     with pytest.raises(GenzooError, match="sentinels"):
         tiny(num_sentinels=1).span_corruption(torch.zeros(1, 40, dtype=torch.long))
 
 
-def test_cli_finetune_and_generate(tmp_path):
+def test_cli_train_generate_and_refusals(tmp_path):
     from typer.testing import CliRunner
 
     from genzoo.cli.main import app
 
     f = tmp_path / "pairs.jsonl"
-    f.write_text('{"input": "ab", "target": "AB"}\n{"input": "ba", "target": "BA"}\n')
+    write_pairs(f)
     runner = CliRunner()
-    r = runner.invoke(app, ["t5", "finetune", str(tmp_path / "m"), "--pairs", str(f), "--steps", "3", "--batch-size", "2"])
+    tiny_set = [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
+    r = runner.invoke(app, ["train", "t5", "--data", str(f), "--steps", "3", "--batch-size", "8", "--out", str(tmp_path / "m"),
+                            "--no-eval", *tiny_set])
     assert r.exit_code == 0, r.output
-    assert "3 steps" in r.output and (tmp_path / "m" / "tokenizer.json").is_file()
-    r = runner.invoke(app, ["t5", "generate", str(tmp_path / "m"), "ab", "--max-new-tokens", "3"])
-    assert r.exit_code == 0 and json.loads(r.output.splitlines()[0])["input"] == "ab"
+    assert (tmp_path / "m" / "checkpoint" / "tokenizer.json").is_file()
+    r = runner.invoke(app, ["t5", "generate", str(tmp_path / "m"), "cat dog", "--max-new-tokens", "3"])
+    assert r.exit_code == 0 and json.loads(r.output.splitlines()[0])["input"] == "cat dog", r.output
+    r = runner.invoke(app, ["sample", str(tmp_path / "m"), "--n", "2", "-o", str(tmp_path / "s.png")])
+    assert r.exit_code == 2 and "t5 cannot sample" in r.output
     r = runner.invoke(app, ["t5", "finetune", str(tmp_path / "n"), "--pairs", str(f), "--task", "docsig"])
     assert r.exit_code == 2 and "exactly one" in r.output

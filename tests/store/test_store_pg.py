@@ -9,7 +9,7 @@ import pytest
 from genzoo.core.errors import GenzooError
 from genzoo.store import pg_schema
 from genzoo.store.api import Store
-from genzoo.tasks.encoders import HashingEncoder
+from genzoo.store.encoders import HashingEncoder
 from genzoo.store.search import Filters
 
 psycopg = pytest.importorskip("psycopg")

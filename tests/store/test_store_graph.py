@@ -7,7 +7,7 @@ import pytest
 from genzoo.core.errors import GenzooError
 from genzoo.store import graph, rag, schema
 from genzoo.store.api import AccessDenied, Store
-from genzoo.tasks.encoders import HashingEncoder
+from genzoo.store.encoders import HashingEncoder
 from genzoo.store.records import ModelRecord
 
 from test_store import db  # noqa: F401  (the store's location, per test: a SQLite file or a PostgreSQL database)

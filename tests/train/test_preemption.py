@@ -34,7 +34,7 @@ TRAIN = ["train", "vae", "--data", "toy2d:moons", "--steps", str(STEPS), "--resu
 
 def _env() -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="400")  # wide: rich must not wrap the messages we read
-    env.setdefault("GENZOO_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "genzoo"))
+    env.setdefault("GENZOO_CACHE", str(Path(__file__).resolve().parents[2] / ".cache" / "genzoo"))
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         env.pop(var, None)
     return env

@@ -13,7 +13,8 @@ from genzoo import api
 from genzoo.cli.main import app
 from genzoo.core.errors import GenzooError
 from genzoo.store.api import Store
-from genzoo.tasks.encoders import DigitsImageEncoder, HashingEncoder
+from genzoo.store.encoders import HashingEncoder
+from genzoo.tasks.encoders import DigitsImageEncoder
 
 runner = CliRunner()
 BASE = ("the quick brown fox jumps over the lazy dog while the cat sleeps on the warm mat "
@@ -113,10 +114,12 @@ def test_dedup_cli_store_mode_reports_and_data_mode_still_works(tmp_path, monkey
     with open_store(db) as s:
         a = s.record(kind="text", text=BASE)
         b = s.record(kind="text", text=BASE + " ")
-    res = runner.invoke(app, ["dedup", "--store", str(db), "--json"])
+    res = runner.invoke(app, ["dedup", "--store", str(db), "--json"])  # the old spelling: a note on stderr, the JSON on stdout
     assert res.exit_code == 0, res.output
-    report = json.loads(res.output)
-    assert clusters(report) == {a: {b: "exact"}} and report["store"].endswith("s.db")
+    report = json.loads(res.stdout)
+    assert clusters(report) == {a: {b: "exact"}} and report["store"].endswith("s.db") and "genzoo store dedup" in res.stderr
+    res = runner.invoke(app, ["store", "dedup", "--store", str(db), "--json"])
+    assert res.exit_code == 0 and clusters(json.loads(res.stdout)) == {a: {b: "exact"}}
     res = runner.invoke(app, ["dedup", "--store", str(db), "--kind", "image"])
     assert res.exit_code == 0 and "duplicate image generations" in res.output
     res = runner.invoke(app, ["dedup", "--store", str(db), "--kind", "audio"])
@@ -125,15 +128,15 @@ def test_dedup_cli_store_mode_reports_and_data_mode_still_works(tmp_path, monkey
     assert res.exit_code != 0 and "only reports" in res.output
     monkeypatch.setenv("GENZOO_STORE", str(db))
     res = runner.invoke(app, ["dedup", "--store", "--json"])  # the default store
-    assert res.exit_code == 0 and clusters(json.loads(res.output)) == {a: {b: "exact"}}
+    assert res.exit_code == 0 and clusters(json.loads(res.stdout)) == {a: {b: "exact"}}
     docs = tmp_path / "docs.txt"
     docs.write_text(f"{BASE}\n\n{BASE}\n\nsomething else entirely")
     res = runner.invoke(app, ["dedup", str(docs), "--json"])
     assert res.exit_code == 0 and json.loads(res.output)["exact_duplicates"] == 1
     res = runner.invoke(app, ["dedup"])
-    assert res.exit_code != 0 and "--store" in res.output
+    assert res.exit_code != 0 and "genzoo store dedup" in res.output
     res = runner.invoke(app, ["dedup", str(docs), "--kind", "image"])
-    assert res.exit_code != 0 and "add --store" in res.output
+    assert res.exit_code != 0 and "genzoo store dedup --kind image" in res.output
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 
 from genzoo.store import schema
 from genzoo.store.api import Store
-from genzoo.tasks.encoders import HashingEncoder
+from genzoo.store.encoders import HashingEncoder
 from genzoo.store.sqlite import connect, migrate
 
 TABLES_V1 = ("users", "api_keys", "models", "prompts", "generations", "feedback", "audit_log")
