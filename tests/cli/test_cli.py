@@ -133,8 +133,27 @@ def test_eval_names_the_weights_and_keeps_eval_json_for_the_selected_ones(tmp_pa
 
 def test_vit_and_clip_are_listed_as_families_with_their_capabilities():
     assert families()["vit"].capabilities == {"classify"} and families()["clip"].capabilities == {"score"}
-    result = CliRunner().invoke(app, ["list"], env={"COLUMNS": "250"})
+    result = CliRunner().invoke(app, ["list", "--json"])
     assert result.exit_code == 0, result.output
-    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 2}
-    assert "classify" in rows["vit"] and "image" in rows["vit"]
-    assert "score" in rows["clip"] and "sample" not in rows["clip"]
+    listed = json.loads(result.output)["families"]
+    assert listed["vit"]["capabilities"] == ["classify"] and "image" in listed["vit"]["data"]
+    assert listed["clip"]["capabilities"] == ["score"] and listed["t5"]["capabilities"] == ["seq2seq"]
+    assert set(listed["bert"]["capabilities"]) == {"embed", "infill"} and "captioned-digits" in json.loads(result.output)["datasets"]
+    table = CliRunner().invoke(app, ["list"])  # the table names every family whole, at any terminal width
+    assert table.exit_code == 0 and all(name in table.output for name in listed)
+
+
+def test_an_error_is_one_unwrapped_line_in_a_narrow_terminal(tmp_path):
+    """The command as a user's shell runs it (not through CliRunner): at 40 columns, with a long
+    path, the error is one line on stderr that starts `error:` and holds the path whole."""
+    import os
+    import subprocess
+    import sys
+
+    missing = tmp_path / ("a-rather-long-folder-name-" * 4) / "run"
+    env = dict(os.environ, COLUMNS="40", TERM="xterm")
+    r = subprocess.run([sys.executable, "-m", "genzoo.cli", "sample", str(missing), "--no-store"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(missing) in lines[0], r.stderr

@@ -42,11 +42,13 @@ def test_train_eval_predict_from_the_cli(trained, tmp_path):
     images = tmp_path / "digits.npy"
     np.save(images, test.x[:20, 0].numpy())  # (N, 8, 8) is accepted too
     out = tmp_path / "labels.json"
-    predicted = runner.invoke(app, ["vit", "predict", str(trained), str(images), "--out", str(out)])
+    predicted = runner.invoke(app, ["classify", str(trained), str(images), "--out", str(out)])
     assert predicted.exit_code == 0, predicted.output
     labels = json.loads(out.read_text())["labels"]
     assert labels == api.load(trained).predict(test.x[:20]).tolist()
     assert len(predicted.output.strip().splitlines()) == 20
+    old = runner.invoke(app, ["vit", "predict", str(trained), str(images)])  # the old spelling
+    assert old.exit_code == 0 and "`genzoo classify`" in old.output and predicted.output in old.output, old.output
 
 
 def test_bad_runs_and_images_are_refused_clearly(trained, tmp_path):
@@ -56,10 +58,10 @@ def test_bad_runs_and_images_are_refused_clearly(trained, tmp_path):
     assert r.exit_code == 2 and "vit cannot sample" in r.output
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros((3, 4, 4)))
-    result = runner.invoke(app, ["vit", "predict", str(trained), str(bad)])
+    result = runner.invoke(app, ["classify", str(trained), str(bad)])
     assert result.exit_code == 2 and "(N, 1, 8, 8)" in result.output and "Traceback" not in result.output
     np.save(bad, np.full((2, 8, 8), 99.0))
-    result = runner.invoke(app, ["vit", "predict", str(trained), str(bad)])
+    result = runner.invoke(app, ["classify", str(trained), str(bad)])
     assert result.exit_code == 2 and "levels 0..16" in result.output
 
 

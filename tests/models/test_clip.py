@@ -246,13 +246,17 @@ def test_the_cli_scores_evaluates_and_searches_images(run, data, tmp_path):
 
     images = tmp_path / "x.npy"
     np.save(images, data[1].x[:3].numpy())
-    r = runner.invoke(app, ["clip", "score", str(run), "--prompt", SEVEN, str(images)])
+    r = runner.invoke(app, ["score", str(run), "--prompt", SEVEN, str(images)])
     assert r.exit_code == 0, r.output
     assert "mean cosine" in r.output and len([ln for ln in r.output.splitlines() if "reads as" in ln]) == 4
-    r = runner.invoke(app, ["clip", "score", str(run), "--prompt", "", str(images)])
+    old = runner.invoke(app, ["clip", "score", str(run), "--prompt", SEVEN, str(images)])  # the old spelling
+    assert old.exit_code == 0 and "`genzoo score`" in old.output and r.output in old.output, old.output
+    r = runner.invoke(app, ["score", str(run), "--prompt", "", str(images)])
     assert r.exit_code == 2 and "non-empty" in r.output
-    r = runner.invoke(app, ["clip", "score", str(tmp_path / "nope"), "--prompt", SEVEN, str(images)])
+    r = runner.invoke(app, ["score", str(tmp_path / "nope"), "--prompt", SEVEN, str(images)])
     assert r.exit_code == 2 and "does not exist" in r.output
+    r = runner.invoke(app, ["classify", str(run), str(images)])  # clip scores, it does not classify
+    assert r.exit_code == 2 and "'classify' capability" in r.output
     r = runner.invoke(app, ["clip", "eval", str(run)])
     assert r.exit_code == 0 and "R@1" in r.output and "zero-shot" in r.output
     r = runner.invoke(app, ["eval", str(run)])  # the generic report: held-out retrieval

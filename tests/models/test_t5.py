@@ -315,8 +315,14 @@ def test_cli_train_generate_and_refusals(tmp_path):
                             "--no-eval", *tiny_set])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "m" / "checkpoint" / "tokenizer.json").is_file()
-    r = runner.invoke(app, ["t5", "generate", str(tmp_path / "m"), "cat dog", "--max-new-tokens", "3"])
+    r = runner.invoke(app, ["generate", str(tmp_path / "m"), "cat dog", "--max-tokens", "3", "--greedy"])
     assert r.exit_code == 0 and json.loads(r.output.splitlines()[0])["input"] == "cat dog", r.output
+    expected = api.load(tmp_path / "m").generate_text(["cat dog"], max_new_tokens=3)[0]
+    assert json.loads(r.output.splitlines()[0])["output"] == expected
+    old = runner.invoke(app, ["t5", "generate", str(tmp_path / "m"), "cat dog", "--max-new-tokens", "3"])  # greedy by default
+    assert old.exit_code == 0 and "`genzoo generate`" in old.output and r.output in old.output, old.output
+    r = runner.invoke(app, ["generate", str(tmp_path / "m"), "cat dog", "--top-p", "0.9"])
+    assert r.exit_code == 2 and "does not take --top-p" in r.output
     r = runner.invoke(app, ["sample", str(tmp_path / "m"), "--n", "2", "-o", str(tmp_path / "s.png")])
     assert r.exit_code == 2 and "t5 cannot sample" in r.output
     r = runner.invoke(app, ["t5", "finetune", str(tmp_path / "n"), "--pairs", str(f), "--task", "docsig"])

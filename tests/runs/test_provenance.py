@@ -197,3 +197,12 @@ def test_reading_manifests_needs_no_torch(tmp_path):
         "assert 'torch' not in sys.modules, 'provenance imported torch'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_manifest_formats_are_frozen():
+    """Stored records name their manifest's format: a renamed format string (as a module move once
+    did to genzoo.textgen/1) would make every record written before it unreadable by `reproduce`."""
+    from genzoo.runs.manifest import MANIFEST_FORMAT, TEXT_FORMAT
+    from genzoo.tasks.rag import RAG_FORMAT
+
+    assert (MANIFEST_FORMAT, TEXT_FORMAT, RAG_FORMAT) == ("genzoo.manifest/1", "genzoo.textgen/1", "genzoo.rag/1")

@@ -32,7 +32,7 @@ def rated(db):
         for i in range(30):
             s.feedback(s.record(kind="text", text=f"def f{i}(x):\n    return x * {i}  # real code number {i}\n", synthetic=False), rating=5)
         for i in range(10):
-            s.feedback(s.record(kind="text", text=f"synthetic sample {i}", prompt="p: ", manifest={"format": "genzoo.tasks.textgen/1"}), rating=5)
+            s.feedback(s.record(kind="text", text=f"synthetic sample {i}", prompt="p: ", manifest={"format": "genzoo.textgen/1"}), rating=5)
         s.feedback(s.record(kind="text", text="a bad real one", synthetic=False), rating=1)
         s.feedback(s.record(kind="text", text="labeled real one", synthetic=False), label="keep")
         for level, synthetic in ((10, False), (200, False), (99, True)):

@@ -25,7 +25,7 @@ def write_v1_store(path):
     conn.execute("INSERT INTO models(name, family, config, checkpoint_sha256, metrics, lineage, created_at) "
                  "VALUES ('gpt-pydocs', 'gpt', '{\"layers\": 2}', 'ab12', '{\"bpc\": 2.1}', '{\"data\": \"pydocs\"}', 3.0)")
     conn.execute("INSERT INTO prompts(text, sha256, owner_id, conversation_id, turn, created_at) VALUES ('tell me about lambdas', 'x', 2, 'c9', 1, 4.0)")
-    manifest = json.dumps({"format": "genzoo.tasks.textgen/1", "seed": 7})
+    manifest = json.dumps({"format": "genzoo.textgen/1", "seed": 7})
     conn.execute("INSERT INTO generations(kind, model_id, family, prompt_id, owner_id, visibility, conversation_id, text, "
                  "content_sha256, manifest, seed, synthetic, created_at) VALUES ('text', 1, 'gpt', 1, 2, 'shared', 'c9', "
                  "'lambda expressions create anonymous functions', 'h', ?, 7, 1, 5.0)", (manifest,))

@@ -41,7 +41,7 @@ def _env() -> dict:
 
 
 def _command(out: Path) -> list[str]:
-    return [sys.executable, "-m", "genzoo.cli.main", *TRAIN, "--out", str(out)]
+    return [sys.executable, "-m", "genzoo.cli", *TRAIN, "--out", str(out)]
 
 
 def start(out: Path) -> subprocess.Popen:

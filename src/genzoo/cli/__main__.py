@@ -1,3 +1,5 @@
-from genzoo.cli.main import app
+"""``python -m genzoo.cli``: the `genzoo` command."""
 
-app()
+from genzoo.cli.main import main
+
+main()

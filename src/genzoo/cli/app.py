@@ -20,13 +20,15 @@ from genzoo.core.errors import GenzooError
 
 console = Console(stderr=True, soft_wrap=True)  # notes and errors
 out = Console(soft_wrap=True)  # results
+if not out.is_terminal:
+    # a pipe, a file or a test: nothing squeezes tables to $COLUMNS there, so every cell stays whole
+    # (a person at a narrow terminal gets rich's fitted table instead)
+    out.width = max(out.width, 160)
 
 
 def fail(e: Exception) -> None:
     """One red line on stderr and exit status 2: what every command does with a GenzooError."""
-    from rich.markup import escape
-
-    console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)  # messages may quote [brackets]
+    console.print(f"error: {e}", style="bold red", markup=False, highlight=False)  # messages may quote [brackets]
     raise typer.Exit(2)
 
 

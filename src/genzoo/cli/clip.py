@@ -39,32 +39,17 @@ def train_command(
     say(f"trained {summary['steps']} steps in {summary['train_seconds']:.0f} s{best}; saved {out}")
 
 
-def run_score(run: Path, prompt: str, images: Path) -> dict:
-    import numpy as np
-
-    from genzoo.eval.prompt_agreement import prompt_agreement
-
-    if not prompt or not prompt.strip():
-        raise GenzooError("--prompt must be non-empty text, e.g. --prompt 'a handwritten seven'")
-    try:
-        x = np.load(images, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise GenzooError(f"cannot read {images} as a .npy array of digit images ({e})") from None
-    return prompt_agreement(run, x, prompt, per_image=True)
-
-
 @clip_app.command("score")
 def score_command(
     run: Path = typer.Argument(..., help="a run folder of `genzoo train clip`"),
     images: Path = typer.Argument(..., help=".npy of digit images, (N, 1, 8, 8) or (N, 8, 8), levels 0..16"),
     prompt: str = typer.Option(..., "--prompt", help="the text to compare every image with"),
 ) -> None:
-    """Per-image agreement (cosine in the CLIP space) of each image with the prompt, and what digit each reads as."""
-    r = run_score(run, prompt, images)
-    for i, (s, d) in enumerate(zip(r["per_image_score"], r["per_image_read_as"])):
-        say(f"{i}\t{s:.4f}\treads as {d}")
-    acc = "-" if r["reads_as_accuracy"] is None else f"{r['reads_as_accuracy']:.3f}"
-    say(f"mean cosine {r['clip_score']:.4f} over {r['n']} images; reads as the asked digit: {acc}")
+    """Old spelling of `genzoo score`: per-image agreement of each image with the prompt."""
+    from genzoo.cli.verbs import score
+
+    renamed("clip score", "score")
+    score(run, images, prompt)
 
 
 @clip_app.command("eval")

@@ -1,18 +1,17 @@
 """The `genzoo` command, assembled from one module per command group.
 
 - ``training``: list, train, sample, reproduce, eval, info, complete, translate, interpolate, bench
-- ``text``: generate, finetune, fill, embed
+- ``text``: generate (continue text, or map it with a text-to-text model), finetune, fill, embed
+- ``verbs``: classify, score (named by the capability, for any family that has it)
 - ``store``: `genzoo store search|graph|stats|export|dedup`, `genzoo rag index|ask`, `genzoo dedup DATA`
-- ``t5``, ``vit``, ``clip``: the verbs only those models have
+- ``t5``, ``vit``, ``clip``: the old per-model spellings (each prints the new one), and `vit eval` / `clip eval`
 
 Every command turns a ``GenzooError`` into one line on stderr and exit status 2 (``app.GenzooTyper``).
 """
 
 from __future__ import annotations
 
-from genzoo.cli import store, text, training
-from rich.markup import escape
-
+from genzoo.cli import store, text, training, verbs
 from genzoo.cli.app import GenzooTyper, console
 from genzoo.cli.clip import clip_app
 from genzoo.cli.t5 import t5_app
@@ -20,7 +19,7 @@ from genzoo.cli.vit import vit_app
 from genzoo.core.errors import GenzooError
 
 app = GenzooTyper(help="Train, sample and compare generative models.")
-for group in (training.app, text.app, store.app):
+for group in (training.app, text.app, verbs.app, store.app):
     app.add_typer(group)  # no name: their commands are top-level verbs
 app.add_typer(store.store_app, name="store")
 app.add_typer(store.rag_app, name="rag")
@@ -36,7 +35,7 @@ def main() -> None:  # pragma: no cover
     try:
         app()
     except GenzooError as e:
-        console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+        console.print(f"error: {e}", style="bold red", markup=False, highlight=False)
         sys.exit(2)
 
 

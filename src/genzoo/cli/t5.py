@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from genzoo.cli.app import GenzooTyper, note, say
+from genzoo.cli.app import GenzooTyper, note, renamed, say
 from genzoo.core.errors import GenzooError
 
 t5_app = GenzooTyper(help="T5 encoder-decoder: text-to-text generation (training: genzoo train t5 --data pairs.jsonl).")
@@ -95,11 +95,8 @@ def generate_command(
     top_k: Optional[int] = typer.Option(None, "--top-k"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Decode an output for each input text (greedy by default, KV-cached); one JSON line per input."""
-    import torch
+    """Old spelling of `genzoo generate` on a T5: an output for each input text (greedy by default); one JSON line per input."""
+    from genzoo.cli.text import map_texts
 
-    model = load_t5(run)
-    outputs = model.generate_text(texts, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                                  generator=torch.Generator().manual_seed(seed))
-    for text, output in zip(texts, outputs):
-        say(json.dumps({"input": text, "output": output}))
+    renamed("t5 generate", "generate")
+    map_texts(load_t5(run), list(texts), max_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)

@@ -16,8 +16,8 @@ app = GenzooTyper()
 
 @app.command()
 def generate(
-    run: Path = typer.Argument(..., help="a text model's run/checkpoint folder, or a local Hugging Face Llama/Mistral/Qwen2 folder"),
-    prompt: List[str] = typer.Argument(None, help="prompt(s) to continue (none: start a new document)"),
+    run: Path = typer.Argument(..., help="a text model's run/checkpoint folder (gpt, t5), or a local Hugging Face Llama/Mistral/Qwen2/T5 folder"),
+    prompt: List[str] = typer.Argument(None, help="prompt(s) to continue, or inputs of a text-to-text model (none: start a new document)"),
     max_tokens: int = typer.Option(100, "--max-tokens", help="new tokens at most"),
     temperature: float = typer.Option(1.0, help="0: greedy"),
     greedy: bool = typer.Option(False, "--greedy", help="the most likely token each step (temperature 0)"),
@@ -36,14 +36,26 @@ def generate(
     store: StoreOption = None,
     no_store: bool = typer.Option(False, "--no-store", help="do not record the generated text in the store"),
 ) -> None:
-    """Continue a prompt with a text model, streamed token by token; optionally constrained or verified."""
+    """Continue a prompt with a text model, streamed token by token; optionally constrained or verified.
+    A text-to-text model (t5) maps each input to an output instead: one JSON line per input."""
+    from genzoo.models.base import SEQ2SEQ
+    from genzoo.runs.load import load
     from genzoo.tasks import textgen
 
     if greedy:
         temperature = 0.0
     if sum(x is not None for x in (regex, json_schema, grammar)) > 1:
         raise GenzooError("give at most one of --regex, --json-schema, --grammar")
-    model, tokenizer = textgen.load_text_model(run, device)
+    model = load(run, device)
+    if SEQ2SEQ in model.capabilities:
+        unsupported = [flag for flag, given in (("--top-p", top_p != 1.0), ("--min-p", min_p > 0), ("--stop", stop),
+                                               ("--repetition-penalty", repetition_penalty != 1.0), ("--verify", verify),
+                                               ("--regex/--json-schema/--grammar", regex or json_schema or grammar)) if given]
+        if unsupported:
+            raise GenzooError(f"{model.family} maps inputs to outputs with --max-tokens, --temperature, --top-k and --seed; "
+                              f"it does not take {', '.join(unsupported)}")
+        return map_texts(model, list(prompt or []), max_tokens=max_tokens, temperature=temperature, top_k=top_k or None, seed=seed)
+    model, tokenizer = textgen.as_text_model(model, run)
     options = dict(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                    repetition_penalty=repetition_penalty, stop=stop, regex=regex,
                    json_schema=read_text_file(json_schema, "JSON schema"), grammar=read_text_file(grammar, "grammar"))
@@ -69,6 +81,18 @@ def generate(
     if not no_store:  # after the text is out: the note goes to stderr on a line of its own
         _record_texts(store, run, model, prompts, [r.text for r in results], seed, options)
     note(f"[{', '.join(f'{len(r.ids)} tokens, {r.stop_reason}' for r in results)}]")
+
+
+def map_texts(model, texts: list[str], *, max_tokens: int, temperature: float, top_k: int | None, seed: int) -> None:
+    """A text-to-text model's output for each input (greedy at temperature 0, KV-cached): one JSON line each."""
+    import torch
+
+    if not texts:
+        raise GenzooError(f"give the input text(s) for the {model.family} model, e.g. genzoo generate RUN \"Close the file.\"")
+    outputs = model.generate_text(texts, max_new_tokens=max_tokens, temperature=temperature, top_k=top_k,
+                                  generator=torch.Generator().manual_seed(seed))
+    for text, output in zip(texts, outputs):
+        say(json.dumps({"input": text, "output": output}))
 
 
 def _record_texts(store, run, model, prompts, texts, seed, options) -> None:

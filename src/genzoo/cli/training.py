@@ -12,17 +12,25 @@ from typing import Annotated, List, Optional
 import typer
 from rich.table import Table
 
-from genzoo.cli.app import GenzooTyper, StoreOption, note, out, say
+from genzoo.cli.app import GenzooTyper, JsonFlag, StoreOption, note, out, say
 from genzoo.core.errors import GenzooError
 
 app = GenzooTyper()
 
 
 @app.command("list")
-def list_cmd() -> None:
+def list_cmd(as_json: JsonFlag = False) -> None:
     """Families, their variants, capabilities and sampler options; built-in datasets."""
     from genzoo.data import builtin_names
     from genzoo.registry import families
+
+    if as_json:
+        say(json.dumps({"families": {name: {"variants": list(info.variants), "data": list(info.data_kinds),
+                                            "capabilities": sorted(info.capabilities), "likelihood": info.likelihood,
+                                            "sample_options": info.model_class.sampler_options()}
+                                     for name, info in sorted(families().items()) if not name.startswith("test-")},
+                        "datasets": builtin_names()}, default=str))
+        return
 
     table = Table(title="genzoo families")
     table.add_column("family", no_wrap=True)  # names stay whole at any terminal width

@@ -74,31 +74,9 @@ def predict_command(
     images: Path = typer.Argument(..., help=".npy of images as the model's data stores them; digits: levels 0..16, (N, 1, 8, 8) or (N, 8, 8) (e.g. what `genzoo sample` writes)"),
     out: Optional[Path] = typer.Option(None, "--out", help="also write the labels and their probabilities as JSON here"),
 ) -> None:
-    """The class the classifier reads in each image, with its probability."""
-    import json
+    """Old spelling of `genzoo classify`: the class the classifier reads in each image, with its probability."""
+    from genzoo.cli.verbs import classify
 
-    import numpy as np
-
-    from genzoo.core.atomic import write_atomic_file
-
-    try:
-        x = np.load(images, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise GenzooError(f"cannot read {images} as a .npy array ({e})") from None
-    model = load_vit(run)
-    shape, levels = tuple(model.shape), model.levels
-    if x.ndim == len(shape) and shape[0] == 1:
-        x = x[:, None]  # (N, H, W) for one-channel images
-    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
-        raise GenzooError(f"{images} holds shape {tuple(x.shape)}; give (N, {', '.join(map(str, shape))})"
-                          + (f" or (N, {shape[1]}, {shape[2]})" if shape[0] == 1 else "") + (f" images of levels 0..{levels - 1}" if levels else ""))
-    if not np.isfinite(x).all() or (levels and (x.min() < 0 or x.max() > levels - 1)):
-        raise GenzooError(f"{images} holds values outside the levels 0..{levels - 1} of the model's data" if levels
-                          else f"{images} holds NaN or infinite values")
-    probs = model.predict_proba(x.astype(np.float32)).cpu()
-    labels = probs.argmax(1).tolist()
-    confidence = probs.max(1).values.tolist()
-    for i, (label, p) in enumerate(zip(labels, confidence)):
-        say(f"{i}\t{label}\t{p:.3f}")
-    if out is not None:
-        write_atomic_file(out, json.dumps({"labels": labels, "probability": confidence}))
+    renamed("vit predict", "classify")
+    load_vit(run)  # refuses a run of another family with this group's message
+    classify(run, images, out)

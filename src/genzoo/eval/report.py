@@ -48,6 +48,7 @@ SAMPLE = "sample"  # the capability names of genzoo.models.base (kept literal: e
 LOG_PROB = "log_prob"
 CLASSIFY = "classify"
 SCORE = "score"
+SEQ2SEQ = "seq2seq"
 FLOOR_SEED = 0  # which training images form the floor: fixed, so floors never move with ``seed``
 DIGIT_IMAGES = ("digits", "captioned-digits")  # datasets of sklearn's digits images: digits metrics apply
 MEMORIZATION_HELDOUT_MAX = 2000  # test examples held out (toy2d has 10,000); p5 from 2000 is good to ~0.5%
@@ -122,12 +123,34 @@ def evaluate(
         if CLASSIFY in capabilities and test.y is not None:
             say("test accuracy")
             metrics.update(classify_metrics(model, test))
+        if SEQ2SEQ in capabilities and test.kind == "pairs":
+            say("test outputs (greedy)")
+            metrics.update(seq2seq_metrics(model, data_name, test))
         if SCORE in capabilities and data_name == "captioned-digits":
             say("held-out text -> image retrieval")
             metrics.update(retrieval_summary(model))
     if notes:
         metrics["notes"] = "; ".join(notes)
     return metrics
+
+
+def seq2seq_metrics(model, data_name: str, test, limit: int = 500, max_new_tokens: int = 128) -> dict:
+    """Exact match and character F1 of greedy outputs on (up to ``limit``) test pairs, each beside
+    the better of two floors that need no model: copying the input, and answering every input with
+    the training split's most frequent target."""
+    from collections import Counter
+
+    from genzoo.data.docsig import score
+    from genzoo.data.pairs import load_texts
+
+    pairs = test.meta["texts"][:limit]
+    inputs, targets = [a for a, _ in pairs], [b for _, b in pairs]
+    outputs = model.generate_text(inputs, max_new_tokens=max_new_tokens)
+    common = Counter(b for _, b in load_texts(data_name, "train")).most_common(1)[0][0]
+    got, copy, mode = score(outputs, targets), score(inputs, targets), score([common] * len(targets), targets)
+    return {"seq2seq_n": got["n"], "exact_match": got["exact_match"], "char_f1": got["char_f1"],
+            "exact_match_floor": max(copy["exact_match"], mode["exact_match"]),
+            "char_f1_floor": max(copy["char_f1"], mode["char_f1"]), "seq2seq_example": f"{inputs[0]!r} -> {outputs[0]!r}"}
 
 
 def classify_metrics(model, test, batch_size: int = 512) -> dict:
@@ -392,6 +415,8 @@ _ROWS = [
     ("prompt_accuracy_unseen", "  unseen phrasings, CFG", "higher"),
     ("clip_score", "CLIP score, CFG", "higher"),
     ("mmd2", "MMD^2 (RBF mix)", "lower"),
+    ("exact_match", "test exact match", "higher"),
+    ("char_f1", "test character F1", "higher"),
     ("test_accuracy", "test accuracy", "higher"),
     ("test_cross_entropy", "test cross-entropy", "lower"),
     ("zero_shot_accuracy", "zero-shot digit acc.", "higher"),
@@ -431,6 +456,10 @@ def format_report(metrics: dict) -> str:
     if "prompt_guidance" in metrics:
         lines.append(f"prompts: {metrics['prompt_per_digit']} per digit, read by the digits evaluator; CFG scale "
                      f"w={metrics['prompt_guidance']:g}; chance 0.1; floor: the evaluator's accuracy on real test images")
+    if "seq2seq_n" in metrics:
+        lines.append(f"text-to-text: greedy outputs on {metrics['seq2seq_n']} test pairs; floor: the better of copying the "
+                     "input and the training split's most frequent target")
+        lines.append(f"an output: {metrics['seq2seq_example'][:300]}")
     if "retrieval_chance_R@1" in metrics:
         lines.append(f"retrieval: each test caption ranks the test images (chance R@1 {metrics['retrieval_chance_R@1']:.4f}); "
                      "class: the top image shows the asked digit; `genzoo clip eval RUN` gives the whole table")

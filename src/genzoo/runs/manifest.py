@@ -49,7 +49,10 @@ from typing import Any
 
 from genzoo.core.errors import GenzooError
 
-MANIFEST_FORMAT = "genzoo.manifest/1"
+MANIFEST_FORMAT = "genzoo.manifest/1"  # samples drawn by ``generate``
+# Text continuations (``text_manifest``). Stored in every recorded generation: never change a
+# format string; a new layout gets a new version (tests/runs/test_provenance.py freezes them).
+TEXT_FORMAT = "genzoo.textgen/1"
 MANIFEST_PREFIX = "genzoo.manifest/"
 # What ``reproduce`` needs; a manifest without one of these cannot be replayed.
 REQUIRED_KEYS = (
@@ -144,6 +147,46 @@ def versions() -> dict:
     return {"genzoo": genzoo.__version__, "torch": torch.__version__, "python": platform.python_version(), "numpy": numpy.__version__}
 
 
+def utc_now() -> str:
+    """UTC ISO 8601 with milliseconds, the time stamp of every manifest."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def weights_sha256(folder: Path) -> str:
+    """sha256 of model.safetensors; for a sharded Hugging Face folder, of the shards' digests in name order."""
+    folder = Path(folder)
+    if (folder / "model.safetensors").is_file():
+        return checkpoint_sha256(folder)
+    shards = sorted(folder.glob("*.safetensors"))
+    if not shards:
+        raise GenzooError(f"{folder} has no .safetensors weights to fingerprint")
+    return hashlib.sha256("".join(sha256_file(s) for s in shards).encode()).hexdigest()
+
+
+def text_manifest(run: str | Path, model, prompt: str, text: str, seed: int, options: dict) -> dict:
+    """The manifest of a text continuation: the weights folder and their sha256, the prompt, the seed,
+    every decoding option and constraint, versions, time, and the sha256 of the text."""
+    from genzoo.runs.load import hf_model_type
+
+    folder = Path(run).resolve()
+    if hf_model_type(folder) is None:
+        from genzoo.runs.checkpoint import resolve_checkpoint
+
+        folder = resolve_checkpoint(folder).resolve()
+    return {
+        "format": TEXT_FORMAT,
+        "family": getattr(model, "family", "hf"),
+        "checkpoint": str(folder),
+        "checkpoint_sha256": weights_sha256(folder),
+        "prompt": prompt,
+        "seed": seed,
+        "options": dict(options),
+        "versions": versions(),
+        "created_at": utc_now(),
+        "outputs": {"sha256": hashlib.sha256(text.encode()).hexdigest()},
+    }
+
+
 def complete_options(model, options: dict) -> dict:
     """The options as given over the family's defaults; refuses options the family does not have."""
     defaults = type(model).sampler_options()
@@ -187,7 +230,7 @@ def generate(model, n: int, *, seed: int, condition=None, checkpoint: str | Path
         "sampler_options": plain(options, "sampler option"),
         "device": str(device),
         "versions": versions(),
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "created_at": utc_now(),
     }
     try:
         g = torch.Generator(device=device).manual_seed(seed)

@@ -24,7 +24,7 @@ from genzoo.core.errors import GenzooError
 from genzoo.store.visibility import seen_by
 
 FORMATS = ("jsonl", "parquet", "npz")
-CONTINUATION_FORMATS = ("genzoo.tasks.textgen/1",)
+CONTINUATION_FORMATS = ("genzoo.textgen/1",)
 
 
 @dataclass

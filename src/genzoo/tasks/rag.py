@@ -85,7 +85,8 @@ def ask(store, question: str, model_path: str | Path, *, k: int = 4, mode: str =
 
 def _record(store, model_path, model, question, prompt, answer, used, seed, options, mode) -> int:
     from genzoo.runs.manifest import config_hash
-    from genzoo.tasks.record import _model_record, text_manifest
+    from genzoo.runs.manifest import text_manifest
+    from genzoo.tasks.record import _model_record
 
     manifest = text_manifest(Path(model_path), model, question, answer, seed, options)
     manifest.update({"format": RAG_FORMAT, "input": prompt, "retrieval": mode,

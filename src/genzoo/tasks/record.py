@@ -3,23 +3,20 @@ and what ``genzoo reproduce GEN_ID`` replays.
 
 Image/point samples keep the provenance manifest of ``genzoo.runs.manifest`` (format
 ``genzoo.manifest/1``) and the PNG as content. Text generations get a manifest of their own
-(format ``genzoo.tasks.textgen/1``): the model folder and its weights' sha256, the prompt, the seed,
+(format ``genzoo.textgen/1``): the model folder and its weights' sha256, the prompt, the seed,
 every decoding option and constraint, versions, time, and the sha256 of the text.
 This module loads models only inside ``reproduce_generation`` (it is the CLI's, not the store's).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import platform
-from datetime import datetime, timezone
 from pathlib import Path
 
 from genzoo.core.errors import GenzooError
 from genzoo.store.records import ModelRecord, NewGeneration, sha256_hex
 
-TEXT_FORMAT = "genzoo.tasks.textgen/1"
+from genzoo.runs.manifest import TEXT_FORMAT, text_manifest, weights_sha256  # noqa: F401  (re-exported: the CLI and RAG use them)
 
 
 def open_for_cli(store_path: Path | None):
@@ -30,18 +27,6 @@ def open_for_cli(store_path: Path | None):
     from genzoo.tasks.encoders import MiniLMEncoder
 
     return Store.open(store_path, encoder=MiniLMEncoder(), embed_on_write=False)
-
-
-def weights_sha256(folder: Path) -> str:
-    """sha256 of model.safetensors; for a sharded Hugging Face folder, of the shards' digests in name order."""
-    from genzoo.runs.manifest import checkpoint_sha256, sha256_file
-
-    if (folder / "model.safetensors").is_file():
-        return checkpoint_sha256(folder)
-    shards = sorted(folder.glob("*.safetensors"))
-    if not shards:
-        raise GenzooError(f"{folder} has no .safetensors weights to fingerprint")
-    return hashlib.sha256("".join(sha256_file(s) for s in shards).encode()).hexdigest()
 
 
 def _model_record(folder: Path, family: str, variant: str = "", config: dict | None = None, config_sha256: str | None = None) -> ModelRecord:
@@ -112,32 +97,6 @@ def record_sample_images(store, parent_id: int, manifest: dict, samples, model_i
             model_id=model_id, family=manifest["family"], seed=manifest["seed"], synthetic=True, parent_id=parent_id,
             embedding=vector, space=encoder.space))
     return store.record_many(items)
-
-
-def text_manifest(run: Path, model, prompt: str, text: str, seed: int, options: dict) -> dict:
-    import numpy
-    import torch
-
-    import genzoo
-    from genzoo.tasks.textgen import is_hf_folder
-
-    folder = Path(run).resolve()
-    if not is_hf_folder(folder):
-        from genzoo.runs.checkpoint import resolve_checkpoint
-
-        folder = resolve_checkpoint(folder).resolve()
-    return {
-        "format": TEXT_FORMAT,
-        "family": getattr(model, "family", "hf"),
-        "checkpoint": str(folder),
-        "checkpoint_sha256": weights_sha256(folder),
-        "prompt": prompt,
-        "seed": seed,
-        "options": {k: v for k, v in options.items()},
-        "versions": {"genzoo": genzoo.__version__, "torch": torch.__version__, "python": platform.python_version(), "numpy": numpy.__version__},
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "outputs": {"sha256": sha256_hex(text)},
-    }
 
 
 def record_text(store, manifest: dict, text: str, model, conversation_id: str | None = None) -> int:

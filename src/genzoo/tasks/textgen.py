@@ -28,7 +28,11 @@ def load_text_model(path: str | Path, device: str = "cpu"):
     """(model, tokenizer) from a genzoo run/checkpoint folder or a local Hugging Face folder."""
     from genzoo.runs.load import load
 
-    model = load(path, device)
+    return as_text_model(load(path, device), path)
+
+
+def as_text_model(model, path: str | Path):
+    """(model, tokenizer) when ``model`` continues text (a tokenizer and a KV cache), else a clear refusal."""
     if getattr(model, "tokenizer", None) is None or not hasattr(model, "new_cache"):
         raise GenzooError(f"{path} holds a {model.family} model, not a text model with a tokenizer; "
                           "generate needs a text family's run (genzoo train gpt --data pydocs) or a Hugging Face folder")
