@@ -64,7 +64,9 @@ def run_stats(*, store_path: Path | None, by: str, model: str | None, png: Path 
     with _open(store_path, None) as store:
         rows = stats.usage(store, by=by, model=model)
     if png is not None:
-        stats.chart(rows, png, by)
+        from genzoo.viz.usage import usage_chart
+
+        usage_chart(rows, png, by)
     return stats.table(rows, by)
 
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from genzoo.core.atomic import write_atomic_with
 from genzoo.core.errors import GenzooError
 from genzoo.store.visibility import seen_by
 
@@ -74,14 +74,10 @@ def export(store, out: str | Path, *, rated_min: float | None = None, label: str
                           f"{skipped} synthetic ones matched: add --include-synthetic to export them" if skipped else
                           f"no {kind} records match those ratings / labels; nothing written")
     labels = _labels(store, ids)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    if fmt == "npz":
-        _write_npz(tmp, gens)
-    else:
-        rows = [_text_row(g, labels.get(g.id, [])) for g in gens]
-        _write_parquet(tmp, rows) if fmt == "parquet" else _write_jsonl(tmp, rows)
-    os.replace(tmp, out)
+    rows = None if fmt == "npz" else [_text_row(g, labels.get(g.id, [])) for g in gens]
+    write = {"npz": lambda tmp: _write_npz(tmp, gens), "parquet": lambda tmp: _write_parquet(tmp, rows),
+             "jsonl": lambda tmp: _write_jsonl(tmp, rows)}[fmt]
+    write_atomic_with(out, write)
     return ExportReport(out, len(gens), sum(g.synthetic for g in gens), skipped, fmt)
 
 

@@ -11,7 +11,6 @@ relies on to catch up incrementally.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from genzoo.core.atomic import write_atomic_with
 from genzoo.core.errors import GenzooError
 from genzoo.store import schema
 from genzoo.store.records import ModelRecord, User
@@ -97,13 +97,14 @@ class SqliteBackend(SharedReads):
         target = self.path.with_name(f"{self.path.name}.v{version}.bak")
         if target.exists():
             return
-        tmp = target.with_name(target.name + ".tmp")
-        dst = sqlite3.connect(str(tmp))
-        try:
-            self.conn.backup(dst)
-        finally:
-            dst.close()
-        os.replace(tmp, target)
+        def copy_into(tmp: Path) -> None:
+            dst = sqlite3.connect(str(tmp))
+            try:
+                self.conn.backup(dst)
+            finally:
+                dst.close()
+
+        write_atomic_with(target, copy_into)
 
     def close(self) -> None:
         self.conn.close()

@@ -1,4 +1,4 @@
-"""Usage and feedback over time, per model: what ``genzoo stats`` prints and draws.
+"""Usage and feedback over time, per model: what ``genzoo store stats`` prints (the chart: ``genzoo.viz.usage``).
 
 Generations are counted in the period they were made; feedback (ratings, labels) in the period it
 was given, attributed to the model of the generation it is about. Periods are UTC days, or ISO
@@ -9,13 +9,9 @@ caller sees only what its role and ownership allow (an admin: everything).
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
-
-import numpy as np
 
 from genzoo.core.errors import GenzooError
 from genzoo.store.visibility import seen_by
@@ -92,52 +88,3 @@ def table(rows: list[UsageRow], by: str):
         cells = (r.period, r.model, str(r.generations), str(r.ratings), "-" if r.mean_rating is None else f"{r.mean_rating:.2f}", labels or "-")
         t.add_row(*(Text(c) for c in cells))
     return t
-
-
-def chart(rows: list[UsageRow], path: Path, by: str) -> Path:
-    """Three panels sharing the time axis: generations per period and mean rating (a line per
-    model), and the labels given (stacked bars, all models)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise GenzooError(f"the chart is a PNG: give -o a path ending in .png, got {path}")
-    models = sorted({r.model for r in rows})
-    periods = sorted({r.period for r in rows})
-    x = {p: i for i, p in enumerate(periods)}
-    fig, (top, bottom, labels_ax) = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
-    for m in models:
-        mine = [r for r in rows if r.model == m]
-        top.plot([x[r.period] for r in mine], [r.generations for r in mine], marker="o", label=m)
-        rated = [r for r in mine if r.mean_rating is not None]
-        if rated:
-            bottom.plot([x[r.period] for r in rated], [r.mean_rating for r in rated], marker="s", label=m)
-    label_names = sorted({name for r in rows for name in r.labels})
-    below = np.zeros(len(periods))
-    for name in label_names:  # labels of every model, stacked per period
-        counts = np.zeros(len(periods))
-        for r in rows:
-            counts[x[r.period]] += r.labels.get(name, 0)
-        labels_ax.bar(range(len(periods)), counts, bottom=below, label=name)
-        below += counts
-    top.set_ylabel(f"generations per {by}")
-    bottom.set_ylabel("mean rating")
-    labels_ax.set_ylabel("labels given")
-    if label_names:
-        labels_ax.legend(fontsize=8)
-    labels_ax.set_xticks(range(len(periods)), periods, rotation=45, ha="right")
-    if models:
-        top.legend(fontsize=8)
-    if not rows:
-        top.text(0.5, 0.5, "no records", ha="center", va="center", transform=top.transAxes)
-    fig.suptitle(f"genzoo store: usage and feedback per {by}")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
