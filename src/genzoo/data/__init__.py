@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 from genzoo.data import captions, digits, domains, files, pairs, text, toy2d, typed_digits
 from genzoo.data.base import Dataset, dequantize, from_signed_unit, to_signed_unit  # noqa: F401
@@ -35,38 +37,66 @@ def is_text(name: str) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class DataSource:
+    """A dataset name parsed once (``resolve``): what it names and how to load a split of it.
+    ``tokenized``: text or input/target pairs, loaded with a tokenizer trained on its training split."""
+
+    name: str
+    loader: Callable[[str, object], Dataset] = field(repr=False, compare=False)
+    tokenized: bool = False
+
+    def load(self, split: str = "train", tokenizer=None) -> Dataset:
+        if split not in SPLITS:
+            raise GenzooError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+        if self.tokenized and tokenizer is None:
+            tokenizer = self.train_tokenizer()
+        return self.loader(split, tokenizer)
+
+    def train_tokenizer(self, kind: str = "char", vocab_size: int | None = None):
+        if not self.tokenized:
+            raise GenzooError(f"--tokenizer and --vocab-size apply to text data; {self.name} is not text")
+        return train_tokenizer(self.name, kind, vocab_size)
+
+
+def resolve(name: str) -> DataSource:
+    """Parse a dataset name: a built-in set, ``toy2d:<shape>``, ``domains:ROOT``, a text or pairs
+    file, or a path to the user's files; a clear error for anything else."""
+    def plain(load):  # a loader that takes no tokenizer
+        return lambda split, tokenizer: load(split)
+
+    builtin = {"digits": digits.load, captions.NAME: captions.load, typed_digits.NAME: typed_digits.load}
+    if name in builtin:
+        return DataSource(name, plain(builtin[name]))
+    if domains.is_domains(name):  # two image domains for unpaired translation
+        return DataSource(name, plain(lambda split: domains.load(name, split)))
+    if name.startswith("toy2d"):
+        shape = name.partition(":")[2] or "moons"
+        if shape not in toy2d.GENERATORS:
+            raise GenzooError(f"unknown toy2d shape {shape!r}; valid: {', '.join(sorted(toy2d.GENERATORS))}")
+        return DataSource(name, plain(lambda split: toy2d.load(shape, split)))
+    if pairs.is_pairs(name):  # before text: a .jsonl of input/target pairs is not a token stream
+        return DataSource(name, lambda split, tokenizer: pairs.load(name, split, tokenizer), tokenized=True)
+    if is_text(name):
+        return DataSource(name, lambda split, tokenizer: text_dataset(name, split, tokenizer), tokenized=True)
+    if Path(name).exists() or "/" in name or name.endswith((".npy", ".npz")):
+        return DataSource(name, plain(lambda split: files.load(name, split)))
+    raise GenzooError(
+        f"unknown dataset {name!r}; valid datasets: {', '.join(builtin_names())}, "
+        "or a path to a folder of images / a .npy / .npz file / a .txt, .md or .jsonl file (text, or input/target pairs), "
+        "or domains:ROOT (two image folders ROOT/A and ROOT/B) for translation"
+    )
+
+
 def load_dataset(name: str, split: str = "train", *, tokenizer=None) -> Dataset:
     """Load one split of a built-in dataset, or of a user's folder / array / text file.
 
     Text comes back as a token stream (kind "tokens"); without ``tokenizer`` a character-level one
     is trained on the corpus's training split (``train_tokenizer`` makes others); the tokenizer
     rides along in ``meta["tokenizer"]`` so a model can save it beside its weights."""
-    if split not in SPLITS:
+    if split not in SPLITS:  # before the name: a bad split is the caller's error whatever the data
         raise GenzooError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
-    if name == "digits":
-        return digits.load(split)
-    if name == captions.NAME:
-        return captions.load(split)
-    if name == typed_digits.NAME:
-        return typed_digits.load(split)
-    if domains.is_domains(name):  # two image domains for unpaired translation
-        return domains.load(name, split)
-    if name.startswith("toy2d"):
-        shape = name.partition(":")[2] or "moons"
-        if shape not in toy2d.GENERATORS:
-            raise GenzooError(f"unknown toy2d shape {shape!r}; valid: {', '.join(sorted(toy2d.GENERATORS))}")
-        return toy2d.load(shape, split)
-    if pairs.is_pairs(name):  # before text: a .jsonl of input/target pairs is not a token stream
-        return pairs.load(name, split, tokenizer or train_tokenizer(name))
-    if is_text(name):
-        return text_dataset(name, split, tokenizer or train_tokenizer(name))
-    if Path(name).exists() or "/" in name or name.endswith((".npy", ".npz")):
-        return files.load(name, split)
-    raise GenzooError(
-        f"unknown dataset {name!r}; valid datasets: {', '.join(builtin_names())}, "
-        "or a path to a folder of images / a .npy / .npz file / a .txt, .md or .jsonl file (text, or input/target pairs), "
-        "or domains:ROOT (two image folders ROOT/A and ROOT/B) for translation"
-    )
+    return resolve(name).load(split, tokenizer)
 
 
 @lru_cache(maxsize=8)

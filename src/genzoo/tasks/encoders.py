@@ -48,7 +48,7 @@ class MiniLMEncoder:
             try:
                 from sentence_transformers import SentenceTransformer
             except ImportError as e:
-                raise GenzooError("text embeddings need sentence-transformers: pip install 'genzoo[store]', or search with --mode keyword") from e
+                raise GenzooError("this encoder backend needs sentence-transformers: pip install sentence-transformers, or use the default backend (genzoo's own BERT)") from e
             self._model = SentenceTransformer(str(folder), device=self.device)
         return self._model
 
