@@ -74,7 +74,7 @@ def minilm_check(out: Path) -> None:
     texts = [d[:400] for d in load_corpus("pydocs", "test").documents] + [
         "", " ", "?", "Ünïcödé ☃ 日本語のテキスト 🙂", "word " * 400, "[MASK] [CLS] literal specials"]
     t = time.perf_counter()
-    from genzoo.tasks.embed import SentenceEncoder
+    from genzoo.models.sentence_encoder import SentenceEncoder
     from genzoo.tasks.encoders import minilm_folder
 
     ours = SentenceEncoder.from_folder(minilm_folder(), batch_size=64)

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from genzoo import api
 from genzoo.cli.main import app
 from genzoo.data import load_dataset
-from genzoo.tasks.embed import SentenceEncoder
+from genzoo.models.sentence_encoder import SentenceEncoder
 from genzoo.core.errors import GenzooError
 from genzoo.models.base import Batch, BatchRandom
 from genzoo.models.bert import BERT, BERTConfig

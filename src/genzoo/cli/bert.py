@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genzoo.tasks.embed import SentenceEncoder
+from genzoo.models.sentence_encoder import SentenceEncoder
 from genzoo.core.atomic import write_atomic_with
 from genzoo.core.errors import GenzooError
 

@@ -29,17 +29,23 @@ ARRAY_SUFFIXES = {".npy", ".npz"}
 SPLIT_FRACTIONS = {"train": (0.0, 0.8), "val": (0.8, 0.9), "test": (0.9, 1.0)}
 
 
+def split_rows(n: int, split: str, what: str, minimum: int = 10) -> np.ndarray:
+    """Indices of ``split``'s rows among ``n``, in file order: a permutation seeded with 0 cut 80/10/10
+    (the same rows every time, for every kind of user file)."""
+    order = np.random.default_rng(0).permutation(n)
+    lo, hi = SPLIT_FRACTIONS[split]
+    idx = np.sort(order[int(lo * n) : int(hi * n)])
+    if len(idx) == 0:
+        raise GenzooError(f"{what}: {n} rows are too few for a {split} split (80/10/10 by row); provide at least {minimum}")
+    return idx
+
+
 def load(path: str | Path, split: str) -> Dataset:
     path = Path(path)
     if not path.exists():
         raise GenzooError(f"data path {str(path)!r} does not exist; pass a folder of images, a .npy or a .npz file")
     x, y, levels, class_names = _read(path)
-    n = len(x)
-    order = np.random.default_rng(0).permutation(n)
-    lo, hi = SPLIT_FRACTIONS[split]
-    idx = np.sort(order[int(lo * n) : int(hi * n)])
-    if len(idx) == 0:
-        raise GenzooError(f"{path}: {n} examples is too few for a {split} split; provide at least 10")
+    idx = split_rows(len(x), split, str(path))
     xt = torch.from_numpy(x[idx].astype(np.float32))
     yt = torch.from_numpy(y[idx].astype(np.int64)) if y is not None else None
     num_classes = len(class_names) if class_names else (int(y.max()) + 1 if y is not None else 0)

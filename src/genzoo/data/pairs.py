@@ -22,7 +22,6 @@ import functools
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from genzoo.core.errors import GenzooError
@@ -60,18 +59,10 @@ def read_jsonl(path: str | Path) -> list[tuple[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise GenzooError(f'{path} does not exist; pass a .jsonl file with one {{"input": ..., "target": ...}} per line')
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise GenzooError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); convert it to UTF-8") from None
+    from genzoo.data.text import _read_text, json_lines
+
     pairs = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise GenzooError(f"{path}, line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
+    for n, rec in json_lines(path, _read_text(path).splitlines()):
         if not isinstance(rec, dict):
             raise GenzooError(f'{path}, line {n}: expected an object like {{"input": "...", "target": "..."}}, got {type(rec).__name__}')
         for field in ("input", "target"):
@@ -96,16 +87,10 @@ def load_texts(name: str, split: str) -> list[tuple[str, str]]:
     """The (input, target) strings of one split."""
     if name == NAME:
         return list(_docsig(split))
-    from genzoo.data.files import SPLIT_FRACTIONS
+    from genzoo.data.files import split_rows
 
     pairs = read_jsonl(name)
-    n = len(pairs)
-    order = np.random.default_rng(0).permutation(n)
-    lo, hi = SPLIT_FRACTIONS[split]
-    idx = np.sort(order[int(lo * n) : int(hi * n)])
-    if len(idx) == 0:
-        raise GenzooError(f"{name}: {n} pairs are too few for a {split} split (80/10/10 by row); provide at least {MIN_PAIRS}")
-    return [pairs[i] for i in idx]
+    return [pairs[i] for i in split_rows(len(pairs), split, name, MIN_PAIRS)]
 
 
 def tokenizer_texts(name: str) -> list[str]:

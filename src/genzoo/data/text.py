@@ -215,15 +215,21 @@ def _load_folder(path: Path, split: str) -> Corpus:
     return _by_hash(str(path), split, named, meta)
 
 
-def _load_jsonl(path: Path, split: str) -> Corpus:
-    named, keys = [], []
-    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
+def json_lines(path: Path, lines: list[str]):
+    """(line number, parsed value) of each non-blank line of a JSON Lines file, or a clear error
+    naming the file and line that is not JSON."""
+    for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            yield lineno, json.loads(line)
         except json.JSONDecodeError as e:
             raise GenzooError(f"{path}, line {lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+
+
+def _load_jsonl(path: Path, split: str) -> Corpus:
+    named, keys = [], []
+    for lineno, record in json_lines(path, _read_text(path).splitlines()):
         if not isinstance(record, dict) or "text" not in record:
             raise GenzooError(f"{path}, line {lineno}: no \"text\" field; every line must be an object like "
                               '{"text": "..."}')

