@@ -294,7 +294,7 @@ def test_refusals(tmp_path):
         T5(T5Config())
     with pytest.raises(GenzooError, match="does not exist"):
         read_jsonl(tmp_path / "missing.jsonl")
-    with pytest.raises(GenzooError, match="cannot sample unconditionally.*t5 generate"):
+    with pytest.raises(GenzooError, match="cannot sample unconditionally.*genzoo generate"):
         tiny().sample(2)
     with pytest.raises(GenzooError, match="no tokenizer"):
         tiny().generate_text("hello")

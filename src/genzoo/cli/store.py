@@ -78,7 +78,7 @@ def search(
     synthetic: Optional[bool] = typer.Option(None, "--synthetic/--real", help="only synthetic (model output) or only real records"),
     store: StoreOption = None,
     images: bool = typer.Option(False, "--images", help="search stored digit images by text, ranked by a CLIP (genzoo clip)"),
-    clip: Optional[Path] = typer.Option(None, "--clip", help="with --images: a folder from `genzoo clip train` (default: genzoo's cached CLIP)"),
+    clip: Optional[Path] = typer.Option(None, "--clip", help="with --images: a run of `genzoo train clip` (default: genzoo's cached CLIP)"),
 ) -> None:
     """Search the generation store: keyword (BM25), vector (all-MiniLM-L6-v2) or both fused, with filters;
     --images: digit images by text."""

@@ -76,7 +76,7 @@ def train_default_clip(overrides: dict | None = None, train: dict | None = None)
     """A CLIP trained by the Trainer on captioned-digits/train, deterministically; the model (its weights
     best on validation) and its record. The caller's global RNG and thread count are left as they were."""
     from genzoo.data import load_dataset
-    from genzoo.train import Trainer  # an eval instrument trained by the one Trainer (tests/test_contract.py KNOWN_UPWARD)
+    from genzoo.train import Trainer  # an eval instrument trained by the one Trainer (eval sits above train: tests/test_contract.py LAYERS)
 
     data, config, settings = _recipe(overrides, train)
     start = time.perf_counter()
@@ -142,7 +142,7 @@ def load_clip(clip, *, progress: bool = False) -> CLIP:
     if isinstance(clip, CLIP):
         return clip
     if isinstance(clip, (str, Path)):
-        from genzoo.runs.checkpoint import load_model  # a run folder's best/ weights (tests/test_contract.py KNOWN_UPWARD)
+        from genzoo.runs.checkpoint import load_model  # a run folder's best/ weights (eval sits above runs)
 
         model = load_model(clip)
         if not isinstance(model, CLIP):

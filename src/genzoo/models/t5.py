@@ -42,7 +42,7 @@ start id), then ``num_sentinels`` sentinels counting *down* from the last id
 (``<extra_id_0>`` = vocab_size - 1, as in T5's SentencePiece vocabulary).
 
 T5 cannot sample unconditionally (no ``sample`` capability); it maps text to text (``seq2seq``):
-``generate_text`` in Python, ``genzoo t5 generate RUN "input"`` on the command line.
+``generate_text`` in Python, ``genzoo generate RUN "input"`` on the command line.
 """
 
 from __future__ import annotations
@@ -243,7 +243,7 @@ def _key_mask_bias(mask: torch.Tensor | None, dtype=torch.float32) -> torch.Tens
 
 @register(
     "t5",
-    description="T5 encoder-decoder: text-to-text on input/target pairs (genzoo t5 generate), span-corruption "
+    description="T5 encoder-decoder: text-to-text on input/target pairs (genzoo generate), span-corruption "
                 "pretraining on text; loads local HF T5 folders",
     data_kinds=("pairs", "tokens"),
     variants={"t5": {}},
@@ -322,7 +322,7 @@ class T5(GenerativeModel):
 
     def sample(self, n: int, *, condition=None, generator: torch.Generator | None = None, **options) -> torch.Tensor:
         raise GenzooError("t5 maps an input text to an output text and cannot sample unconditionally; "
-                          'use `genzoo t5 generate RUN "input"` (Python: model.generate_text)')
+                          'use `genzoo generate RUN "input"` (Python: model.generate_text)')
 
     # ---- the network ---------------------------------------------------------------------
     def encode(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -50,7 +50,7 @@ class ClipImageTextEncoder:
 
 
 def clip_encoder(clip=None, *, progress: bool = False) -> ClipImageTextEncoder:
-    """The encoder for a CLIP folder (``genzoo clip train -o DIR``), a CLIP, or None: the default CLIP."""
+    """The encoder for a CLIP folder (``genzoo train clip --data captioned-digits --out DIR``), a CLIP, or None: the default CLIP."""
     from genzoo.eval.prompt_agreement import load_clip
 
     return ClipImageTextEncoder(load_clip(clip, progress=progress))
