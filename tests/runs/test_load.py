@@ -55,11 +55,3 @@ def test_other_folders_are_refused_in_one_line(tmp_path, config, message):
         load(tmp_path)
     assert "\n" not in str(e.value)
 
-
-def test_the_top_level_load_is_lazy():
-    """`import genzoo` stays torch-free; genzoo.load is the one loader."""
-    import subprocess
-    import sys
-
-    code = "import sys, genzoo; assert 'torch' not in sys.modules; from genzoo.runs.load import load; assert genzoo.load is load"
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
