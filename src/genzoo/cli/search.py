@@ -25,8 +25,13 @@ def resolve_mode(mode: str) -> tuple[str, str]:
 
 def run_search(query: str, *, store_path: Path | None, mode: str, k: int, fusion: str, alpha: float, images: bool = False,
                clip: Path | None = None, **filters) -> Table:
+    from genzoo.cli.store_data import check_store_args
     from genzoo.store.api import Store
+    from genzoo.store.search import check_query, check_text
 
+    check_query(query)  # before any model loads: one clear error in every mode, --images too
+    check_text(query, "the search query")
+    check_store_args(store_path)
     if clip is not None and not images:
         from genzoo.core.errors import GenzooError
 

@@ -95,7 +95,7 @@ rag_app = GenzooTyper(help="Retrieval-augmented generation over documents indexe
 
 @rag_app.command("index")
 def rag_index(
-    paths: List[Path] = typer.Argument(..., help="files or folders (.txt, .md, .rst, .py; folders recursively)"),
+    paths: List[Path] = typer.Argument(..., help="files or folders (.txt, .md, .rst, .py; folders recursively); regular files only: a FIFO, device or /proc file is refused (skipped with a note in a folder)"),
     chunk_chars: int = typer.Option(1000, "--chunk-chars", help="largest chunk, in characters"),
     overlap: int = typer.Option(150, "--overlap", help="characters a chunk repeats from the one before"),
     shared: bool = typer.Option(False, "--shared", help="let every user of the store retrieve these documents"),
@@ -159,7 +159,7 @@ def stats(
 
 @store_app.command("export")
 def export_cmd(
-    out_path: Path = typer.Option(..., "--out", "-o", help="where to write: .jsonl / .parquet for text, .npz for images"),
+    out_path: Path = typer.Option(..., "--out", "-o", help="where to write: .jsonl / .parquet for text, .npz for images; a new path, or an existing regular file, which is replaced (atomically); a folder, symbolic link, device or FIFO is refused"),
     rated_min: Optional[float] = typer.Option(None, "--rated-min", help="records whose mean rating is at least this"),
     label: Optional[str] = typer.Option(None, "--label", help="records given this label"),
     include_synthetic: bool = typer.Option(False, "--include-synthetic", help="also export synthetic (model-made) records"),

@@ -9,9 +9,28 @@ from pathlib import Path
 from genzoo.core.errors import GenzooError
 
 
+def check_store_args(store_path) -> None:
+    """Refuse a $GENZOO_API_KEY or a --store that is not valid text (bytes that are not UTF-8 reach
+    Python as lone surrogates, which can be neither hashed nor handed to the database driver) with
+    one clear line, before anything opens the store."""
+    import os
+
+    from genzoo.store.api import ENV_KEY
+    from genzoo.store.search import check_text
+
+    key = os.environ.get(ENV_KEY)
+    if key is not None:
+        check_text(key, f"${ENV_KEY}")
+    if store_path is not None:
+        check_text(str(store_path), "--store")
+        if "\x00" in str(store_path):
+            raise GenzooError("--store must not hold a NUL character")
+
+
 def _open(store_path: Path | None, encoder):
     from genzoo.store.api import Store
 
+    check_store_args(store_path)
     return Store.open(store_path, encoder=encoder)
 
 
@@ -42,6 +61,9 @@ def run_rag_ask(question: str, *, model: Path, store_path: Path | None, k: int, 
                 seed: int, device: str, no_store: bool):
     from genzoo.tasks import rag
 
+    from genzoo.store.search import check_text
+
+    check_text(question, "the question")
     if not Path(model).exists():
         raise GenzooError(f"--model {model} does not exist; give a genzoo run folder or a local Hugging Face checkpoint folder")
     with _open(store_path, _encoder(mode)) as store:
@@ -60,7 +82,10 @@ def format_answer(answer) -> str:
 
 def run_stats(*, store_path: Path | None, by: str, model: str | None, png: Path | None):
     from genzoo.store import stats
+    from genzoo.store.search import check_text
 
+    if model is not None:
+        check_text(model, "--model")
     with _open(store_path, None) as store:
         rows = stats.usage(store, by=by, model=model)
     if png is not None:
@@ -90,9 +115,22 @@ def run_graph(node: str, *, store_path: Path | None, direction: str, types: str 
     wanted = None if not types else {t.strip() for t in types.split(",")}
     if wanted and not wanted <= set(graph.NODE_TYPES):
         raise GenzooError(f"--types takes node types from {', '.join(graph.NODE_TYPES)}, got {types!r}")
+    _check_node_text(node, graph.NODE_TYPES)
     with _open(store_path, None) as store:
         n = graph.node(node)
         found = (graph.lineage if direction == "in" else graph.descendants)(store, n, types=wanted)
         lines = [f"{'led to' if direction == 'in' else 'came from'} {graph.label(store, n)}:"]
         lines += [f"{'  ' * depth}{graph.label(store, m)}" for m, depth in found] or ["  (nothing)"]
     return "\n".join(lines)
+
+
+def _check_node_text(node: str, node_types) -> None:
+    """TYPE:ID with an ASCII whole-number ID a database can hold; one clear error otherwise (not a
+    ValueError from a Unicode digit such as '²', nor an OverflowError from a 30-digit id)."""
+    from genzoo.store.search import MAX_ID, check_text
+
+    check_text(node, "the node")
+    kind, _, ident = node.partition(":")
+    if kind not in node_types or not (ident.isascii() and ident.isdigit()) or int(ident) > MAX_ID:
+        raise GenzooError(f"a node is TYPE:ID with TYPE one of {', '.join(node_types)} and ID a whole number from 0 to {MAX_ID} "
+                          f"(e.g. generation:12), got {node!r}")

@@ -63,7 +63,9 @@ def _default_redactor() -> Callable[[str], str] | None:
 
 class Store:
     def __init__(self, backend, user: User, *, encoder=None, redact=None, keyring=None, sensitive=(), embed_on_write=True):
-        self.backend, self.user = backend, user
+        self.backend, self._user = backend, user
+        self._key_sha256: str | None = None  # set by open() for a caller with an API key: re-checked on every use
+        self._named_entities: set[int] = set()  # entities this caller named (genzoo.store.graph.entity)
         self.encoder, self.redact, self.embed_on_write = encoder, redact, embed_on_write
         bad = set(sensitive) - set(SENSITIVE_FIELDS)
         if bad:
@@ -98,7 +100,9 @@ class Store:
                 redact = None
             elif redact is not None and not callable(redact):
                 raise GenzooError("redact must be True, False or a callable that takes and returns text")
-            return cls(backend, user, encoder=encoder, redact=redact, keyring=keyring, sensitive=sensitive, embed_on_write=embed_on_write)
+            store = cls(backend, user, encoder=encoder, redact=redact, keyring=keyring, sensitive=sensitive, embed_on_write=embed_on_write)
+            store._key_sha256 = _key_sha256(api_key if api_key is not None else os.environ.get(ENV_KEY))
+            return store
         except BaseException:
             backend.close()
             raise
@@ -114,16 +118,34 @@ class Store:
 
     # ---- access ----------------------------------------------------------------------------------
     @property
+    def user(self) -> User:
+        """The caller, as the store holds them now: a store opened with an API key looks the key up
+        again on every use (one indexed read), so a revoked key or a changed role takes effect on
+        stores already open at their next call, not only on the next open."""
+        if self._key_sha256 is not None:
+            fresh = self.backend.user_by_key(self._key_sha256)
+            if fresh is None:
+                raise AccessDenied(f"the API key this store was opened with (user {self._user.name!r}) has been revoked; "
+                                   "ask an admin for a new one and open the store again")
+            self._user = fresh
+        return self._user
+
+    @user.setter
+    def user(self, value: User) -> None:
+        self._user = value
+
+    @property
     def viewer(self) -> int | None:
         """Whose private records this caller sees besides shared ones (None: all, as admin)."""
         return None if self.user.role == "admin" else self.user.id
 
     def _require(self, action: str, roles: tuple[str, ...], target: str | None = None, target_id: int | None = None) -> None:
-        if self.user.role in roles:
+        user = self.user
+        if user.role in roles:
             return
         with self.backend.write():
-            self.backend.audit(self.user.id, "denied", target, target_id, {"attempted": action, "role": self.user.role}, time.time())
-        raise AccessDenied(f"user {self.user.name!r} has role {self.user.role!r}, which cannot {action}; "
+            self.backend.audit(user.id, "denied", target, target_id, {"attempted": action, "role": user.role}, time.time())
+        raise AccessDenied(f"user {user.name!r} has role {user.role!r}, which cannot {action}; "
                            f"it needs one of: {', '.join(roles)} (ask an admin for a key with that role)")
 
     def create_user(self, name: str, role: str) -> tuple[User, str]:
@@ -153,12 +175,13 @@ class Store:
 
     def revoke_keys(self, name: str) -> int:
         self._require("revoke API keys", ("admin",), "api_keys")
+        me = self.user.id  # before: an admin may revoke their own keys
         with self.backend.write():
             user = self.backend.user_by_name(name)
             if user is None:
                 raise GenzooError(f"no user {name!r}")
             n = self.backend.revoke_keys(user.id)
-            self.backend.audit(self.user.id, "revoke_keys", "users", user.id, {"name": name, "revoked": n}, time.time())
+            self.backend.audit(me, "revoke_keys", "users", user.id, {"name": name, "revoked": n}, time.time())
         return n
 
     def _add_key(self, user: User) -> str:
@@ -438,6 +461,10 @@ def open_backend(url_or_path, read_url: str | None = None):
     return SqliteBackend(text)
 
 
+def _key_sha256(api_key) -> str | None:
+    return sha256_hex(api_key) if isinstance(api_key, str) and api_key.startswith("gz_") else None
+
+
 def _authenticate(backend, api_key: str | None) -> User:
     if api_key is None:
         with backend.write():
@@ -448,6 +475,10 @@ def _authenticate(backend, api_key: str | None) -> User:
         return user
     if not isinstance(api_key, str) or not api_key.startswith("gz_"):
         raise AccessDenied("that is not a genzoo API key (they start with 'gz_'); ask an admin for one")
+    try:
+        api_key.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: bytes that were never UTF-8 (no key we issue has one)
+        raise AccessDenied("that is not a genzoo API key (it is not valid UTF-8 text); ask an admin for one") from None
     user = backend.user_by_key(sha256_hex(api_key))
     if user is None:
         raise AccessDenied("unknown or revoked API key; ask an admin for a new one")

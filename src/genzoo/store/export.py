@@ -8,12 +8,19 @@ a model's own samples by accident. Every row says whether it is synthetic.
 
 The training text of a continuation (``genzoo generate`` records the prompt and the new text
 apart) is prompt + continuation, the text the model saw whole; other records give their text.
+
+The output path is a new file or an existing regular file, replaced atomically (a temporary file
+beside it, renamed over it, removed on failure): anything else (a folder, a symbolic link, a device,
+a FIFO, a path under /proc, /sys or /dev, the store's own database) is refused (``check_target``).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +31,7 @@ from genzoo.core.errors import GenzooError
 from genzoo.store.visibility import seen_by
 
 FORMATS = ("jsonl", "parquet", "npz")
+PSEUDO_ROOTS = ("/proc", "/sys", "/dev")  # kernel file systems: never export targets
 CONTINUATION_FORMATS = ("genzoo.textgen/1",)
 
 
@@ -39,8 +47,8 @@ class ExportReport:
 def _select(store, rated_min, label, include_synthetic: bool, kind: str) -> tuple[list[int], int]:
     if rated_min is None and label is None:
         raise GenzooError("say which records to export: --rated-min R (mean rating at least R) and/or --label L")
-    if rated_min is not None and (isinstance(rated_min, bool) or not isinstance(rated_min, (int, float))):
-        raise GenzooError(f"--rated-min must be a number, got {rated_min!r}")
+    if rated_min is not None and (isinstance(rated_min, bool) or not isinstance(rated_min, (int, float)) or not _finite(rated_min)):
+        raise GenzooError(f"--rated-min must be a finite number, got {rated_min!r}")
     conds, params = [], []
     if rated_min is not None:
         conds.append("g.id IN (SELECT generation_id FROM feedback WHERE rating IS NOT NULL GROUP BY generation_id HAVING avg(rating) >= ?)")
@@ -55,6 +63,13 @@ def _select(store, rated_min, label, include_synthetic: bool, kind: str) -> tupl
     return keep, len(rows) - len(keep)
 
 
+def _finite(x) -> bool:
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
+
+
 def _format_for(out: Path, fmt: str | None) -> str:
     fmt = fmt or {".jsonl": "jsonl", ".parquet": "parquet", ".npz": "npz"}.get(out.suffix.lower())
     if fmt not in FORMATS:
@@ -62,10 +77,63 @@ def _format_for(out: Path, fmt: str | None) -> str:
     return fmt
 
 
+def check_target(out: Path, store=None) -> None:
+    """Export writes only to a new path or over an existing regular file (replaced atomically: a
+    re-run refreshes its training set). A folder, a symbolic link, a device, a FIFO or a socket is
+    refused, as is anything under /proc, /sys or /dev and the store's own database file, so an
+    export never replaces something that is not a plain data file."""
+    try:
+        str(out).encode("utf-8")
+    except UnicodeEncodeError:
+        raise GenzooError("the -o path is not valid UTF-8; give it as UTF-8") from None
+    if "\x00" in str(out):
+        raise GenzooError("the -o path must not hold a NUL character")
+    if not out.name or out.name in (".", ".."):
+        raise GenzooError(f"-o {out} names a folder; give a file path such as {out / 'train.jsonl'}")
+    real = os.path.realpath(out)
+    if any(real == root or real.startswith(root + "/") for root in PSEUDO_ROOTS):
+        raise GenzooError(f"-o {out} is in a kernel file system (/proc, /sys, /dev); give a path to a regular file")
+    try:
+        st = os.lstat(out)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise GenzooError(f"cannot write to -o {out}: {e.strerror or e}") from None
+    if st is not None:
+        if stat.S_ISLNK(st.st_mode):
+            raise GenzooError(f"-o {out} is a symbolic link; export writes only to a new path or a regular file: give the real path")
+        if stat.S_ISDIR(st.st_mode):
+            raise GenzooError(f"-o {out} is a folder; give a file path such as {out / 'train.jsonl'}")
+        if not stat.S_ISREG(st.st_mode):
+            raise GenzooError(f"-o {out} exists and is not a regular file (a device, FIFO or socket); export writes only to a new "
+                              "path or a regular file")
+        db = getattr(getattr(store, "backend", None), "path", None)
+        if db is not None:
+            for f in (Path(db), Path(f"{db}-wal"), Path(f"{db}-shm")):
+                try:
+                    if os.path.samefile(out, f):
+                        raise GenzooError(f"-o {out} is the store's own database file; export to another path")
+                except OSError:
+                    continue
+    parent = out.parent
+    if parent.exists() and not parent.is_dir():
+        raise GenzooError(f"-o {out}: {parent} is not a folder")
+
+
 def export(store, out: str | Path, *, rated_min: float | None = None, label: str | None = None, include_synthetic: bool = False,
            fmt: str | None = None) -> ExportReport:
+    if not isinstance(out, (str, os.PathLike)):
+        raise GenzooError(f"the export path must be a path, got {type(out).__name__}")
     out = Path(out)
     fmt = _format_for(out, fmt)
+    check_target(out, store)
+    if label is not None and (not isinstance(label, str) or not label.strip() or "\x00" in label):
+        raise GenzooError(f"--label must be a non-empty label, got {label!r}")
+    if label is not None:
+        try:
+            label.encode("utf-8")
+        except UnicodeEncodeError:
+            raise GenzooError("--label is not valid UTF-8 text; give it as UTF-8") from None
     kind = "image" if fmt == "npz" else "text"
     ids, skipped = _select(store, rated_min, label, include_synthetic, kind)
     gens = [store.get(i) for i in ids]
@@ -77,7 +145,10 @@ def export(store, out: str | Path, *, rated_min: float | None = None, label: str
     rows = None if fmt == "npz" else [_text_row(g, labels.get(g.id, [])) for g in gens]
     write = {"npz": lambda tmp: _write_npz(tmp, gens), "parquet": lambda tmp: _write_parquet(tmp, rows),
              "jsonl": lambda tmp: _write_jsonl(tmp, rows)}[fmt]
-    write_atomic_with(out, write)
+    try:
+        write_atomic_with(out, write)  # a temporary file beside it, renamed over it; removed on any failure
+    except OSError as e:
+        raise GenzooError(f"cannot write the export to {out}: {e.strerror or e}") from None
     return ExportReport(out, len(gens), sum(g.synthetic for g in gens), skipped, fmt)
 
 

@@ -15,7 +15,9 @@ the source's rank), ``generation -mentions-> entity`` written by ``extract_entit
 edge a user adds with ``relate``. Queries follow edges forwards (``descendants``: what did this
 model or document lead to), backwards (``lineage``: what led to this output) or both ways
 (``path``). A node the caller may not see (another user's private generation or document) is
-left out of every answer, as if it did not exist.
+left out of every answer, as if it did not exist. An entity has no owner: the caller sees it only
+through a relation they added or one from a node they may see, so an entity that only others'
+private records mention does not exist for them either.
 """
 
 from __future__ import annotations
@@ -75,7 +77,30 @@ def visible(store, n: Node) -> bool:
     if kind == "prompt":
         return bool(b.rows("SELECT 1 FROM prompts p WHERE p.id = ? AND (? = 1 OR p.owner_id = ? OR EXISTS (SELECT 1 FROM "
                            "generations g WHERE g.prompt_id = p.id AND g.visibility = 'shared'))", (ident, *params)))
+    if kind == "entity":
+        return _entity_visible(store, ident, viewer)
     return bool(b.rows(f"SELECT 1 FROM {_TABLE[kind]} WHERE id = ?", (ident,)))
+
+
+def _entity_visible(store, ident: int, viewer) -> bool:
+    """An entity has no owner: its name is seen only through something the caller may see, i.e. a
+    relation the caller added, or one whose other end (not an entity: that would go round in
+    circles) is visible to them. An entity only others' private records mention does not exist
+    for the caller."""
+    b = store.backend
+    if not b.rows("SELECT 1 FROM entities WHERE id = ?", (ident,)):
+        return False
+    if viewer is None or ident in getattr(store, "_named_entities", ()):
+        return True
+    rows = b.rows("SELECT src_type, src_id, dst_type, dst_id, owner_id FROM relations WHERE (src_type = 'entity' AND src_id = ?) "
+                  "OR (dst_type = 'entity' AND dst_id = ?) ORDER BY id", (ident, ident))
+    for r in rows:
+        if r["owner_id"] == viewer:
+            return True
+        other = (r["dst_type"], r["dst_id"]) if (r["src_type"], r["src_id"]) == ("entity", ident) else (r["src_type"], r["src_id"])
+        if other[0] in NODE_TYPES and other[0] != "entity" and visible(store, other):
+            return True
+    return False
 
 
 # ---- edges ---------------------------------------------------------------------------------------
@@ -221,9 +246,12 @@ def entity(store, kind: str, name: str) -> Node:
     b = store.backend
     with b.write():
         have = b.rows("SELECT id FROM entities WHERE kind = ? AND name = ?", (kind, name))
-        if have:
-            return ("entity", have[0]["id"])
-        return ("entity", b.insert("entities", {"kind": kind, "name": name, "created_at": time.time()}))
+        ident = have[0]["id"] if have else b.insert("entities", {"kind": kind, "name": name, "created_at": time.time()})
+    # the caller named it, so may relate it (and then sees it through that relation), in this session
+    if not isinstance(getattr(store, "_named_entities", None), set):
+        store._named_entities = set()
+    store._named_entities.add(ident)
+    return ("entity", ident)
 
 
 _CAPITALISED = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-z0-9]+(?:\s+[A-Z][a-z0-9]+)+|[A-Z]{2,}[a-z]*\d*)\b", re.M)
@@ -263,6 +291,8 @@ def extract_entities(store, generation_id: int) -> list[Node]:
 def label(store, n: Node, width: int = 60) -> str:
     """A short human description of a node."""
     kind, ident = node(n)
+    if not visible(store, (kind, ident)):
+        raise GenzooError(f"no {kind} {ident} in this store (or it is not visible to you)")
     b = store.backend
     queries = {
         "generation": "SELECT substr(COALESCE(text, content_type, ''), 1, 200) AS s FROM generations WHERE id = ?",

@@ -3,8 +3,11 @@
 ``index_paths`` reads text, Markdown and Python files, cuts them (``genzoo.store.chunking``) and
 stores documents and chunks with their sha256. Re-indexing an unchanged file does nothing; a
 changed file becomes a new document that supersedes the old one (and a file changed back makes
-its earlier version current again). A chunk whose text is already
-stored (same sha256) is kept as a copy pointing at the first one (``duplicate_of``) and is not
+its earlier version current again). A document is its owner's: another user indexing the same path
+or URI stores a document of their own and never replaces, hides or reveals one they may not see.
+A chunk whose text is already stored (same sha256) where the caller may see it (in a document
+they may see; a chunk only others' private documents hold is stored as new, and never reported
+as a copy) is kept as a copy pointing at the first one (``duplicate_of``) and is not
 indexed or embedded again: repeated boilerplate is searched once, and re-indexing an edited file
 only embeds the chunks that changed. A stored chunk is retrievable while any copy of it belongs to
 a current document the caller may see; it is shown by that copy's ``path:lines``.
@@ -28,6 +31,7 @@ import numpy as np
 from genzoo.core.errors import GenzooError
 from genzoo.store import search as S
 from genzoo.store.chunking import CHUNK_CHARS, OVERLAP, chunk_document, kind_for
+from genzoo.store.files import read_documents
 from genzoo.store.records import ModelRecord, NewGeneration, sha256_hex
 from genzoo.store.vectors import VectorIndex
 from genzoo.store.visibility import seen_by
@@ -63,31 +67,10 @@ class IndexReport:
     skipped: list[str] = field(default_factory=list)
 
 
-def _files(paths) -> list[Path]:
-    out = []
-    for p in map(Path, paths):
-        if not p.exists():
-            raise GenzooError(f"{p} does not exist; give files or folders of .txt, .md, .rst or .py")
-        if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in INDEXED_SUFFIXES
-                          and not any(part.startswith(".") for part in f.relative_to(p).parts))
-        else:
-            out.append(p)
-    return out
-
-
 def index_paths(store, paths, *, chunk_chars: int = CHUNK_CHARS, overlap: int = OVERLAP, visibility: str = "private") -> IndexReport:
     """Index files and folders (recursively: .txt, .md, .rst, .py; hidden ones skipped)."""
     report = IndexReport()
-    for f in _files(paths):
-        try:
-            raw = f.read_bytes()
-            if len(raw) > MAX_FILE_BYTES:
-                raise UnicodeDecodeError("utf-8", b"", 0, 1, "too large")
-            text = raw.decode("utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            report.skipped.append(f"{f}: {e.reason if isinstance(e, UnicodeDecodeError) else e}")
-            continue
+    for f, text in read_documents(paths, INDEXED_SUFFIXES, MAX_FILE_BYTES, report.skipped):  # regular files only, size checked first
         index_text(store, str(f.resolve()), text, kind=kind_for(f), chunk_chars=chunk_chars, overlap=overlap,
                    visibility=visibility, report=report)
     return report
@@ -100,22 +83,24 @@ def index_text(store, uri: str, text: str, *, kind: str = "text", chunk_chars: i
     if visibility not in ("private", "shared"):
         raise GenzooError(f"visibility must be private or shared, got {visibility!r}")
     report = report if report is not None else IndexReport()
-    b, sha = store.backend, sha256_hex(text)
-    same = b.rows("SELECT id, superseded_by FROM documents WHERE uri = ? AND sha256 = ?", (uri, sha))
+    b, sha, me = store.backend, sha256_hex(text), store.user.id
+    # a document is its owner's: another user's document at the same uri is never replaced, hidden or revealed
+    same = b.rows("SELECT id, superseded_by FROM documents WHERE owner_id = ? AND uri = ? AND sha256 = ?", (me, uri, sha))
     if same and same[0]["superseded_by"] is None:
         report.unchanged += 1
         return same[0]["id"]
     if same:  # the file went back to a version stored before: that version becomes current again
         old = same[0]["id"]
         with b.write():
-            b.execute("UPDATE documents SET superseded_by = ? WHERE uri = ? AND id <> ? AND superseded_by IS NULL", (old, uri, old))
+            b.execute("UPDATE documents SET superseded_by = ? WHERE owner_id = ? AND uri = ? AND id <> ? AND superseded_by IS NULL",
+                      (old, me, uri, old))
             b.execute("UPDATE documents SET superseded_by = NULL WHERE id = ?", (old,))
-            b.audit(store.user.id, "restore_document", "documents", old, {"uri": uri, "sha256": sha}, time.time())
+            b.audit(me, "restore_document", "documents", old, {"uri": uri, "sha256": sha}, time.time())
         report.documents += 1
         return old
     chunks = chunk_document(text, kind, chunk_chars, overlap)
     shas = [sha256_hex(c.text) for c in chunks]
-    known = _first_copies(b, set(shas))
+    known = _first_copies(b, set(shas), store.viewer)
     fresh = list(dict.fromkeys(s for s in shas if s not in known))  # chunks to index and embed: first copies only
     vectors = {}
     encoder = store.encoder
@@ -128,7 +113,8 @@ def index_text(store, uri: str, text: str, *, kind: str = "text", chunk_chars: i
                                         "visibility": visibility, "meta": json.dumps({"kind": kind, "chunk_chars": chunk_chars,
                                                                                      "overlap": overlap, "chars": len(text)}),
                                         "created_at": now})
-        b.execute("UPDATE documents SET superseded_by = ? WHERE uri = ? AND id <> ? AND superseded_by IS NULL", (doc_id, uri, doc_id))
+        b.execute("UPDATE documents SET superseded_by = ? WHERE owner_id = ? AND uri = ? AND id <> ? AND superseded_by IS NULL",
+                  (doc_id, me, uri, doc_id))
         for ord_, (c, s) in enumerate(zip(chunks, shas)):
             first = known.get(s)
             cid = b.insert("chunks", {"document_id": doc_id, "ord": ord_, "text": c.text, "start": c.start, "end": c.end,
@@ -147,14 +133,19 @@ def index_text(store, uri: str, text: str, *, kind: str = "text", chunk_chars: i
     return doc_id
 
 
-def _first_copies(backend, shas: set[str]) -> dict[str, int]:
+def _first_copies(backend, shas: set[str], viewer) -> dict[str, int]:
+    """The stored first copy of each chunk text that ``viewer`` may see (a copy of it is in a
+    document they may see). A chunk only others' private documents hold is not counted as known:
+    the caller stores it as new, so indexing never tells them what others keep."""
     out: dict[str, int] = {}
     shas_list = sorted(shas)
+    seen, params = seen_by(viewer, "d")
     for i in range(0, len(shas_list), 500):  # stay under SQLite's bound-parameter limit
         part = shas_list[i : i + 500]
         marks = ", ".join("?" * len(part))
-        for r in backend.rows(f"SELECT sha256, min(id) AS id FROM chunks WHERE duplicate_of IS NULL AND sha256 IN ({marks}) "
-                              "GROUP BY sha256", part):
+        for r in backend.rows(f"SELECT c.sha256, min(c.id) AS id FROM chunks c WHERE c.duplicate_of IS NULL AND c.sha256 IN ({marks}) "
+                              "AND EXISTS (SELECT 1 FROM chunks c2 JOIN documents d ON d.id = c2.document_id "
+                              f"WHERE (c2.id = c.id OR c2.duplicate_of = c.id) AND {seen}) GROUP BY c.sha256", [*part, *params]):
             out[r["sha256"]] = r["id"]
     return out
 
@@ -228,10 +219,12 @@ def retrieve(store, question: str, k: int = 4, *, mode: str = "hybrid", vectors:
     kw_rank = {cid: r for r, (cid, _) in enumerate(keyword, 1)}
     vec_rank = {cid: r for r, (cid, _) in enumerate(vector, 1)}
     live = _live_copies(b, [cid for cid, _ in ranked], viewer)  # drops chunks of superseded or hidden documents
-    out = []
+    out, texts = [], set()
     for cid, score in ranked:
-        if cid in live:
+        # the same text may be stored as a first copy more than once (per owner who could not see the other)
+        if cid in live and live[cid]["text"] not in texts:
             r = live[cid]
+            texts.add(r["text"])
             out.append(Source(cid, r["uri"], r["start_line"], r["end_line"], r["text"], score, kw_rank.get(cid), vec_rank.get(cid)))
             if len(out) == k:
                 break

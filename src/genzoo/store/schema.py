@@ -8,7 +8,8 @@ rebuild from what is already stored (the full-text index), so an upgrade loses n
 Version 1 is the first released layout (records only); 2 adds search (full-text index and
 embeddings); 3 adds documents and chunks (for RAG) and per-generation quality scores; 4 adds
 what RAG needs to search chunks (sha256 for dedup, line spans, a full-text index, vectors) and the
-relationship graph (entities, relations); 5 adds a covering index of the columns search filters on.
+relationship graph (entities, relations); 5 adds a covering index of the columns search filters on;
+6 makes a document's identity per owner (owner, uri, sha256).
 Times are UTC seconds since the epoch (REAL): comparable, indexable, no time-zone parsing.
 """
 
@@ -134,5 +135,8 @@ V5 = """
 CREATE INDEX generations_search ON generations(id, owner_id, visibility, model_id, family, kind, created_at, synthetic);
 """
 
-MIGRATIONS: dict[int, str] = {1: V1, 2: V2, 3: V3, 4: V4, 5: V5}
+# Document identity is per owner (schema_common.DOCUMENTS_PER_OWNER).
+V6 = common.DOCUMENTS_PER_OWNER
+
+MIGRATIONS: dict[int, str] = {1: V1, 2: V2, 3: V3, 4: V4, 5: V5, 6: V6}
 LATEST = max(MIGRATIONS)

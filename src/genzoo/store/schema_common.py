@@ -107,3 +107,12 @@ CREATE TABLE relations (
 CREATE UNIQUE INDEX relations_identity ON relations(src_type, src_id, relation, dst_type, dst_id);
 CREATE INDEX relations_dst ON relations(dst_type, dst_id);
 """
+
+
+# Documents are identified per owner (uri, sha256 and whose): another user indexing the same path or
+# URI stores their own document and never replaces, hides or reveals someone else's. Same text on both
+# backends (SQLite version 6, PostgreSQL version 5).
+DOCUMENTS_PER_OWNER = """
+DROP INDEX documents_identity;
+CREATE UNIQUE INDEX documents_identity ON documents(owner_id, uri, sha256);
+"""

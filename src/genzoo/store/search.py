@@ -27,6 +27,29 @@ MAX_QUERY_CHARS = 10_000  # longer input is refused: no one types it, and it onl
 MAX_TERMS = 32  # BM25 over more OR-ed terms costs time and adds nothing to ranking
 MAX_K = 1000
 _WORD = re.compile(r"\w+", re.UNICODE)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_ID = 2**63 - 1  # the largest row id either database stores
+MAX_EPOCH = 1e12  # seconds: about the year 33,658; anything larger is not a time
+
+
+def _finite(x) -> bool:
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def check_text(value: str, what: str) -> str:
+    """``value`` if it is valid Unicode text. A lone surrogate (what Python makes of bytes that are
+    not UTF-8 in a command-line argument or an environment variable) cannot be encoded, stored,
+    tokenised or compared, so it is refused here with one clear message instead of failing deep
+    inside the database driver or the tokenizer (and differently in each search mode)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise GenzooError(f"{what} is not valid UTF-8 text (character {e.start + 1} is a lone surrogate, e.g. from invalid "
+                          "UTF-8 bytes on the command line); give it as UTF-8") from None
+    return value
 
 
 def check_query(query) -> str:
@@ -36,7 +59,9 @@ def check_query(query) -> str:
         raise GenzooError(f"a search query must be a string, got {type(query).__name__}")
     if len(query) > MAX_QUERY_CHARS:
         raise GenzooError(f"the search query has {len(query):,} characters; at most {MAX_QUERY_CHARS:,} are accepted: shorten it")
-    return query.replace("\x00", " ")
+    # A lone surrogate cannot reach the database driver or a tokenizer: it becomes U+FFFD (no word),
+    # the same in every mode. The CLI refuses such a query outright (check_text), with one clear line.
+    return _SURROGATE.sub("\ufffd", query).replace("\x00", " ")
 
 
 def query_terms(query: str) -> list[str]:
@@ -89,10 +114,11 @@ def parse_time(value, what: str) -> float | None:
     if isinstance(value, bool):
         raise GenzooError(f"{what} must be a date/time, got {value!r}")
     if isinstance(value, (int, float)):
-        if not math.isfinite(value):
+        if not _finite(value) or abs(value) > MAX_EPOCH:
             raise GenzooError(f"{what} must be a finite time, got {value!r}")
         return float(value)
     if isinstance(value, str):
+        check_text(value, what)
         try:
             value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
@@ -128,14 +154,24 @@ class Filters:
             if v is not None and (not isinstance(v, str) or not v.strip() or len(v) > 200):
                 raise GenzooError(f"filter {name} must be a non-empty name, got {v!r}")
         model = given.get("model")
-        if model is not None and not (isinstance(model, str) and 0 < len(model) <= 500) and not (isinstance(model, int) and not isinstance(model, bool)):
-            raise GenzooError(f"filter model must be a model name or id, got {model!r}")
+        if model is not None:
+            if isinstance(model, bool) or not isinstance(model, (str, int)) or (isinstance(model, str) and not (model.strip() and len(model) <= 500)):
+                raise GenzooError(f"filter model must be a model name or id, got {model!r}")
+            # ids start at 1; -1 or 0 would match nothing in SQL but "no model" in a vector index (-1 marks it there)
+            if isinstance(model, int) and not 1 <= model <= MAX_ID:
+                raise GenzooError(f"filter model: a model id is a whole number from 1 up, got {model!r}")
+        for name in ("model", "family", "user"):
+            v = given.get(name)
+            if isinstance(v, str):
+                check_text(v, f"filter {name}")
+                if "\x00" in v:
+                    raise GenzooError(f"filter {name} must not hold a NUL character, got {v!r}")
         kind = given.get("kind")
         if kind is not None and kind not in KINDS:
             raise GenzooError(f"filter kind must be one of {', '.join(KINDS)}, got {kind!r}")
         rating = given.get("min_rating")
-        if rating is not None and (isinstance(rating, bool) or not isinstance(rating, (int, float)) or not math.isfinite(rating)):
-            raise GenzooError(f"filter min_rating must be a number, got {rating!r}")
+        if rating is not None and (isinstance(rating, bool) or not isinstance(rating, (int, float)) or not _finite(rating)):
+            raise GenzooError(f"filter min_rating must be a finite number, got {rating!r}")
         synthetic = given.get("synthetic")
         if synthetic is not None and not isinstance(synthetic, bool):
             raise GenzooError(f"filter synthetic must be True (synthetic only), False (real only) or None, got {synthetic!r}")
