@@ -516,7 +516,7 @@ def test_genzoo_has_no_import_cycles():
 # - tasks join models, training, eval and the store; api, the Python user's verbs, may use all of
 #   that; bench drives api; cli is the top.
 LAYERS = (
-    ("genzoo", "core", "family"),
+    ("genzoo", "core", "family", "errors"),  # errors: the old path of core.errors, kept for users
     ("store",),
     ("data",),
     ("sampling", "viz"),
