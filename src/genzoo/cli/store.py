@@ -1,4 +1,5 @@
-"""Commands on the generation store: `genzoo store search|graph|stats|export|dedup` and
+"""Commands on the generation store: `genzoo store search|graph|stats|export|dedup` (and
+`user|key|policy|check`, in ``store_admin``) and
 `genzoo rag index|ask`. Each calls the module that owns the concept and prints what it returns.
 
 The store's verbs were top-level commands before (`genzoo search`, ...): those spellings still
@@ -17,7 +18,7 @@ from genzoo.cli.app import GenzooTyper, JsonFlag, StoreOption, out, renamed, say
 from genzoo.core.errors import GenzooError
 
 app = GenzooTyper()  # top-level verbs: dedup (datasets), and the old spellings
-store_app = GenzooTyper(help="The generation store: search, graph, stats, export, dedup.")
+store_app = GenzooTyper(help="The generation store: search, graph, stats, export, dedup; users, keys, policy, check.")
 
 
 @app.command()
@@ -185,3 +186,8 @@ def _old_spelling(name: str, command) -> None:
 
 for _name, _command in (("search", search), ("graph", graph_cmd), ("stats", stats), ("export", export_cmd)):
     _old_spelling(_name, _command)
+
+
+from genzoo.cli.store_admin import register as _register_admin  # noqa: E402  (user, key, policy, check)
+
+_register_admin(store_app)

@@ -355,8 +355,44 @@ class Store:
         self._require("read the audit log", ("admin",), "audit_log")
         return self.backend.audit_entries(limit)
 
+    def forget(self, *, user: str | None = None, older_than: float | None = None, dry_run: bool = False):
+        """Remove a user's records, or those created before ``older_than`` (seconds since the epoch),
+        leaving no trace of their text in the database files; admins only (``genzoo.store.forget``)."""
+        from genzoo.store.forget import forget
+
+        return forget(self, user=user, older_than=older_than, dry_run=dry_run)
+
     def integrity_check(self) -> str:
         return self.backend.integrity_check()
+
+    def users(self) -> list[dict]:
+        """Every user: name, role, created_at, active_keys, keys, last_key_at (admin; never a key or its hash)."""
+        self._require("list users and keys", ("admin",), "users")
+        return self.backend.users_with_keys()
+
+    def policy(self) -> dict:
+        """How this store protects what it holds, read-only: the backend and schema version, whether
+        redaction is on and which fields this opening encrypts, and how many stored values are
+        encrypted per field (what earlier writers did, whatever this opening's settings)."""
+        from genzoo.store.crypto import ENV_KEY as ENV_STORE_KEY, ENV_KEY_FILE
+
+        self.user  # a revoked key is refused here too
+        return {"backend": self.backend.url.split(":", 1)[0], "url": self.backend.url, "schema_version": self.backend.schema_version(),
+                "redaction": self.redact is not None, "sensitive": sorted(self.sensitive),
+                "key_configured": bool(os.environ.get(ENV_STORE_KEY, "").strip() or os.environ.get(ENV_KEY_FILE)),
+                "encrypted": self.backend.sealed_counts()}
+
+    def check(self, space: str | None = None, kind: str = "text") -> dict:
+        """The store's integrity (admin, read-only): the database's own check and whether the
+        full-text index, the vectors and the records agree. ``problems``: what is wrong (empty:
+        consistent); ``counts``: every count checked; ``space``: also count ``kind`` records with no
+        vector there yet (not a problem: the next vector search embeds them)."""
+        self._require("check the store", ("admin",), "store")
+        integrity = self.backend.integrity_check()
+        counts = self.backend.consistency(space, kind)
+        problems = [] if integrity == "ok" else [f"database integrity: {integrity}"]
+        problems += [f"{n} {what}" for what, n in counts.items() if n and what != "unembedded" and not what.startswith("vectors:")]
+        return {"integrity": integrity, "counts": counts, "problems": problems, "consistent": not problems}
 
     def search(self, query: str, *, mode: str = "hybrid", k: int = 10, fusion: str = "rrf", alpha: float = 0.5, **filters) -> list[Hit]:
         """Generations matching ``query``, best first. ``mode``: hybrid, keyword or vector; ``fusion``

@@ -120,6 +120,14 @@ def _split(value, what: str) -> tuple[str | None, bytes | None]:
 class PostgresBackend(SharedReads):
     PH = "%s"
     _PROMPT_COLUMNS = "p.text AS prompt, p.text_sealed AS prompt_sealed"
+    _FTS = ("generation_text", "generation_id")
+    _CHUNK_FTS = ("chunk_text", "chunk_id")
+    _HAS_TEXT = "(g.text IS NOT NULL OR g.text_sealed IS NOT NULL)"
+    _SEALED = {"generations.text": "SELECT count(*) FROM generations WHERE text_sealed IS NOT NULL",
+               "prompts.text": "SELECT count(*) FROM prompts WHERE text_sealed IS NOT NULL"}
+
+    def _bad_vectors(self) -> int:
+        return self._one("SELECT count(*) FROM embeddings e JOIN vector_spaces s ON s.space = e.space WHERE vector_dims(e.vector) <> s.dim")[0]
 
     def __init__(self, url: str, read_url: str | None = None):
         psycopg = _psycopg()

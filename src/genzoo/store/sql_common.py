@@ -95,6 +95,64 @@ class SharedReads:
                            f"LEFT JOIN users u ON u.id = a.user_id ORDER BY a.id DESC LIMIT {self.PH}", (limit,))
         return [AuditEntry(*r[:6], json.loads(r[6])) for r in rows]
 
+    # ---- administration: users and keys, encryption in use, consistency -----------------------
+    # What differs by backend: the full-text tables (SQLite FTS5 rowid; PostgreSQL tsvector tables),
+    # how a stored-encrypted field shows, and which vectors are malformed.
+    _FTS = ("generations_fts", "rowid")
+    _CHUNK_FTS = ("chunks_fts", "rowid")
+    _HAS_TEXT = "g.text IS NOT NULL"
+    _SEALED = {"generations.text": "SELECT count(*) FROM generations WHERE typeof(text) = 'blob'",
+               "prompts.text": "SELECT count(*) FROM prompts WHERE typeof(text) = 'blob'"}
+
+    def users_with_keys(self) -> list[dict]:
+        """Every user with their role, when made, and key counts (never a key or its hash)."""
+        return self._dicts(
+            "SELECT u.id, u.name, u.role, u.created_at, "
+            "COALESCE(sum(CASE WHEN k.id IS NOT NULL AND k.revoked_at IS NULL THEN 1 ELSE 0 END), 0) AS active_keys, "
+            "count(k.id) AS keys, max(k.created_at) AS last_key_at "
+            "FROM users u LEFT JOIN api_keys k ON k.user_id = u.id GROUP BY u.id, u.name, u.role, u.created_at ORDER BY u.id")
+
+    def sealed_counts(self) -> dict[str, int]:
+        """How many stored values are encrypted, per field (manifests are sealed whole)."""
+        counts = {field: int(self._one(sql)[0]) for field, sql in self._SEALED.items()}
+        counts["generations.manifest"] = int(self._one(f"SELECT count(*) FROM generations WHERE manifest LIKE {self.PH}", ('{"sealed":%',))[0])
+        return counts
+
+    def _bad_vectors(self) -> int:
+        """Vectors whose size differs from their space's (SQLite: bytes; PostgreSQL: integrity_check)."""
+        return self._one("SELECT count(*) FROM embeddings e WHERE length(e.vector) <> "
+                         "(SELECT length(e2.vector) FROM embeddings e2 WHERE e2.space = e.space LIMIT 1)")[0]
+
+    def consistency(self, space: str | None = None, kind: str = "text") -> dict[str, int]:
+        """Counts of rows the indexes and the records disagree on (all 0 when consistent), plus
+        ``unembedded``: ``kind`` records with text but no vector in ``space`` (not an error: the next
+        vector search embeds them) and ``vectors:SPACE`` per space."""
+        fts, col = self._FTS
+        cfts, ccol = self._CHUNK_FTS
+        one = lambda sql, params=(): int(self._one(sql, params)[0])  # noqa: E731
+        out = {
+            "generations without a full-text row": one(
+                f"SELECT count(*) FROM generations g WHERE NOT EXISTS (SELECT 1 FROM {fts} t WHERE t.{col} = g.id)"),
+            "full-text rows without a generation": one(
+                f"SELECT count(*) FROM {fts} t WHERE NOT EXISTS (SELECT 1 FROM generations g WHERE g.id = t.{col})"),
+            "vectors without a generation": one(
+                "SELECT count(*) FROM embeddings e WHERE NOT EXISTS (SELECT 1 FROM generations g WHERE g.id = e.generation_id)"),
+            "vectors of the wrong size": self._bad_vectors(),
+            "chunks without a full-text row": one(
+                f"SELECT count(*) FROM chunks c WHERE c.duplicate_of IS NULL AND NOT EXISTS (SELECT 1 FROM {cfts} t WHERE t.{ccol} = c.id)"),
+            "chunk full-text rows without a chunk": one(
+                f"SELECT count(*) FROM {cfts} t WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = t.{ccol})"),
+            "chunk vectors without a chunk": one(
+                "SELECT count(*) FROM chunk_embeddings e WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = e.chunk_id)"),
+        }
+        for s, n in self._fetch("SELECT space, count(*) FROM embeddings GROUP BY space ORDER BY space"):
+            out[f"vectors:{s}"] = int(n)
+        if space is not None:
+            out["unembedded"] = one(
+                f"SELECT count(*) FROM generations g WHERE g.kind = {self.PH} AND {self._HAS_TEXT} AND NOT EXISTS "
+                f"(SELECT 1 FROM embeddings e WHERE e.space = {self.PH} AND e.generation_id = g.id)", (kind, space))
+        return out
+
     def count(self, table: str) -> int:
         if table not in TABLES:
             raise GenzooError(f"unknown table {table!r}")
