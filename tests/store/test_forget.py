@@ -17,20 +17,11 @@ from genzoo.store.api import AccessDenied, Store
 from genzoo.store.encoders import HashingEncoder
 from genzoo.store.graph import entity, relate
 
+from test_store import db, is_pg  # noqa: F401  (the store's location per test: a SQLite file or a PostgreSQL database)
+
 SECRET = "xylophonequagmire"  # one word, lower case: as it is stored in the text and in the full-text index
 OTHER = "otherusernotebook"
 BOILERPLATE = "Shared boilerplate about composting gardens and watering schedules.\n"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request, tmp_path):
-    if request.param == "sqlite":
-        return tmp_path / "store.db"
-    return request.getfixturevalue("pg_url")
-
-
-def is_pg(db) -> bool:
-    return str(db).startswith("postgresql://")
 
 
 def open_store(db, key=None):
