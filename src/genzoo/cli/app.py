@@ -78,9 +78,6 @@ def renamed(old: str, new: str) -> None:
 # ---- options several commands share ------------------------------------------------------------
 STORE_HELP = "the store: a file path or a postgresql:// URL (default: $GENZOO_STORE or ~/.genzoo/store.db)"
 StoreOption = Annotated[Optional[str], typer.Option("--store", help=STORE_HELP)]
-NoStoreOption = Annotated[bool, typer.Option("--no-store", help="do not record this in the store")]
-SeedOption = Annotated[int, typer.Option("--seed", help="random seed (same seed, same result)")]
-DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1")]
 RunArgument = Annotated[Path, typer.Argument(help="run or checkpoint folder")]
 DataOption = Annotated[str, typer.Option("--data", "-d", help="dataset name or path (see `genzoo list`)")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="print the result as JSON")]

@@ -26,16 +26,14 @@ def forget(
 ) -> None:
     """Remove a user's records (generations, prompts, feedback, documents, chunks, vectors, graph
     edges) and scrub them from the database files; admins only."""
-    from genzoo.cli.store_data import check_store_args
-    from genzoo.store.api import Store
+    from genzoo.cli.store_data import open_store
 
     if user is None and older_than is None:
         raise GenzooError("say what to forget: --user NAME, --older-than DAYS, or both")
     if older_than is not None and not (older_than >= 0):
         raise GenzooError(f"--older-than is a number of days, 0 or more, got {older_than}")
-    check_store_args(store)
     cutoff = None if older_than is None else time.time() - older_than * 86400.0
-    with Store.open(store, encoder=None) as s:
+    with open_store(store) as s:
         report = s.forget(user=user, older_than=cutoff, dry_run=not yes)
     say(report.summary())
     for n in report.notes:

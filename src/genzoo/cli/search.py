@@ -25,8 +25,7 @@ def resolve_mode(mode: str) -> tuple[str, str]:
 
 def run_search(query: str, *, store_path: Path | None, mode: str, k: int, fusion: str, alpha: float, images: bool = False,
                clip: Path | None = None, **filters) -> Table:
-    from genzoo.cli.store_data import check_store_args
-    from genzoo.store.api import Store
+    from genzoo.cli.store_data import check_store_args, open_store
     from genzoo.store.search import check_query, check_text
 
     check_query(query)  # before any model loads: one clear error in every mode, --images too
@@ -42,7 +41,7 @@ def run_search(query: str, *, store_path: Path | None, mode: str, k: int, fusion
         return image_search_table(query, store_path=store_path, k=k, clip=clip, **filters)
     mode, note = resolve_mode(mode)
     encoder = None if mode == "keyword" else _text_encoder()
-    with Store.open(store_path, encoder=encoder, embed_on_write=False) as store:
+    with open_store(store_path, encoder, embed_on_write=False) as store:
         hits = store.search(query, mode=mode, k=k, fusion=fusion, alpha=alpha, **{k_: v for k_, v in filters.items() if v is not None})
         table = Table(title=Text(f"{len(hits)} result(s) for {query!r} ({mode}{note}) in {store.backend.url}"))
     for col in ("id", "score", "kw#", "vec#", "kind", "model", "user", "when", "rating", "output"):

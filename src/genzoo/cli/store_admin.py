@@ -12,17 +12,10 @@ from typing import Optional
 import typer
 
 from genzoo.cli.app import GenzooTyper, StoreOption, say
+from genzoo.cli.store_data import open_store
 
 user_app = GenzooTyper(help="Users of the store: add (with their first API key), list. Admin only.")
 key_app = GenzooTyper(help="API keys: new (for an existing user), revoke (all of a user's keys), list. Admin only.")
-
-
-def _open(store_path):
-    from genzoo.cli.store_data import check_store_args
-    from genzoo.store.api import Store
-
-    check_store_args(store_path)
-    return Store.open(store_path, encoder=None)  # nothing here searches: no model to load
 
 
 def _check_name(name: str) -> None:
@@ -57,7 +50,7 @@ def user_add(
 ) -> None:
     """Add a user and print their first API key (once)."""
     _check_name(name)
-    with _open(store) as s:
+    with open_store(store) as s:
         user, key = s.create_user(name, role)
     say(f"added user {user.name!r} with role {user.role}")
     say(_key_note(user.name, key))
@@ -66,7 +59,7 @@ def user_add(
 @user_app.command("list")
 def user_list(store: StoreOption = None) -> None:
     """The store's users, their roles and when they were made."""
-    with _open(store) as s:
+    with open_store(store) as s:
         users = s.users()
     say(_table(["user", "role", "created"], [[u["name"], u["role"], _when(u["created_at"])] for u in users]))
 
@@ -75,7 +68,7 @@ def user_list(store: StoreOption = None) -> None:
 def key_new(user: str = typer.Argument(..., help="an existing user's name"), store: StoreOption = None) -> None:
     """Issue another API key for an existing user (their other keys keep working) and print it once."""
     _check_name(user)
-    with _open(store) as s:
+    with open_store(store) as s:
         key = s.new_key(user)
     say(f"new key for {user!r}")
     say(_key_note(user, key))
@@ -85,7 +78,7 @@ def key_new(user: str = typer.Argument(..., help="an existing user's name"), sto
 def key_revoke(user: str = typer.Argument(..., help="the user whose keys to revoke (all of them)"), store: StoreOption = None) -> None:
     """Revoke every active API key of a user: the next command with any of them is refused."""
     _check_name(user)
-    with _open(store) as s:
+    with open_store(store) as s:
         n = s.revoke_keys(user)
     say(f"revoked {n} key(s) of {user!r}" + ("" if n else " (they had no active key)"))
 
@@ -93,7 +86,7 @@ def key_revoke(user: str = typer.Argument(..., help="the user whose keys to revo
 @key_app.command("list")
 def key_list(store: StoreOption = None) -> None:
     """Users, roles, how many active keys each has and when the last was made (never a key or its hash)."""
-    with _open(store) as s:
+    with open_store(store) as s:
         users = s.users()
     rows = [[u["name"], u["role"], str(u["active_keys"]), str(u["keys"] - u["active_keys"]), _when(u["last_key_at"]), _when(u["created_at"])]
             for u in users]
@@ -103,7 +96,7 @@ def key_list(store: StoreOption = None) -> None:
 def policy_cmd(store: StoreOption = None) -> None:
     """The store's protection settings as they are (read-only): backend, schema version, redaction,
     encryption (configured here, and what is stored encrypted)."""
-    with _open(store) as s:
+    with open_store(store) as s:
         p = s.policy()
         totals = {"generations.text": s.backend.count("generations"), "prompts.text": s.backend.count("prompts"),
                   "generations.manifest": s.backend.count("generations")}
@@ -129,7 +122,7 @@ def check_cmd(
         from genzoo.tasks.encoders import MiniLMEncoder  # its name only: no model is loaded
 
         space = MiniLMEncoder.space
-    with _open(store) as s:
+    with open_store(store) as s:
         r = s.check(space)
         url = s.backend.url
     counts = r["counts"]

@@ -27,11 +27,13 @@ def check_store_args(store_path) -> None:
             raise GenzooError("--store must not hold a NUL character")
 
 
-def _open(store_path: Path | None, encoder):
+def open_store(store_path: Path | None, encoder=None, **options):
+    """The store a command works on (--store, else $GENZOO_STORE, else ~/.genzoo/store.db), opened
+    with $GENZOO_API_KEY once both are known to be usable text. ``encoder=None``: no model loads."""
     from genzoo.store.api import Store
 
     check_store_args(store_path)
-    return Store.open(store_path, encoder=encoder)
+    return Store.open(store_path, encoder=encoder, **options)
 
 
 def _encoder(mode: str):
@@ -48,7 +50,7 @@ def run_rag_index(paths: list[Path], *, store_path: Path | None, chunk_chars: in
                   keyword_only: bool) -> str:
     from genzoo.store import rag
 
-    with _open(store_path, _encoder("keyword" if keyword_only else "hybrid")) as store:
+    with open_store(store_path, _encoder("keyword" if keyword_only else "hybrid")) as store:
         r = rag.index_paths(store, paths, chunk_chars=chunk_chars, overlap=overlap, visibility="shared" if shared else "private")
         url = store.backend.url
     lines = [f"indexed {r.documents} new or changed document(s), {r.unchanged} unchanged; {r.chunks} chunk(s) stored, "
@@ -66,7 +68,7 @@ def run_rag_ask(question: str, *, model: Path, store_path: Path | None, k: int, 
     check_text(question, "the question")
     if not Path(model).exists():
         raise GenzooError(f"--model {model} does not exist; give a genzoo run folder or a local Hugging Face checkpoint folder")
-    with _open(store_path, _encoder(mode)) as store:
+    with open_store(store_path, _encoder(mode)) as store:
         answer = rag.ask(store, question, model, k=k, mode=mode, max_tokens=max_tokens, temperature=temperature, seed=seed,
                          device=device, record=not no_store)
     return answer
@@ -86,7 +88,7 @@ def run_stats(*, store_path: Path | None, by: str, model: str | None, png: Path 
 
     if model is not None:
         check_text(model, "--model")
-    with _open(store_path, None) as store:
+    with open_store(store_path, None) as store:
         rows = stats.usage(store, by=by, model=model)
     if png is not None:
         from genzoo.viz.usage import usage_chart
@@ -99,7 +101,7 @@ def run_export(out: Path, *, store_path: Path | None, rated_min: float | None, l
                fmt: str | None) -> str:
     from genzoo.store.export import export
 
-    with _open(store_path, None) as store:
+    with open_store(store_path, None) as store:
         r = export(store, out, rated_min=rated_min, label=label, include_synthetic=include_synthetic, fmt=fmt)
     note = f" ({r.synthetic} synthetic)" if r.synthetic else ""
     left = f"; {r.skipped_synthetic} synthetic record(s) left out (--include-synthetic adds them)" if r.skipped_synthetic else ""
@@ -116,7 +118,7 @@ def run_graph(node: str, *, store_path: Path | None, direction: str, types: str 
     if wanted and not wanted <= set(graph.NODE_TYPES):
         raise GenzooError(f"--types takes node types from {', '.join(graph.NODE_TYPES)}, got {types!r}")
     _check_node_text(node, graph.NODE_TYPES)
-    with _open(store_path, None) as store:
+    with open_store(store_path, None) as store:
         n = graph.node(node)
         found = (graph.lineage if direction == "in" else graph.descendants)(store, n, types=wanted)
         lines = [f"{'led to' if direction == 'in' else 'came from'} {graph.label(store, n)}:"]

@@ -12,7 +12,7 @@ from typing import Annotated, List, Optional
 import typer
 from rich.table import Table
 
-from genzoo.cli.app import GenzooTyper, JsonFlag, StoreOption, note, out, say
+from genzoo.cli.app import DataOption, GenzooTyper, JsonFlag, StoreOption, note, out, say
 from genzoo.core.errors import GenzooError
 
 app = GenzooTyper()
@@ -47,7 +47,7 @@ def list_cmd(as_json: JsonFlag = False) -> None:
 
 def train(
     family: Annotated[str, typer.Argument(help="model family (see `genzoo list`)")],
-    data: Annotated[str, typer.Option("--data", "-d", help="dataset name or path (see `genzoo list`)")] = "digits",
+    data: DataOption = "digits",
     variant: Annotated[Optional[str], typer.Option(help="family variant")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="run folder (default runs/FAMILY-DATA)")] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in --out from its last checkpoint (none yet: start fresh)")] = False,

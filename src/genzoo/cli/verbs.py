@@ -56,10 +56,15 @@ def classify(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="also write the labels and their probabilities as JSON here")] = None,
 ) -> None:
     """The class a classifier (vit) reads in each example, with its probability."""
-    from genzoo.core.atomic import write_atomic_file
     from genzoo.models.base import CLASSIFY
 
-    model = load_with(run, CLASSIFY, "classify")
+    print_classes(load_with(run, CLASSIFY, "classify"), examples, out)
+
+
+def print_classes(model, examples: Path, out: Path | None) -> None:
+    """What `classify` prints (and writes to ``out``) for a loaded classifier."""
+    from genzoo.core.atomic import write_atomic_file
+
     probs = model.predict_proba(read_examples(examples, model)).cpu()
     labels, confidence = probs.argmax(1).tolist(), probs.max(1).values.tolist()
     for i, (label, p) in enumerate(zip(labels, confidence)):

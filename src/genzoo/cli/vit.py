@@ -75,8 +75,7 @@ def predict_command(
     out: Optional[Path] = typer.Option(None, "--out", help="also write the labels and their probabilities as JSON here"),
 ) -> None:
     """Old spelling of `genzoo classify`: the class the classifier reads in each image, with its probability."""
-    from genzoo.cli.verbs import classify
+    from genzoo.cli.verbs import print_classes
 
     renamed("vit predict", "classify")
-    load_vit(run)  # refuses a run of another family with this group's message
-    classify(run, images, out)
+    print_classes(load_vit(run), images, out)  # load_vit refuses another family with this group's message

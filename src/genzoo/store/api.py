@@ -92,8 +92,9 @@ class Store:
         if isinstance(encoder, str) and encoder == "default":  # chosen by the layer above (genzoo.store.encoders)
             encoder = default_encoder()  # before the file is touched: a refusal leaves nothing behind
         backend = open_backend(url_or_path, read_url=read_url)
+        key = api_key if api_key is not None else os.environ.get(ENV_KEY)
         try:
-            user = _authenticate(backend, api_key if api_key is not None else os.environ.get(ENV_KEY))
+            user = _authenticate(backend, key)
             if redact is True:
                 redact = _default_redactor()
             elif redact is False:
@@ -101,7 +102,7 @@ class Store:
             elif redact is not None and not callable(redact):
                 raise GenzooError("redact must be True, False or a callable that takes and returns text")
             store = cls(backend, user, encoder=encoder, redact=redact, keyring=keyring, sensitive=sensitive, embed_on_write=embed_on_write)
-            store._key_sha256 = _key_sha256(api_key if api_key is not None else os.environ.get(ENV_KEY))
+            store._key_sha256 = None if key is None else sha256_hex(key)  # _authenticate accepted it: a gz_ key
             return store
         except BaseException:
             backend.close()
@@ -495,10 +496,6 @@ def open_backend(url_or_path, read_url: str | None = None):
     if "://" in text:
         raise GenzooError(f"unknown store URL {text!r}; give a file path, sqlite:///PATH or postgresql://...")
     return SqliteBackend(text)
-
-
-def _key_sha256(api_key) -> str | None:
-    return sha256_hex(api_key) if isinstance(api_key, str) and api_key.startswith("gz_") else None
 
 
 def _authenticate(backend, api_key: str | None) -> User:
