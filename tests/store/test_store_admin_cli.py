@@ -117,7 +117,8 @@ def test_key_list_shows_counts_and_never_a_key(db, admin_key):
 
 def test_policy_shows_backend_schema_redaction_and_encrypted_fields(db):
     out = cli(db, "policy")
-    assert "backend: sqlite" in out and "schema version: " in out and "redaction of PII on write (this command line): on" in out
+    assert "backend: sqlite" in out and "schema version: " in out and "redaction of PII on write: on" in out
+    assert "encryption policy (kept in the store, followed by every writer): seal none" in out
     assert "generations.text: 0 of 0" in out
     from genzoo.store.crypto import Keyring
 
@@ -126,9 +127,11 @@ def test_policy_shows_backend_schema_redaction_and_encrypted_fields(db):
         s.record(kind="text", text="a secret")
         s.record(kind="text", text="another", prompt="a prompt")
         p = s.policy()
-    assert p["sensitive"] == ["text"] and p["encrypted"] == {"generations.text": 2, "prompts.text": 0, "generations.manifest": 2}
-    out = cli(db, "policy")
+    assert p["sensitive"] == ["text"] and p["key_id"] == ring.primary.hex()
+    assert {k: v for k, v in p["encrypted"].items() if v} == {"generations.text": 2, "generations.manifest": 2}
+    out = cli(db, "policy")  # read without the key: the policy and counts show, and what is missing is said
     assert "generations.text: 2 of 2" in out and "prompts.text: 0 of 1" in out
+    assert f"seal text under key {ring.primary.hex()}" in out and "key problem: this store seals text" in out
 
 
 def test_check_is_consistent_then_finds_a_missing_full_text_row_and_an_orphan_vector(db, admin_key):

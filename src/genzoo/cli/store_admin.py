@@ -7,11 +7,12 @@ consistent and 1 when it is not (2 stays for errors)."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Optional
 
 import typer
 
-from genzoo.cli.app import GenzooTyper, StoreOption, say
+from genzoo.cli.app import GenzooTyper, StoreOption, note, say
 from genzoo.cli.store_data import open_store
 
 user_app = GenzooTyper(help="Users of the store: add (with their first API key), list. Admin only.")
@@ -93,23 +94,54 @@ def key_list(store: StoreOption = None) -> None:
     say(_table(["user", "role", "active keys", "revoked", "last key made", "user created"], rows))
 
 
-def policy_cmd(store: StoreOption = None) -> None:
-    """The store's protection settings as they are (read-only): backend, schema version, redaction,
-    encryption (configured here, and what is stored encrypted)."""
+def policy_cmd(
+    seal: Optional[str] = typer.Option(None, "--seal", help="set the fields new records seal (admin), comma-separated: "
+                                       "prompt, text, session_id, label, comment, quality; 'none' seals nothing"),
+    store: StoreOption = None,
+) -> None:
+    """The store's protection settings (read-only without --seal): backend, schema version, redaction,
+    the encryption policy recorded in the store, and what is stored encrypted. With --seal, change
+    the policy (admin; audited): every later writer, Python or CLI, follows it."""
     with open_store(store) as s:
+        if seal is not None:
+            s.set_policy([] if seal.strip().lower() == "none" else seal)
         p = s.policy()
-        totals = {"generations.text": s.backend.count("generations"), "prompts.text": s.backend.count("prompts"),
-                  "generations.manifest": s.backend.count("generations")}
+        b = s.backend
+        totals = {"generations.text": b.count("generations"), "prompts.text": b.count("prompts"), "generations.manifest": b.count("generations"),
+                  "generations.quality": b.count("generations"), "generations.session_id": b.count("generations"),
+                  "prompts.session_id": b.count("prompts"), "feedback.label": b.count("feedback"), "feedback.comment": b.count("feedback")}
     enc = p["encrypted"]
+    sealed = ", ".join(p["sensitive"]) or "none"
     lines = [f"store: {p['url']}", f"backend: {p['backend']}", f"schema version: {p['schema_version']}",
-             f"redaction of PII on write (this command line): {'on' if p['redaction'] else 'off (the redaction module is not installed)'}",
-             f"fields encrypted on write (this command line): {', '.join(p['sensitive']) or 'none'}",
-             f"encryption key in the environment: {'yes' if p['key_configured'] else 'no'}",
-             "stored encrypted:"]
+             f"redaction of PII on write: {'on' if p['redaction'] else 'off (the redaction engine is not installed)'}",
+             f"encryption policy (kept in the store, followed by every writer): seal {sealed}"
+             + (f" under key {p['key_id']}" if p["sensitive"] else ""),
+             f"encryption key in the environment: {'yes' if p['key_configured'] else 'no'}"]
+    if p["rotating_to"]:
+        lines.append(f"key rotation to {p['rotating_to']} was interrupted: run `genzoo store rotate-key --key-file FILE` again")
+    if p["key_problem"]:
+        lines.append(f"key problem: {p['key_problem']}")
+    lines.append("stored encrypted:")
     lines += [f"  {field}: {enc[field]} of {totals[field]}" for field in enc]
     if not any(enc.values()):
-        lines.append("  (nothing: every stored field is in clear; Store.open(..., sensitive=('prompt', 'text')) encrypts new records)")
+        lines.append("  (nothing: every stored field is in clear; `genzoo store policy --seal prompt,text` seals new records)")
     say("\n".join(lines))
+
+
+def rotate_key_cmd(
+    key_file: Path = typer.Option(..., "--key-file", help="the key file to write the new key into (mode 0600): the "
+                                  "current key file, or a new path; the old key stays below the new one"),
+    batch: int = typer.Option(500, "--batch", min=1, help="values re-encrypted per transaction"),
+    store: StoreOption = None,
+) -> None:
+    """Re-encrypt every sealed value under a new key, in place (admin). Crash-safe: the new key is
+    written to --key-file first, then values move batch by batch; after a crash, run it again with
+    the same --key-file and it resumes."""
+    with open_store(store) as s:
+        r = s.rotate_key(key_file, batch=batch, progress=lambda field, n: note(f"  {field}: {n} re-encrypted"))
+    say(f"{'resumed and finished' if r.resumed else 'rotated'}: {r.total} values re-encrypted, key {r.old_key_id} -> {r.new_key_id}\n"
+        f"the new key is the first line of {r.key_file} (the old key is kept below it, for older backups);\n"
+        f"from now on: export GENZOO_STORE_KEY_FILE={r.key_file} (and unset GENZOO_STORE_KEY)")
 
 
 def check_cmd(
@@ -142,3 +174,4 @@ def register(store_app: GenzooTyper) -> None:
     store_app.add_typer(key_app, name="key")
     store_app.command("policy")(policy_cmd)
     store_app.command("check")(check_cmd)
+    store_app.command("rotate-key")(rotate_key_cmd)

@@ -12,9 +12,12 @@ Policy lives here, storage in a backend (``genzoo.store.sqlite`` now):
   ``shared``; a record another user cannot see answers exactly like one that does not exist;
 - every write, and every write refused, goes to the audit log; a write and its audit entry
   commit together or not at all;
-- write path: redact (PII) -> embed -> encrypt the fields marked sensitive -> one transaction
-  (prompt, generation, full-text row, vector, audit). Fields stored encrypted are not put in
-  the full-text index (it would hold them in clear); they stay findable by vector.
+- write path: redact (PII) -> embed -> encrypt the fields the store's policy seals -> one
+  transaction (prompt, generation, full-text row, vector, audit). Fields stored encrypted are not
+  put in the full-text index (it would hold them in clear); they stay findable by vector.
+- encryption is the store's own policy (``genzoo.store.policy``): recorded when an admin first
+  opens it with ``sensitive=``, followed by every later opening; without the store's key a write is
+  refused and a read that returns records is one clear error.
 Without an API key the caller is the local admin: whoever can open the file can read it anyway;
 keys are what separate users of a shared store (the Python API here, the REST API later).
 """
@@ -31,7 +34,9 @@ from typing import Callable
 import numpy as np
 
 from genzoo.core.errors import GenzooError
+from genzoo.store import policy as P
 from genzoo.store import search as S
+from genzoo.store.crypto import StoreKeyError, is_sealed_text, load_keyring, open_text, seal_text
 from genzoo.store.encoders import default_encoder
 from genzoo.store.records import KINDS, ROLES, VISIBILITIES, Feedback, Generation, Hit, ModelRecord, NewGeneration, User, sha256_hex
 
@@ -39,8 +44,8 @@ LOCAL_ADMIN = "local"
 ENV_STORE = "GENZOO_STORE"
 ENV_KEY = "GENZOO_API_KEY"
 ENV_READ_URL = "GENZOO_STORE_READ_URL"  # a PostgreSQL hot standby for reads and searches
-SENSITIVE_FIELDS = ("prompt", "text")
-SEALED = "sealed"  # a manifest stored encrypted: {"sealed": hex of the envelope}
+SENSITIVE_FIELDS = P.FIELDS
+SEALED = "sealed"  # a manifest stored encrypted: {"sealed": hex of the envelope}; quality: {"sealed": seal_text}
 CANDIDATES = 50  # each list fused contributes at least this many candidates (then k x 5)
 MAX_TEXT_CHARS = 10_000_000
 
@@ -54,28 +59,34 @@ def default_store_path() -> Path:
 
 
 def _default_redactor() -> Callable[[str], str] | None:
-    try:
-        from genzoo.store.redact import redact
-    except ImportError:  # the redaction module's own dependency is missing
+    """genzoo's PII redaction (``genzoo.store.pii``: Presidio + spaCy NER + detect-secrets), loaded
+    on the first write that needs it: a read-only opening never pays its 1-3 s start."""
+    import importlib.util
+
+    if importlib.util.find_spec("presidio_analyzer") is None:  # the engine's own dependency is missing
         return None
-    return lambda text: redact(text).text
+
+    def redact(text: str) -> str:
+        from genzoo.store.pii import redact as engine
+
+        return engine(text).text
+
+    return redact
 
 
 class Store:
-    def __init__(self, backend, user: User, *, encoder=None, redact=None, keyring=None, sensitive=(), embed_on_write=True):
+    def __init__(self, backend, user: User, *, encoder=None, redact=None, keyring=None, policy: P.Policy | None = None,
+                 embed_on_write=True):
         self.backend, self._user = backend, user
         self._key_sha256: str | None = None  # set by open() for a caller with an API key: re-checked on every use
         self._named_entities: set[int] = set()  # entities this caller named (genzoo.store.graph.entity)
         self.encoder, self.redact, self.embed_on_write = encoder, redact, embed_on_write
-        bad = set(sensitive) - set(SENSITIVE_FIELDS)
-        if bad:
-            raise GenzooError(f"fields {sorted(bad)} cannot be marked sensitive; choose from {', '.join(SENSITIVE_FIELDS)}")
-        self.sensitive = frozenset(sensitive)
-        if self.sensitive and keyring is None:
-            from genzoo.store.crypto import load_keyring
-
-            keyring = load_keyring()
+        self._policy = policy
+        self.sensitive = policy.sensitive if policy is not None else frozenset()
         self.keyring = keyring
+        self._key_problem: str | None = None  # why this opening cannot read or write sealed values
+        if self.sensitive:
+            self._key_problem = _key_problem(policy, keyring)
 
     # ---- opening ---------------------------------------------------------------------------------
     @classmethod
@@ -86,8 +97,10 @@ class Store:
         ``genzoo.store.encoders``), None (keyword search only) or an object with ``space``, ``dim``,
         ``kind`` and ``encode``.
         ``redact``: True (genzoo's PII redaction), False, or a callable str -> str.
-        ``sensitive``: fields stored encrypted (``prompt``, ``text``), with ``keyring`` or the key
-        from the environment (see ``genzoo.store.crypto``). ``read_url`` (PostgreSQL): a hot standby
+        ``sensitive``: fields to seal (``genzoo.store.policy.FIELDS``), with ``keyring`` or the key
+        from the environment (see ``genzoo.store.crypto``): given by an admin to a store without a
+        policy, it becomes the store's policy; later openings follow the store's policy whatever
+        they pass (a different non-empty set is refused). ``read_url`` (PostgreSQL): a hot standby
         that serves reads and searches while writes go to ``url_or_path``, the primary."""
         if isinstance(encoder, str) and encoder == "default":  # chosen by the layer above (genzoo.store.encoders)
             encoder = default_encoder()  # before the file is touched: a refusal leaves nothing behind
@@ -101,7 +114,13 @@ class Store:
                 redact = None
             elif redact is not None and not callable(redact):
                 raise GenzooError("redact must be True, False or a callable that takes and returns text")
-            store = cls(backend, user, encoder=encoder, redact=redact, keyring=keyring, sensitive=sensitive, embed_on_write=embed_on_write)
+            policy = _settle_policy(backend, user, P.check_fields(sensitive), keyring)
+            if policy is not None and policy.sensitive and keyring is None:
+                try:
+                    keyring = load_keyring()
+                except StoreKeyError:
+                    keyring = None  # reported, once, by the first call that needs the key (_key_problem)
+            store = cls(backend, user, encoder=encoder, redact=redact, keyring=keyring, policy=policy, embed_on_write=embed_on_write)
             store._key_sha256 = None if key is None else sha256_hex(key)  # _authenticate accepted it: a gz_ key
             return store
         except BaseException:
@@ -211,6 +230,8 @@ class Store:
     def record_many(self, generations: list[NewGeneration]) -> list[int]:
         """Store several generations in one transaction: all of them or, on any error, none."""
         self._require("record generations", ("admin", "writer"), "generations")
+        if self.sensitive:
+            self._ring(write=True)  # before any work: a store that seals refuses writes it cannot seal
         prepared = [self._prepare(g) for g in generations]
         vectors = self._embed_new(prepared)
         ids = []
@@ -225,13 +246,16 @@ class Store:
                     sealed = self._seal(prompt, "prompt")
                     # a plain sha256 of a short secret is a dictionary attack away from it: hash what is stored
                     row["prompt_id"] = self.backend.add_prompt(sealed, sha256_hex(sealed), self.user.id,
-                                                               g.session_id, g.conversation_id, g.turn, now)
+                                                               self._seal(g.session_id, "session_id"), g.conversation_id, g.turn, now)
                 text = row["text"]
                 row["text"] = self._seal(text, "text")
                 if "text" in self.sensitive and row["content"] is None and text is not None:
                     row["content_sha256"] = sha256_hex(row["text"])
+                row["session_id"] = self._seal(row["session_id"], "session_id")
+                if "quality" in self.sensitive and row["quality"] != "{}":
+                    row["quality"] = json.dumps({SEALED: self._seal(row["quality"], "quality")})
                 if self.sensitive:  # manifests repeat the prompt and hash the output: sealed whole
-                    row["manifest"] = json.dumps({SEALED: self.keyring.encrypt(row["manifest"], context=b"generations.manifest").hex()})
+                    row["manifest"] = json.dumps({SEALED: self._ring(write=True).encrypt(row["manifest"], context=b"generations.manifest").hex()})
                 gid = self.backend.add_generation(row)
                 self.backend.index_text(gid, "" if prompt is None or "prompt" in self.sensitive else prompt,
                                         "" if text is None or "text" in self.sensitive else text, g.family or "")
@@ -258,17 +282,23 @@ class Store:
             raise GenzooError("a generation needs its output: text=... or content=bytes")
         if not isinstance(g.synthetic, bool):
             raise GenzooError("synthetic must be True (model output) or False (real data)")
+        for what in ("parent_id", "model_id", "seed", "turn"):
+            _check_int(getattr(g, what), what)
+        for what in ("family", "session_id", "conversation_id", "content_type", "space"):
+            value = getattr(g, what)
+            if value is not None:
+                if not isinstance(value, str) or len(value) > 10_000:
+                    raise GenzooError(f"{what} must be text of at most 10,000 characters, got {type(value).__name__}")
+                S.check_text(value, what)
+                if "\x00" in value:
+                    raise GenzooError(f"{what} must not hold a NUL character")
         manifest, quality = _check_json(g.manifest, "manifest"), _check_json(g.quality, "quality")
         text, prompt = g.text, g.prompt
         if self.redact is not None:
             text = None if text is None else self.redact(text)
             prompt = None if prompt is None else self.redact(prompt)
-            m = json.loads(manifest)
-            changed = (text, prompt) != (g.text, g.prompt)
-            for key in ("prompt", "condition"):  # manifests repeat the prompt: redact it there too
-                if isinstance(m.get(key), str) and (clean := self.redact(m[key])) != m[key]:
-                    m[key], changed = clean, True
-            if changed:
+            m = _redact_json(json.loads(manifest), self.redact)  # manifests repeat the prompt, the input, options ...
+            if (text, prompt) != (g.text, g.prompt) or json.dumps(m, ensure_ascii=False) != manifest:
                 manifest = json.dumps({**m, "redacted": True}, ensure_ascii=False)
         content = bytes(g.content) if g.content is not None else None
         row = {
@@ -288,7 +318,13 @@ class Store:
                 space = g.space or (self.encoder.space if self.encoder is not None and g.kind == self.encoder.kind else None)
                 if space is None:
                     raise GenzooError(f"an embedding for a {g.kind} generation needs space=... (the encoder's name, e.g. 'digits-cnn-64')")
-                out[i] = (space, g.embedding)
+                try:
+                    vec = np.asarray(g.embedding, np.float32).reshape(-1)
+                except (TypeError, ValueError, OverflowError):
+                    raise GenzooError("embedding must be a list or array of numbers") from None
+                if vec.size == 0 or not np.all(np.isfinite(vec)):
+                    raise GenzooError("embedding must hold at least one number, all finite")
+                out[i] = (space, vec)
             elif self.embed_on_write and self.encoder is not None and g.kind == self.encoder.kind and row["text"]:
                 todo.append(i)
         if todo:
@@ -297,42 +333,65 @@ class Store:
                 out[i] = (self.encoder.space, v)
         return out
 
+    def _ring(self, *, write: bool = False):
+        """The keyring, or one clear ``StoreKeyError`` saying which key this store needs."""
+        if self._key_problem:
+            raise StoreKeyError(self._key_problem)
+        if self.keyring is None:  # a store sealed before policies were recorded: the key comes from the environment
+            self.keyring = load_keyring()
+        if write and self._policy is not None and self.keyring.primary.hex() not in self._policy.readable_ids:
+            raise StoreKeyError(f"this store seals new values under key {self._policy.key_id}, but the first key given is "
+                                f"{self.keyring.primary.hex()}; put the store's key first, or change keys with "
+                                "`genzoo store rotate-key`")
+        return self.keyring
+
+    def _need_key(self) -> None:
+        """Reads that return records call this first: without the key they would fail on the first
+        sealed record, or (keyword search) quietly find nothing."""
+        if self.sensitive:
+            self._ring()
+
     def _seal(self, value, field: str):
         if value is None or field not in self.sensitive:
             return value
-        return self.keyring.encrypt(value, context=f"generations.{field}".encode())
+        if field in ("prompt", "text"):  # BLOB / BYTEA columns
+            return self._ring(write=True).encrypt(value, context=f"generations.{field}".encode())
+        return seal_text(self._ring(write=True), value, context=_CONTEXTS[field])
 
     def _open(self, value, field: str):
-        if isinstance(value, (bytes, bytearray)) and field in SENSITIVE_FIELDS:
-            if self.keyring is None:
-                from genzoo.store.crypto import load_keyring
-
-                self.keyring = load_keyring()
-            return self.keyring.decrypt_text(value, context=f"generations.{field}".encode())
+        if isinstance(value, (bytes, bytearray)) and field in ("prompt", "text"):
+            return self._ring().decrypt_text(value, context=f"generations.{field}".encode())
+        if is_sealed_text(value):
+            return open_text(self._ring(), value, context=_CONTEXTS[field])
         return value
 
     def feedback(self, generation_id: int, *, rating: float | None = None, label: str | None = None, comment: str | None = None) -> int:
+        _check_int(generation_id, "a generation id", required=True)
         self._require("give feedback", ("admin", "writer"), "feedback", generation_id)
-        if rating is not None and (isinstance(rating, bool) or not isinstance(rating, (int, float)) or not np.isfinite(rating)):
-            raise GenzooError(f"rating must be a number, got {rating!r}")
+        if rating is not None and (isinstance(rating, bool) or not isinstance(rating, (int, float)) or not S._finite(rating)):
+            raise GenzooError(f"rating must be a finite number, got {rating!r}")
         if rating is None and label is None and comment is None:
             raise GenzooError("feedback needs a rating, a label or a comment")
         for what, v in (("label", label), ("comment", comment)):
             if v is not None and (not isinstance(v, str) or len(v) > 100_000):
                 raise GenzooError(f"{what} must be text of at most 100,000 characters")
-        if self.redact is not None and comment is not None:
-            comment = self.redact(comment)
+        if self.redact is not None:
+            label = None if label is None else self.redact(label)
+            comment = None if comment is None else self.redact(comment)
+        label, comment = self._seal(label, "label"), self._seal(comment, "comment")
         with self.backend.write():
             if not self.backend.visible(generation_id, self.viewer):
                 raise GenzooError(f"no generation {generation_id} (or it is not visible to you)")
             fid = self.backend.add_feedback(generation_id, self.user.id, rating, label, comment, time.time())
-            self.backend.audit(self.user.id, "feedback", "generations", generation_id, {"feedback_id": fid, "rating": rating, "label": label}, time.time())
+            self.backend.audit(self.user.id, "feedback", "generations", generation_id,
+                               {"feedback_id": fid, "rating": rating, "label": None if "label" in self.sensitive else label}, time.time())
         return fid
 
     # ---- reading ---------------------------------------------------------------------------------
     def get(self, generation_id: int) -> Generation:
         if not isinstance(generation_id, int) or isinstance(generation_id, bool):
             raise GenzooError(f"a generation id is a whole number, got {generation_id!r}")
+        self._need_key()
         g = self.backend.get_generation(generation_id) if self.backend.visible(generation_id, self.viewer) else None
         if g is None:
             raise GenzooError(f"no generation {generation_id} in {self.backend.url} (or it is not visible to you)")
@@ -340,17 +399,19 @@ class Store:
 
     def _decrypted(self, g: Generation) -> Generation:
         g.text, g.prompt = self._open(g.text, "text"), self._open(g.prompt, "prompt")
+        g.session_id = self._open(g.session_id, "session_id")
         if set(g.manifest) == {SEALED}:
-            if self.keyring is None:
-                from genzoo.store.crypto import load_keyring
-
-                self.keyring = load_keyring()
-            g.manifest = json.loads(self.keyring.decrypt_text(bytes.fromhex(g.manifest[SEALED]), context=b"generations.manifest"))
+            g.manifest = json.loads(self._ring().decrypt_text(bytes.fromhex(g.manifest[SEALED]), context=b"generations.manifest"))
+        if set(g.quality) == {SEALED} and is_sealed_text(g.quality[SEALED]):
+            g.quality = json.loads(self._open(g.quality[SEALED], "quality"))
         return g
 
     def feedback_for(self, generation_id: int) -> list[Feedback]:
         self.get(generation_id)  # visibility
-        return self.backend.feedback_for(generation_id)
+        out = self.backend.feedback_for(generation_id)
+        for f in out:
+            f.label, f.comment = self._open(f.label, "label"), self._open(f.comment, "comment")
+        return out
 
     def audit_log(self, limit: int = 100):
         self._require("read the audit log", ("admin",), "audit_log")
@@ -378,10 +439,36 @@ class Store:
         from genzoo.store.crypto import ENV_KEY as ENV_STORE_KEY, ENV_KEY_FILE
 
         self.user  # a revoked key is refused here too
+        p = self._policy
         return {"backend": self.backend.url.split(":", 1)[0], "url": self.backend.url, "schema_version": self.backend.schema_version(),
                 "redaction": self.redact is not None, "sensitive": sorted(self.sensitive),
+                "key_id": p.key_id if p is not None else None, "rotating_to": p.rotating_to if p is not None else None,
                 "key_configured": bool(os.environ.get(ENV_STORE_KEY, "").strip() or os.environ.get(ENV_KEY_FILE)),
-                "encrypted": self.backend.sealed_counts()}
+                "key_problem": self._key_problem, "encrypted": self.backend.sealed_counts()}
+
+    def set_policy(self, sensitive) -> P.Policy:
+        """Change which fields new records seal (admin). Values already stored keep their form: a
+        field dropped from the policy stays sealed where it was; ``rotate_key`` re-seals."""
+        self._require("change the encryption policy", ("admin",), "store_policy")
+        fields = P.check_fields(sensitive)
+        ring = self._ring(write=True) if fields and self._policy is not None and self._policy.sensitive else None
+        if fields and ring is None:
+            ring = self.keyring or load_keyring()
+        old = self._policy
+        new = P.Policy(fields, ring.primary.hex() if ring is not None else (old.key_id if old else None), old.rotating_to if old else None)
+        with self.backend.write():
+            P.write(self.backend, new)
+            self.backend.audit(self.user.id, "set_policy", "store_policy", None,
+                               {"sensitive": sorted(fields), "before": sorted(old.sensitive) if old else [], "key_id": new.key_id}, time.time())
+        self._policy, self.sensitive, self.keyring = new, new.sensitive, ring or self.keyring
+        self._key_problem = _key_problem(new, self.keyring) if new.sensitive else None
+        return new
+
+    def rotate_key(self, key_file, *, batch: int = 500, progress=None):
+        """Re-encrypt every sealed value under a new key, crash-safely (``genzoo.store.rotation``)."""
+        from genzoo.store.rotation import rotate_key
+
+        return rotate_key(self, key_file, batch=batch, progress=progress)
 
     def check(self, space: str | None = None, kind: str = "text") -> dict:
         """The store's integrity (admin, read-only): the database's own check and whether the
@@ -400,6 +487,7 @@ class Store:
         (hybrid): rrf (k=60) or weighted (``alpha`` on the vector side). Filters: model, family, user,
         kind, since, until, min_rating, synthetic. An empty query lists the newest matches."""
         query, k = S.check_query(query), S.check_k(k)
+        self._need_key()
         if mode not in S.MODES:
             raise GenzooError(f"mode must be one of {', '.join(S.MODES)}, got {mode!r}")
         if fusion not in S.FUSIONS:
@@ -426,9 +514,13 @@ class Store:
         """Generations whose stored vector in ``space`` is nearest to ``vector`` (cosine), e.g. images
         by their ``DigitsImageEncoder`` features; the same filters and visibility as ``search``."""
         k, f = S.check_k(k), S.Filters.make(**filters)
+        self._need_key()
         if not isinstance(space, str) or not space:
             raise GenzooError("space must name an embedding space, e.g. 'digits-cnn-64'")
-        v = np.asarray(vector, np.float32).reshape(-1)
+        try:
+            v = np.asarray(vector, np.float32).reshape(-1)
+        except (TypeError, ValueError, OverflowError):
+            raise GenzooError("the query vector must be a list or array of numbers") from None
         if not np.all(np.isfinite(v)) or not v.any():
             raise GenzooError("the query vector must be finite and not all zeros")
         found = self.backend.vector(space, v, f, self.viewer, k)
@@ -461,6 +553,66 @@ class Store:
     def _hits(self, scored, kw_rank, vec_rank) -> list[Hit]:
         gens = self.backend.get_generations([gid for gid, _ in scored])
         return [Hit(self._decrypted(gens[gid]), float(s), kw_rank.get(gid), vec_rank.get(gid)) for gid, s in scored if gid in gens]
+
+
+# Manifest values that are names of things, not free text: never PII, and a hex digest would only
+# tempt a secrets detector.
+_NOT_FREE_TEXT = ("sha256", "hash", "format", "family", "kind", "content_type", "dtype", "device", "checkpoint", "version")
+
+
+def _redact_json(value, redact, key: str = ""):
+    """``value`` with every free-text string in it redacted (dicts and lists walked)."""
+    if isinstance(value, dict):
+        return {k: _redact_json(v, redact, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_json(v, redact, key) for v in value]
+    if isinstance(value, str) and value and not any(key.endswith(n) for n in _NOT_FREE_TEXT):
+        return redact(value)
+    return value
+
+
+_CONTEXTS = {"session_id": b"generations.session_id", "quality": b"generations.quality",
+             "label": b"feedback.label", "comment": b"feedback.comment"}
+
+
+def _settle_policy(backend, user: User, wanted: frozenset[str], keyring) -> P.Policy | None:
+    """The store's policy after this opening: the recorded one, or the one an admin asks for."""
+    policy = P.read(backend)
+    if not wanted or (policy is not None and wanted == policy.sensitive):
+        return policy
+    if policy is not None and policy.sensitive:
+        raise GenzooError(f"this store's policy seals {', '.join(sorted(policy.sensitive))}; open it without sensitive= "
+                          "(every opening follows the store's policy), or change the policy with `genzoo store policy --seal FIELDS` (admin)")
+    if user.role != "admin":
+        raise AccessDenied(f"user {user.name!r} cannot set the store's encryption policy (admins only); open it without sensitive=")
+    ring = keyring if keyring is not None else load_keyring()
+    policy = P.Policy(wanted, ring.primary.hex())
+    with backend.write():
+        P.write(backend, policy)
+        backend.audit(user.id, "set_policy", "store_policy", None, {"sensitive": sorted(wanted), "before": [], "key_id": policy.key_id}, time.time())
+    return policy
+
+
+def _key_problem(policy: P.Policy, keyring) -> str | None:
+    """Why ``keyring`` cannot serve a store under ``policy`` (None: it can)."""
+    from genzoo.store.crypto import ENV_KEY as ENV_STORE_KEY, ENV_KEY_FILE
+
+    if keyring is None:
+        return (f"this store seals {', '.join(sorted(policy.sensitive))} under key {policy.key_id}, and no key is given: "
+                f"set {ENV_STORE_KEY} to that key (or {ENV_KEY_FILE} to a file holding it)")
+    held = {k.hex() for k in keyring.keys}
+    if not held & policy.readable_ids:
+        return (f"wrong store key: this store seals {', '.join(sorted(policy.sensitive))} under key {policy.key_id}, "
+                f"and the key(s) given are {', '.join(sorted(held))}; set {ENV_STORE_KEY} to the store's key")
+    return None
+
+
+def _check_int(value, what: str, *, required: bool = False) -> None:
+    """A whole number a database column can hold (None allowed unless ``required``)."""
+    if value is None and not required:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not -S.MAX_ID - 1 <= value <= S.MAX_ID:
+        raise GenzooError(f"{what} must be a whole number within 64 bits, got {value!r}"[:300])
 
 
 def _check_json(value, what: str) -> str:

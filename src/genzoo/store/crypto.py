@@ -146,6 +146,28 @@ def is_encrypted(value) -> bool:
         and bytes(value[:len(MAGIC)]) == MAGIC
 
 
+TEXT_PREFIX = "gze1:"  # a sealed value in a TEXT column: the envelope in URL-safe base64 behind this prefix
+
+
+def seal_text(ring: Keyring, value: str, *, context: bytes) -> str:
+    """``value`` encrypted as text, for columns that hold only text on every backend (session ids,
+    feedback labels and comments, quality scores)."""
+    return TEXT_PREFIX + base64.urlsafe_b64encode(ring.encrypt(value, context=context)).decode("ascii")
+
+
+def is_sealed_text(value) -> bool:
+    return isinstance(value, str) and value.startswith(TEXT_PREFIX)
+
+
+def open_text(ring: Keyring, value: str, *, context: bytes) -> str:
+    """The plaintext of a ``seal_text`` value."""
+    try:
+        envelope = base64.urlsafe_b64decode(value[len(TEXT_PREFIX):].encode("ascii"))
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise DecryptionError("a sealed text value is not valid base64: the field is corrupted") from None
+    return ring.decrypt_text(envelope, context=context)
+
+
 # --- keys ------------------------------------------------------------------------------------------------------
 
 def new_key() -> str:
@@ -183,6 +205,18 @@ def load_keyring(key_file: str | os.PathLike | None = None) -> Keyring:
     if not path.is_file():
         raise StoreKeyError(f"key file {path} does not exist. {_missing_key_message()}")
     return Keyring.from_keys([_decode_key(k, str(path)) for k in _read_key_lines(path)])
+
+
+def keyring_from_file(path: str | os.PathLike) -> Keyring:
+    """The keyring in a key file, whatever the environment says (key rotation writes and then reads one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise StoreKeyError(f"key file {path} does not exist")
+    return Keyring.from_keys([_decode_key(k, str(path)) for k in _read_key_lines(path)])
+
+
+def encode_key(key: bytes) -> str:
+    return base64.urlsafe_b64encode(key).decode("ascii")
 
 
 def _read_key_lines(path: Path) -> list[str]:

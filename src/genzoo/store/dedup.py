@@ -43,6 +43,7 @@ at a time and ask whether a new one nearly duplicates any already there.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -208,12 +209,24 @@ def dedup_texts(texts, *, threshold: float = DEFAULT_TEXT_THRESHOLD, unit: str =
     return _result(len(texts), dup)
 
 
+@functools.lru_cache(maxsize=64)
+def _lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
+    """MinHashLSH's (bands, rows) for ``threshold``: chosen once (datasketch integrates the false
+    positive and negative rates numerically, ~40 ms, on every construction otherwise)."""
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
+    return lsh.b, lsh.r
+
+
 def _near_texts(order: list[int], sets: dict[int, np.ndarray], threshold: float, num_perm: int, seed: int,
                 verify: str) -> dict[int, Duplicate]:
     from datasketch import MinHashLSH
 
+    if len(order) < 2:  # nothing to compare (and the LSH's band choice alone costs ~40 ms)
+        return {}
     signer = _Signer(num_perm, seed)
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, params=_lsh_bands(threshold, num_perm))
     sigs = {}
     for i in order:
         sigs[i] = signer.sign(sets[i])
@@ -247,7 +260,7 @@ class NearDuplicateIndex:
         shingles("", unit=unit, k=k)  # validates unit and k
         self.unit, self.k = unit, k
         self._signer = _Signer(num_perm, seed)
-        self._lsh = MinHashLSH(threshold=self.threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
+        self._lsh = MinHashLSH(threshold=self.threshold, num_perm=num_perm, params=_lsh_bands(self.threshold, num_perm))
         self._exact: dict[str, object] = {}
         self._sigs: dict[object, object] = {}
 

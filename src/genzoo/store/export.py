@@ -53,12 +53,17 @@ def _select(store, rated_min, label, include_synthetic: bool, kind: str) -> tupl
     if rated_min is not None:
         conds.append("g.id IN (SELECT generation_id FROM feedback WHERE rating IS NOT NULL GROUP BY generation_id HAVING avg(rating) >= ?)")
         params.append(float(rated_min))
+    labelled = None
     if label is not None:
-        conds.append("g.id IN (SELECT generation_id FROM feedback WHERE label = ?)")
-        params.append(label)
+        # sealed labels (the store's policy) differ per row: matched after decryption, not in SQL
+        fb = store.backend.rows("SELECT generation_id, label FROM feedback WHERE label = ? OR label LIKE 'gze1:%'", [label])
+        labelled = {r["generation_id"] for r in fb if store._open(r["label"], "label") == label}
     seen, seen_params = seen_by(store.viewer, "g")
-    rows = store.backend.rows(f"SELECT g.id, g.synthetic FROM generations g WHERE g.kind = ? AND {' AND '.join(conds)} "
+    where = " AND ".join(conds) or "1 = 1"
+    rows = store.backend.rows(f"SELECT g.id, g.synthetic FROM generations g WHERE g.kind = ? AND {where} "
                               f"AND {seen} ORDER BY g.id", [kind, *params, *seen_params])
+    if labelled is not None:
+        rows = [r for r in rows if r["id"] in labelled]
     keep = [r["id"] for r in rows if include_synthetic or not r["synthetic"]]
     return keep, len(rows) - len(keep)
 

@@ -96,7 +96,16 @@ def document_files(paths, suffixes: tuple[str, ...], skipped: list[str]) -> list
     and in each named folder the files with one of ``suffixes``, recursively, hidden ones left out
     (a non-regular entry there is skipped with a note in ``skipped``)."""
     out: list[Path] = []
-    for p in map(Path, paths):
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]  # one path, not its characters
+    try:
+        paths = list(paths)
+        if any(isinstance(p, str) and not p.strip() for p in paths):
+            raise GenzooError("an empty path names no file (it would mean the current folder); give files or folders")
+        paths = [Path(p) for p in paths]
+    except TypeError:
+        raise GenzooError(f"give a list of files or folders (paths), got {paths!r}") from None
+    for p in paths:
         if "\x00" in str(p):
             raise GenzooError(f"{shown(p)!r} holds a NUL character: not a path")
         try:

@@ -111,6 +111,7 @@ def forget(store, *, user: str | None = None, older_than: float | None = None, d
                 report.vectors = (len(_ids_in(b, "SELECT space FROM embeddings WHERE generation_id IN ({marks})", found["generations"]))
                                   + len(_ids_in(b, "SELECT space FROM chunk_embeddings WHERE chunk_id IN ({marks})", found["chunks"])))
             else:
+                deleting_xid = None if sqlite else b.w.execute("SELECT pg_current_xact_id()::text").fetchone()[0]
                 _delete(b, found, report, sqlite)
                 _redact_audit(b, found, uid, report)
                 b.audit(store.user.id, "forget", "users", uid,
@@ -123,7 +124,7 @@ def forget(store, *, user: str | None = None, older_than: float | None = None, d
         if sqlite:
             report.files_clean = _compact_sqlite(b, report)
         else:
-            _compact_postgres(b, report)
+            report.files_clean = _compact_postgres(b, report, deleting_xid)
     return report
 
 
@@ -317,9 +318,43 @@ TABLES_REWRITTEN = ("generations", "prompts", "feedback", "documents", "chunks",
                     "generation_text", "chunk_text", "embed_queue", "relations", "entities", "audit_log")
 
 
-def _compact_postgres(b, report: ForgetReport) -> None:
+def _compact_postgres(b, report: ForgetReport, deleting_xid: str, wait_s: float = 30.0) -> bool:
     """VACUUM FULL rewrites each table (heap, TOAST, indexes) without the dead tuples; it cannot run
-    inside a transaction (the backend's connection is in autocommit outside ``write()``)."""
+    inside a transaction (the backend's connection is in autocommit outside ``write()``).
+
+    It copies a dead row into the new files while any snapshot might still see it: a standby's
+    ``hot_standby_feedback`` (its horizon moves past the deletion only after it has replayed the
+    commit and reported back, which takes longer than the commit takes to return here), a
+    replication slot, or an open transaction in another session. Measured (benchmarks/store/
+    forget_drill.md): with a standby, every row forgotten stayed in the files of both servers
+    until a second run. So wait (up to ``wait_s``) until no horizon is at or before the deleting
+    transaction, then rewrite; if one still is, say so (``files_clean`` False: run forget again)."""
+    deadline = time.monotonic() + wait_s
+    while (blockers := _older_horizons(b, deleting_xid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
     for table in TABLES_REWRITTEN:
         b.w.execute(f"VACUUM FULL {table}")
-    report.notes.append("PostgreSQL: WAL segments and a standby's files keep the old rows until recycled and replayed")
+    report.notes.append("PostgreSQL: WAL segments (and a standby's WAL) keep the old rows until the server recycles them")
+    if blockers:
+        report.notes.append(f"PostgreSQL: {', '.join(blockers)} still held a snapshot from before the deletion, so the rewritten "
+                            "files may keep the forgotten rows; run forget again once it has ended")
+        return False
+    return True
+
+
+def _older_horizons(b, deleting_xid: str) -> list[str]:
+    """What could still see rows deleted by ``deleting_xid``: standbys' feedback, slots, other sessions."""
+    del_xid = int(deleting_xid) & 0xFFFFFFFF  # xid8 -> the 32-bit xid the catalog views show
+    checks = {
+        "a standby (hot_standby_feedback)": "SELECT backend_xmin FROM pg_stat_replication WHERE backend_xmin IS NOT NULL",
+        "a replication slot": "SELECT xmin FROM pg_replication_slots WHERE xmin IS NOT NULL",
+        "another session": "SELECT backend_xmin FROM pg_stat_activity WHERE backend_xmin IS NOT NULL AND pid <> pg_backend_pid()",
+    }
+    found = []
+    for what, sql in checks.items():
+        # an xmin at or before the deletion blocks; compare by age, which is wraparound-safe
+        for (xmin,) in b.w.execute(sql).fetchall():
+            if int(b.w.execute("SELECT age(%s::xid) >= age(%s::text::xid)", (str(xmin), str(del_xid))).fetchone()[0]):
+                found.append(what)
+                break
+    return found

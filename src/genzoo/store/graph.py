@@ -29,6 +29,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from genzoo.core.errors import GenzooError
+from genzoo.store.search import MAX_ID, check_text
 from genzoo.store.visibility import seen_by
 
 NODE_TYPES = ("generation", "prompt", "model", "document", "chunk", "entity")
@@ -57,7 +58,7 @@ def node(value) -> Node:
         kind, _, ident = value.partition(":")
         value = (kind, int(ident) if ident.isdigit() else ident)
     if (not isinstance(value, tuple) or len(value) != 2 or value[0] not in NODE_TYPES or not isinstance(value[1], int)
-            or isinstance(value[1], bool)):
+            or isinstance(value[1], bool) or not -MAX_ID - 1 <= value[1] <= MAX_ID):  # beyond a row id: the drivers would raise
         raise GenzooError(f"a node is TYPE:ID with TYPE one of {', '.join(NODE_TYPES)} (e.g. generation:12), got {value!r}")
     return value
 
@@ -241,8 +242,9 @@ def entity(store, kind: str, name: str) -> Node:
     """The entity node for (kind, name), created on first use."""
     store._require("add entities", ("admin", "writer"), "entities")
     for what, v in (("kind", kind), ("name", name)):
-        if not isinstance(v, str) or not v.strip() or len(v) > 200:
+        if not isinstance(v, str) or not v.strip() or len(v) > 200 or "\x00" in v:
             raise GenzooError(f"an entity {what} is non-empty text of at most 200 characters, got {v!r}")
+        check_text(v, f"an entity {what}")
     b = store.backend
     with b.write():
         have = b.rows("SELECT id FROM entities WHERE kind = ? AND name = ?", (kind, name))

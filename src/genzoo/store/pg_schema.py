@@ -164,6 +164,9 @@ CREATE INDEX chunk_text_tsv ON chunk_text USING gin (tsv);
 # Document identity is per owner (schema_common.DOCUMENTS_PER_OWNER; SQLite's version 6).
 V5 = common.DOCUMENTS_PER_OWNER
 
-MIGRATIONS: dict[int, str] = {1: V1, 2: V2, 3: V3, 4: V4, 5: V5}
+# The encryption policy is the store's (schema_common.store_policy; SQLite's version 7).
+V6 = common.store_policy(common.POSTGRES)
+
+MIGRATIONS: dict[int, str] = {1: V1, 2: V2, 3: V3, 4: V4, 5: V5, 6: V6}
 LATEST = max(MIGRATIONS)
 INDEXED_CHARS = 100_000  # keyword search sees the first 100k characters of a field (tsvector max 1 MB)

@@ -123,6 +123,8 @@ class PostgresBackend(SharedReads):
     _FTS = ("generation_text", "generation_id")
     _CHUNK_FTS = ("chunk_text", "chunk_id")
     _HAS_TEXT = "(g.text IS NOT NULL OR g.text_sealed IS NOT NULL)"
+    SEALED_COLUMN = "text_sealed"  # encrypted text lives in a BYTEA twin of the text column
+    SEALED_WHERE = "text_sealed IS NOT NULL"
     _SEALED = {"generations.text": "SELECT count(*) FROM generations WHERE text_sealed IS NOT NULL",
                "prompts.text": "SELECT count(*) FROM prompts WHERE text_sealed IS NOT NULL"}
 
@@ -472,10 +474,14 @@ class PostgresBackend(SharedReads):
         q = self._tsquery(terms)
         rows = self._rd.execute(
             f"SELECT c.id, ts_rank(t.tsv, {q}, {int(RANK_NORMALIZATION)}) AS s FROM chunk_text t JOIN chunks c ON c.id = t.chunk_id "
+            "JOIN documents d0 ON d0.id = c.document_id "
             f"WHERE t.tsv @@ {q} AND EXISTS (SELECT 1 FROM chunks c2 JOIN documents d ON d.id = c2.document_id "
             "WHERE (c2.id = c.id OR c2.duplicate_of = c.id) AND d.superseded_by IS NULL "
-            "AND (%s::bigint IS NULL OR d.visibility = 'shared' OR d.owner_id = %s)) ORDER BY s DESC, c.id LIMIT %s",
-            [*terms, *terms, viewer, viewer, k]).fetchall()
+            "AND (%s::bigint IS NULL OR d.visibility = 'shared' OR d.owner_id = %s)) "
+            # the uri (weight C) is the first copy's: it matches only where the viewer may see that document
+            f"AND (%s::bigint IS NULL OR d0.visibility = 'shared' OR d0.owner_id = %s OR ts_filter(t.tsv, '{{a}}') @@ {q}) "
+            "ORDER BY s DESC, c.id LIMIT %s",
+            [*terms, *terms, viewer, viewer, viewer, viewer, *terms, k]).fetchall()
         return [(r[0], float(r[1])) for r in rows]
 
     def integrity_check(self) -> str:

@@ -83,6 +83,8 @@ def index_text(store, uri: str, text: str, *, kind: str = "text", chunk_chars: i
     if visibility not in ("private", "shared"):
         raise GenzooError(f"visibility must be private or shared, got {visibility!r}")
     report = report if report is not None else IndexReport()
+    if store.redact is not None:  # documents are stored like generations: PII replaced before anything is kept
+        text = store.redact(text)
     b, sha, me = store.backend, sha256_hex(text), store.user.id
     # a document is its owner's: another user's document at the same uri is never replaced, hidden or revealed
     same = b.rows("SELECT id, superseded_by FROM documents WHERE owner_id = ? AND uri = ? AND sha256 = ?", (me, uri, sha))

@@ -9,7 +9,7 @@ Version 1 is the first released layout (records only); 2 adds search (full-text 
 embeddings); 3 adds documents and chunks (for RAG) and per-generation quality scores; 4 adds
 what RAG needs to search chunks (sha256 for dedup, line spans, a full-text index, vectors) and the
 relationship graph (entities, relations); 5 adds a covering index of the columns search filters on;
-6 makes a document's identity per owner (owner, uri, sha256).
+6 makes a document's identity per owner (owner, uri, sha256); 7 records the store's encryption policy.
 Times are UTC seconds since the epoch (REAL): comparable, indexable, no time-zone parsing.
 """
 
@@ -138,5 +138,8 @@ CREATE INDEX generations_search ON generations(id, owner_id, visibility, model_i
 # Document identity is per owner (schema_common.DOCUMENTS_PER_OWNER).
 V6 = common.DOCUMENTS_PER_OWNER
 
-MIGRATIONS: dict[int, str] = {1: V1, 2: V2, 3: V3, 4: V4, 5: V5, 6: V6}
+# The encryption policy is the store's, not each opener's (schema_common.store_policy).
+V7 = common.store_policy(common.SQLITE)
+
+MIGRATIONS: dict[int, str] = {1: V1, 2: V2, 3: V3, 4: V4, 5: V5, 6: V6, 7: V7}
 LATEST = max(MIGRATIONS)

@@ -116,3 +116,19 @@ DOCUMENTS_PER_OWNER = """
 DROP INDEX documents_identity;
 CREATE UNIQUE INDEX documents_identity ON documents(owner_id, uri, sha256);
 """
+
+
+def store_policy(d: Dialect) -> str:
+    """The store's own encryption policy (SQLite version 7, PostgreSQL version 6): one row, written when
+    an admin first asks for encryption. ``sensitive``: a JSON list of the fields sealed; ``key_id``: the
+    hex id of the key that seals them; ``rotating_to``: the new key's id while ``rotate-key`` runs
+    (values under either key are readable until it ends)."""
+    return f"""
+CREATE TABLE store_policy (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    sensitive TEXT NOT NULL,
+    key_id TEXT,
+    rotating_to TEXT,
+    updated_at {d.time} NOT NULL
+);
+"""

@@ -12,7 +12,7 @@ import json
 
 from genzoo.core.errors import GenzooError
 from genzoo.store.records import AuditEntry, Feedback, Generation, ModelRecord
-from genzoo.store.search import Filters, rare_terms
+from genzoo.store.search import MAX_ID, Filters, rare_terms
 
 # The common-term cutoff (see search.fts_with_cutoff), chosen by measurement at 100,000 pydocs
 # records (benchmarks/store_fts_cutoff.py, 3-6 word queries): bm25 p50 3.3 ms at 1%, 4.0 ms at 2%,
@@ -82,6 +82,8 @@ class SharedReads:
         return found
 
     def visible(self, generation_id: int, viewer: int | None) -> bool:
+        if not isinstance(generation_id, int) or isinstance(generation_id, bool) or not -MAX_ID - 1 <= generation_id <= MAX_ID:
+            return False  # not a row id either database can hold (the drivers would raise): no such record
         row = self._one(f"SELECT owner_id, visibility FROM generations WHERE id = {self.PH}", (generation_id,))
         return row is not None and (viewer is None or row[1] == "shared" or row[0] == viewer)
 
@@ -101,6 +103,8 @@ class SharedReads:
     _FTS = ("generations_fts", "rowid")
     _CHUNK_FTS = ("chunks_fts", "rowid")
     _HAS_TEXT = "g.text IS NOT NULL"
+    SEALED_COLUMN = "text"  # where prompts and generations keep encrypted text: the text column itself (a BLOB)
+    SEALED_WHERE = "typeof(text) = 'blob'"
     _SEALED = {"generations.text": "SELECT count(*) FROM generations WHERE typeof(text) = 'blob'",
                "prompts.text": "SELECT count(*) FROM prompts WHERE typeof(text) = 'blob'"}
 
@@ -116,6 +120,9 @@ class SharedReads:
         """How many stored values are encrypted, per field (manifests are sealed whole)."""
         counts = {field: int(self._one(sql)[0]) for field, sql in self._SEALED.items()}
         counts["generations.manifest"] = int(self._one(f"SELECT count(*) FROM generations WHERE manifest LIKE {self.PH}", ('{"sealed":%',))[0])
+        counts["generations.quality"] = int(self._one(f"SELECT count(*) FROM generations WHERE quality LIKE {self.PH}", ('{"sealed":%',))[0])
+        for table, column in (("generations", "session_id"), ("prompts", "session_id"), ("feedback", "label"), ("feedback", "comment")):
+            counts[f"{table}.{column}"] = int(self._one(f"SELECT count(*) FROM {table} WHERE {column} LIKE {self.PH}", ("gze1:%",))[0])
         return counts
 
     def _bad_vectors(self) -> int:

@@ -294,12 +294,18 @@ class SqliteBackend(SharedReads):
         belongs to a current document the viewer may see."""
         if not terms:
             return []
+        # The indexed uri is the first copy's: it matches only where the viewer may see that document
+        # (a copy in a document they may see must not make another user's private file name findable).
+        admin, me = int(viewer is None), -1 if viewer is None else viewer
         rows = self.conn.execute(
             "SELECT c.id, bm25(chunks_fts, 1.0, 0.3) AS s FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
+            "JOIN documents d0 ON d0.id = c.document_id "
             "WHERE chunks_fts MATCH ? AND EXISTS (SELECT 1 FROM chunks c2 JOIN documents d ON d.id = c2.document_id "
             "WHERE (c2.id = c.id OR c2.duplicate_of = c.id) AND d.superseded_by IS NULL "
-            "AND (? = 1 OR d.visibility = 'shared' OR d.owner_id = ?)) ORDER BY s LIMIT ?",
-            (fts_any(terms), int(viewer is None), -1 if viewer is None else viewer, k)).fetchall()
+            "AND (? = 1 OR d.visibility = 'shared' OR d.owner_id = ?)) "
+            "AND (? = 1 OR d0.visibility = 'shared' OR d0.owner_id = ? OR c.id IN (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?)) "
+            "ORDER BY s LIMIT ?",
+            (fts_any(terms), admin, me, admin, me, f"text : ({fts_any(terms)})", k)).fetchall()
         return [(r[0], -r[1]) for r in rows]
 
     def integrity_check(self) -> str:

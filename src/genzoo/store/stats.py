@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from genzoo.core.errors import GenzooError
+from genzoo.store import search as S
 from genzoo.store.visibility import seen_by
 
 PERIODS = ("day", "week")
@@ -49,6 +50,10 @@ def usage(store, by: str = "day", model: str | None = None) -> list[UsageRow]:
     """One row per (period, model) with generations, ratings and labels; oldest first."""
     if by not in PERIODS:
         raise GenzooError(f"--by must be one of {', '.join(PERIODS)}, got {by!r}")
+    if model is not None:
+        if not isinstance(model, str) or "\x00" in model:
+            raise GenzooError(f"--model must be a model name, got {model!r}")
+        S.check_text(model, "--model")
     viewer = store.viewer
     who, who_params = seen_by(viewer, "g")
     name = "COALESCE(m.name, g.family, '(none)')"
@@ -72,7 +77,7 @@ def usage(store, by: str = "day", model: str | None = None) -> list[UsageRow]:
             u.ratings += 1
             u.rating_sum += float(r["rating"])
         if r["label"]:
-            u.labels[r["label"]] += 1
+            u.labels[store._open(r["label"], "label")] += 1  # a sealed label is counted by its plaintext (needs the key)
     return [rows[key] for key in sorted(rows)]
 
 
