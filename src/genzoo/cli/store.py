@@ -112,21 +112,24 @@ def rag_index(
 @rag_app.command("ask")
 def rag_ask(
     question: str = typer.Argument(..., help="the question"),
-    model: Path = typer.Option(..., "--model", help="a genzoo text run folder or a local Hugging Face checkpoint folder"),
+    model: Optional[Path] = typer.Option(None, "--model", help="a genzoo text run folder or a local Hugging Face checkpoint folder; "
+                                         "left out: an extractive answer (the best retrieved sentences, quoted)"),
     k: int = typer.Option(4, "--k", help="sources to retrieve"),
     mode: str = typer.Option("hybrid", help="retrieval: hybrid, keyword or vector"),
-    max_tokens: int = typer.Option(128, "--max-tokens", help="longest answer, in tokens"),
+    max_tokens: int = typer.Option(128, "--max-tokens", help="longest answer, in tokens (lowered, with a note, when the model's context needs it)"),
     temperature: float = typer.Option(0.0, help="0: greedy decoding"),
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu"),
+    sentences: int = typer.Option(3, "--sentences", help="without --model: most sentences to quote"),
     no_store: bool = typer.Option(False, "--no-store", help="do not record the question and answer"),
     store: StoreOption = None,
 ) -> None:
-    """Answer a question from the indexed documents; prints the answer and the sources it used ([1] path:lines)."""
+    """Answer a question from the indexed documents; prints the answer and the sources it used ([1] path:lines).
+    With --model the prompt is fitted to the model's context; without, the answer quotes the best sentences."""
     from genzoo.cli.store_data import format_answer, run_rag_ask
 
     answer = run_rag_ask(question, model=model, store_path=store, k=k, mode=mode, max_tokens=max_tokens, temperature=temperature,
-                         seed=seed, device=device, no_store=no_store)
+                         seed=seed, device=device, no_store=no_store, sentences=sentences)
     say(format_answer(answer))
 
 

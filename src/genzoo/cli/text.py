@@ -16,7 +16,8 @@ app = GenzooTyper()
 
 @app.command()
 def generate(
-    run: Path = typer.Argument(..., help="a text model's run/checkpoint folder (gpt, t5), or a local Hugging Face Llama/Mistral/Qwen2/T5 folder"),
+    run: Path = typer.Argument(..., help="a text model's run/checkpoint folder (gpt, t5), a local Hugging Face Llama/Mistral/Qwen2/T5 folder, "
+                                         "or a LoRA adapter folder from `genzoo finetune` (its base is found from its adapter_config.json)"),
     prompt: List[str] = typer.Argument(None, help="prompt(s) to continue, or inputs of a text-to-text model (none: start a new document)"),
     max_tokens: int = typer.Option(100, "--max-tokens", help="new tokens at most"),
     temperature: float = typer.Option(1.0, help="0: greedy"),
@@ -33,11 +34,16 @@ def generate(
     verify: Optional[str] = typer.Option(None, help="verifier in the loop: python (the output must parse)"),
     attempts: int = typer.Option(8, help="verifier: attempts at most"),
     device: str = typer.Option("cpu"),
+    adapter: Optional[str] = typer.Option(None, "--adapter", help="RUN is a base model: apply this LoRA adapter to it, by folder "
+                                          "or by the name `genzoo adapters RUN` lists (also how to use a base that moved)"),
     store: StoreOption = None,
     no_store: bool = typer.Option(False, "--no-store", help="do not record the generated text in the store"),
 ) -> None:
     """Continue a prompt with a text model, streamed token by token; optionally constrained or verified.
-    A text-to-text model (t5) maps each input to an output instead: one JSON line per input."""
+    A text-to-text model (t5) maps each input to an output instead: one JSON line per input.
+
+    Fine-tuned adapters: `genzoo generate ADAPTER_DIR "..."` or `genzoo generate BASE --adapter NAME "..."`
+    (`genzoo adapters BASE` lists the names)."""
     from genzoo.models.base import SEQ2SEQ
     from genzoo.runs.load import load
     from genzoo.tasks import textgen
@@ -46,7 +52,13 @@ def generate(
         temperature = 0.0
     if sum(x is not None for x in (regex, json_schema, grammar)) > 1:
         raise GenzooError("give at most one of --regex, --json-schema, --grammar")
-    model = load(run, device)
+    if adapter is not None:  # the adapter is the model from here on (what the store records); RUN is its base
+        from genzoo.runs.adapters import find_adapter
+
+        base, run = run, find_adapter(run, adapter)
+        model = load(run, device, base=base)
+    else:
+        model = load(run, device)
     if SEQ2SEQ in model.capabilities:
         unsupported = [flag for flag, given in (("--top-p", top_p != 1.0), ("--min-p", min_p > 0), ("--stop", stop),
                                                ("--repetition-penalty", repetition_penalty != 1.0), ("--verify", verify),
@@ -134,7 +146,8 @@ class _TokenStream:
 
 @app.command()
 def finetune(
-    base: Path = typer.Argument(..., help="a text model's run/checkpoint folder, or a local Hugging Face Llama/Mistral/Qwen2 folder"),
+    base: Path = typer.Argument(..., help="a text model's run/checkpoint folder, or a local Hugging Face Llama/Mistral/Qwen2 folder "
+                                          "(recorded by path and sha256 in the adapter: OUT then loads as a model)"),
     data: str = typer.Option(..., "--data", "-d", help="text to fine-tune on: a .txt/.md/.jsonl file or a folder of .txt/.md files"),
     lora_rank: int = typer.Option(8, "--lora-rank", help="rank of each adapter"),
     lora_alpha: float = typer.Option(16.0, "--lora-alpha", help="adapter scale alpha (the update is alpha/rank * B A)"),
@@ -150,7 +163,9 @@ def finetune(
     seed: int = typer.Option(0, help="random seed"),
     device: str = typer.Option("auto", help="auto, cpu, cuda"),
 ) -> None:
-    """Fine-tune a text model on your text with LoRA adapters; writes only the adapter (base untouched)."""
+    """Fine-tune a text model on your text with LoRA adapters; writes only the adapter (base untouched).
+    OUT is a model folder: `genzoo generate OUT "..."` loads the base and applies the adapter;
+    `genzoo adapters BASE` lists the adapters over a base."""
     from genzoo.tasks.finetune import finetune as run_finetune
 
     if steps is None and minutes is None:
@@ -163,7 +178,7 @@ def finetune(
     say(f"fine-tuned {result.steps} steps in {result.seconds:.1f} s; trainable {result.trainable_parameters:,} of "
         f"{result.total_parameters:,} parameters ({100 * share:.2f}%)")
     say(f"validation loss (nats/token): {result.val_loss_before:.4f} before -> {result.val_loss_after:.4f} after")
-    say(f"adapter: {result.out}/adapter_model.safetensors (+ adapter_config.json)")
+    say(f"adapter: {result.out}/adapter_model.safetensors (+ adapter_config.json); try `genzoo generate {result.out} \"...\"`")
     if result.merged:
         say(f"merged model: {result.merged} (try `genzoo generate {result.merged} \"...\"`)")
 

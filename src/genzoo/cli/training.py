@@ -1,5 +1,5 @@
-"""Commands on models and runs: list, train, sample, reproduce, eval, info, complete, translate,
-interpolate, bench."""
+"""Commands on models and runs: list, adapters, train, sample, reproduce, eval, info, complete, translate,
+interpolate, bench. Wherever a run folder is taken, a LoRA adapter folder (`genzoo finetune --out`) is too."""
 
 from __future__ import annotations
 
@@ -43,6 +43,44 @@ def list_cmd(as_json: JsonFlag = False) -> None:
         table.add_row(name, ", ".join(info.variants), ", ".join(info.data_kinds), ", ".join(sorted(info.capabilities)), info.likelihood or "-", opts)
     out.print(table)
     say("datasets: " + ", ".join(builtin_names()) + ", or a path to a folder of images / .npy / .npz")
+
+
+@app.command("adapters")
+def adapters_cmd(
+    base: Annotated[Path, typer.Argument(help="a base model folder (run, checkpoint or Hugging Face folder)")],
+    as_json: JsonFlag = False,
+) -> None:
+    """The LoRA adapters fine-tuned from BASE: adapter folders beside it (under its parent folder) that name it.
+    Use one with `genzoo generate ADAPTER_DIR "..."` or `genzoo generate BASE --adapter NAME "..."`."""
+    from genzoo.runs.adapters import find_adapters
+
+    found = find_adapters(base)
+    if as_json:
+        say(json.dumps(found))
+        return
+    if not found:
+        say(f"no adapters over {base}; fine-tune one: genzoo finetune {base} --data FILE --out DIR")
+        return
+    table = Table(title=f"adapters over {base}")
+    for col in ("name", "rank", "steps", "data", "base"):
+        table.add_column(col, overflow="fold")
+    for a in found:
+        table.add_row(a["name"], str(a["rank"]), str(a["steps"] if a["steps"] is not None else "-"), str(a["data"] or "-"),
+                      "ok" if a["ok"] else "CHANGED (fine-tune again)")
+    out.print(table)
+    say(f"use one: genzoo generate {base} --adapter NAME \"...\" (or genzoo generate ADAPTER_DIR \"...\")")
+
+
+def _run_info(run: Path) -> dict:
+    """``api.run_info``, or for an adapter folder what it holds (``genzoo.runs.adapters.run_info``)."""
+    from genzoo import api
+    from genzoo.core.folders import is_adapter
+
+    if is_adapter(run):
+        from genzoo.runs.adapters import run_info
+
+        return run_info(run)
+    return api.run_info(run)
 
 
 def train(
@@ -140,7 +178,7 @@ def _sampler_options(model, opt: list[str] | None, **named) -> dict:
 
 @app.command()
 def sample(
-    run: Path = typer.Argument(..., help="run or checkpoint folder"),
+    run: Path = typer.Argument(..., help="run, checkpoint or adapter folder"),
     n: int = typer.Option(64, "--n", help="number of samples"),
     sampler: Optional[str] = typer.Option(None, help="sampler, e.g. ddpm, ddim, dpmpp2m (diffusion)"),
     steps: Optional[int] = typer.Option(None, help="sampler steps"),
@@ -347,7 +385,7 @@ def _evaluate_and_print(run: Path, n: int, sampler_opts: dict, nll: bool, nll_op
     from genzoo.eval import evaluate, format_report
 
     model = model or api.load(run)
-    info = api.run_info(run)
+    info = _run_info(run)
     data_name = info.get("run", {}).get("data") or model.data_spec["name"]
     metrics = evaluate(model, data_name, n_samples=n, sampler_options=sampler_opts, nll=nll, nll_options=nll_opts, seed=seed, progress=True)
     metrics = {"family": model.family, **metrics}  # evaluate reports data and parameters itself
@@ -376,7 +414,7 @@ def _default_weights(root: Path) -> Path | None:
 
 @app.command("eval")
 def eval_cmd(
-    run: Path = typer.Argument(..., help="run or checkpoint folder"),
+    run: Path = typer.Argument(..., help="run, checkpoint or adapter folder"),
     n: int = typer.Option(1000, "--n", help="samples for sample-quality metrics"),
     sampler: Optional[str] = typer.Option(None),
     steps: Optional[int] = typer.Option(None),
@@ -395,11 +433,10 @@ def eval_cmd(
 
 
 @app.command()
-def info(run: Path = typer.Argument(..., help="run or checkpoint folder")) -> None:
-    """What a run holds: family, config, training progress, last metrics, evaluation."""
-    from genzoo import api
+def info(run: Path = typer.Argument(..., help="run, checkpoint or adapter folder")) -> None:
+    """What a run holds: family, config, training progress, last metrics, evaluation (an adapter: its base and fine-tuning)."""
 
-    out.print_json(json.dumps(api.run_info(run), default=str))
+    out.print_json(json.dumps(_run_info(run), default=str))
 
 
 @app.command()

@@ -216,7 +216,7 @@ def file_sha256(path: str | Path) -> str:
 
 def save_adapter(model: nn.Module, directory: str | Path, base: dict | None = None) -> Path:
     """Write ``adapter_model.safetensors`` (adapter weights only) and ``adapter_config.json`` into
-    ``directory``. ``base``: where the base came from (``genzoo.tasks.finetune.base_info``), recorded as given."""
+    ``directory``. ``base``: where the base came from (``genzoo.runs.adapters.base_info``), recorded as given."""
     from safetensors.torch import save_file
 
     cfg = getattr(model, "_lora_config", None)

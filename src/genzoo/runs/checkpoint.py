@@ -26,9 +26,15 @@ def read_config(directory: str | Path) -> dict:
 
 def load_model(directory: str | Path, map_location="cpu"):
     """The model in a run folder (its ``best/`` weights first) or a checkpoint folder, any family."""
+    from genzoo.core.folders import is_adapter
     from genzoo.registry import GenerativeModel
 
-    return GenerativeModel.from_pretrained(resolve_checkpoint(directory), map_location)
+    folder = resolve_checkpoint(directory)
+    if is_adapter(folder) and not (folder / "model.safetensors").is_file():  # its base + the adapter (genzoo.runs.load)
+        from genzoo.runs.load import load
+
+        return load(folder, str(map_location))
+    return GenerativeModel.from_pretrained(folder, map_location)
 
 
 def run_data(run: str | Path, model) -> str:

@@ -5,31 +5,21 @@
 - a genzoo checkpoint folder (``config.json`` with a ``family`` + ``model.safetensors``);
 - a local Hugging Face folder (``config.json`` with a ``model_type``): Llama / Mistral / Qwen2
   causal LMs, BERT (also a sentence-transformers folder such as all-MiniLM-L6-v2) and T5, loaded
-  into genzoo's own implementations with their tokenizer attached.
+  into genzoo's own implementations with their tokenizer attached;
+- an adapter folder (``adapter_config.json``, written by `genzoo finetune`): its base, checked
+  against the sha256 it recorded, with the adapter merged in (``genzoo.runs.adapters``); ``base``
+  names a base that moved.
 
 The model comes back in eval mode on ``device``; text models carry their tokenizer as ``model.tokenizer``.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from genzoo.core.errors import GenzooError
+from genzoo.core.folders import hf_model_type  # noqa: F401  (re-exported: callers import it from here)
 
-
-def hf_model_type(path: str | Path) -> str | None:
-    """The ``model_type`` of a Hugging Face folder, or None for anything else (a genzoo folder,
-    a run folder, a file, a missing path)."""
-    f = Path(path) / "config.json"
-    try:
-        config = json.loads(f.read_text()) if f.is_file() else None
-    except (OSError, ValueError):
-        return None
-    if not isinstance(config, dict) or "family" in config:  # genzoo's own config.json names its family
-        return None
-    kind = config.get("model_type")
-    return kind if isinstance(kind, str) else None
 
 
 def _load_hf(path: Path, kind: str, device: str):
@@ -51,11 +41,19 @@ def _load_hf(path: Path, kind: str, device: str):
     return model
 
 
-def load(path: str | Path, device: str = "cpu"):
-    """The model in ``path`` (a run, checkpoint or Hugging Face folder), ready to use."""
-    from genzoo.runs.checkpoint import load_model
+def load(path: str | Path, device: str = "cpu", *, base: str | Path | None = None):
+    """The model in ``path`` (a run, checkpoint, Hugging Face or adapter folder), ready to use.
+    ``base``: for an adapter, the base model to put it on instead of the one it names."""
+    from genzoo.core.folders import is_adapter, resolve_checkpoint
+    from genzoo.registry import GenerativeModel
 
+    if is_adapter(path):
+        from genzoo.runs.adapters import load_adapter_model
+
+        return load_adapter_model(path, device, base=base, load_base=load)
+    if base is not None:
+        raise GenzooError(f"{path} is not an adapter folder (no adapter_config.json); a base is given for adapters only")
     kind = hf_model_type(path)
     if kind is not None:
         return _load_hf(Path(path), kind, device).eval()
-    return load_model(path, device)
+    return GenerativeModel.from_pretrained(resolve_checkpoint(path), device)  # any family (runs.checkpoint.load_model's own path)

@@ -107,6 +107,8 @@ def checkpoint_sha256(folder: str | Path) -> str:
     """sha256 of ``folder/model.safetensors``, remembered while the file is untouched (same inode,
     size, mtime and ctime), so loading and then sampling hash big weights once."""
     f = Path(folder) / "model.safetensors"
+    if not f.is_file() and (Path(folder) / "adapter_config.json").is_file():
+        f = Path(folder) / "adapter_model.safetensors"  # an adapter folder: its own weights (its base is checked by sha256 as it loads)
     try:
         st = f.stat()
     except OSError as e:

@@ -18,6 +18,11 @@ each id stands for), ``eos_id`` and ``encode(str) -> list[int]``; optional
 allowed, except eos). The model's logits may be wider than the tokenizer's
 vocabulary (padded embedding tables): the extra ids are always masked.
 
+Checked up front: a constraint the vocabulary cannot write (a JSON schema on a char model that
+never saw ``{``) is refused when it is made, naming the character (``check_vocabulary``), rather
+than after tokens have streamed. Special tokens (``<unk>``, padding, bos) never pass a mask: they
+stand for no text of their own.
+
 The constraint covers the generated text only, not the prompt.
 A row that hits ``max_new_tokens`` before the matcher accepts is cut short
 and is not valid; ``ConstrainedProcessor.is_accepting(row)`` tells.
@@ -33,6 +38,7 @@ import numpy as np
 import torch
 
 from genzoo.core.errors import GenzooError
+from genzoo.sampling import constraint_needs as needs
 
 try:  # the extra that constrained decoding needs
     import llguidance as _llg
@@ -67,6 +73,8 @@ class _Adapter:
     def __call__(self, s):  # llguidance hands bytes when the call accepts them; we decode to str first
         if isinstance(s, (bytes, bytearray)):
             s = bytes(s).decode("utf-8", errors="replace")
+        # A character outside the vocabulary encodes as <unk>; llguidance then offers <unk> for it, which
+        # Matcher.allowed takes out (dropping it here would offer the next character's token instead).
         return list(self._tok.encode(s))
 
 
@@ -125,6 +133,7 @@ class Constraint:
         grammar: str | None = None,
         whitespace_flexible: bool = False,
         special_ids: Sequence[int] | None = None,
+        check: bool = True,
     ):
         llg = _need_llguidance()
         given = [k for k, v in (("regex", regex), ("json_schema", json_schema), ("grammar", grammar)) if v is not None]
@@ -135,12 +144,16 @@ class Constraint:
         self.eos_id = int(tokenizer.eos_id)
         self.lltok = ll_tokenizer(tokenizer, special_ids=special_ids)
         self.vocab_size = self.lltok.vocab_size
+        special = set(getattr(tokenizer, "special_ids", None) or ()) if special_ids is None else set(special_ids)
+        self.special_ids = sorted(int(i) for i in special - {self.eos_id} if 0 <= int(i) < self.vocab_size)
+        self._need = None
         t0 = time.perf_counter()
         if regex is not None:
             if not isinstance(regex, str):
                 raise GenzooError(f"regex must be a string, got {type(regex).__name__}")
             self.source = regex
             spec = llg.LLMatcher.grammar_from_regex(regex)
+            self._need = needs.regex_needs(regex)
         elif json_schema is not None:
             if isinstance(json_schema, str):
                 try:
@@ -150,6 +163,7 @@ class Constraint:
             if not isinstance(json_schema, dict):
                 raise GenzooError(f"invalid JSON schema: expected an object, got {type(json_schema).__name__}")
             self.source = json.dumps(json_schema)
+            self._need = needs.schema_needs(json_schema)
             try:
                 spec = llg.LLMatcher.grammar_from_json_schema(
                     json_schema, overrides={"whitespace_flexible": bool(whitespace_flexible)}
@@ -169,11 +183,66 @@ class Constraint:
         self._base = llg.LLMatcher(self.lltok, spec, log_level=0)
         if self._base.is_error():
             raise GenzooError(f"invalid {self.kind.replace('_', ' ')}: {_first_part(self._base.get_error())}")
+        if check:
+            self.check_vocabulary()
         self.compile_seconds = time.perf_counter() - t0
 
     def __repr__(self) -> str:
         src = self.source if len(self.source) <= 60 else self.source[:57] + "..."
         return f"Constraint({self.kind}={src!r})"
+
+    # ---- can the vocabulary write it? -------------------------------------------------------
+    def check_vocabulary(self, steps: int = 256) -> None:
+        """Refuse (``GenzooError``, before any token) a constraint that no text this vocabulary can
+        write satisfies. Two sound checks: walk the matcher while the vocabulary leaves exactly one
+        token (forced bytes such as a schema's ``{"name":"``) and refuse a dead end; then the
+        characters every valid output holds (``constraint_needs``), which reach past choices."""
+        m = self.matcher()
+        for _ in range(steps):
+            if m.is_accepting():
+                break
+            allowed = m.allowed().nonzero().flatten().tolist()
+            if not allowed:
+                raise self.cannot_write(m.written())
+            if len(allowed) > 1:
+                break
+            m.consume(allowed)
+        gap = needs.missing(self._need, self._can_write())
+        if gap is not None:
+            raise self._refusal(gap)
+
+    def cannot_write(self, written: bytes) -> GenzooError:
+        """The error for a dead end after ``written``: what the constraint wants next, by a byte-level matcher."""
+        wanted = _next_chars(self._spec, written)
+        if not wanted:
+            return GenzooError(f"the {self._what()} cannot be completed by {self._vocabulary()} "
+                               f"after {written.decode('utf-8', 'replace')!r}; use a constraint it can write")
+        return self._refusal(wanted, written)
+
+    def _refusal(self, wanted: frozenset, written: bytes = b"") -> GenzooError:
+        after = f" after {written.decode('utf-8', 'replace')!r}" if written else ""
+        return GenzooError(f"the {self._what()} needs {needs.describe(wanted)}{after}, which {self._vocabulary()} "
+                           "cannot write; use a constraint it can write, or a model whose tokenizer has it "
+                           "(a byte-level bpe tokenizer writes any character)")
+
+    def _what(self) -> str:
+        return {"regex": "regex", "json_schema": "JSON schema", "grammar": "grammar"}[self.kind]
+
+    def _vocabulary(self) -> str:
+        kind = getattr(self.tokenizer, "kind", None)
+        return f"this model's vocabulary ({kind + ', ' if kind else ''}{self.vocab_size} tokens)"
+
+    def _can_write(self):
+        """``can(c)``: some ordinary token (no special one) holds the character c."""
+        if getattr(self, "_writable", None) is None:
+            special = set(self.special_ids) | {self.eos_id}
+            tokens = [bytes(b) for i, b in enumerate(self.tokenizer.token_bytes()) if i not in special]
+            if {b for b in tokens if len(b) == 1} >= {bytes([i]) for i in range(256)}:
+                self._writable = None, True  # byte level: every character
+            else:
+                self._writable = frozenset("".join(b.decode("utf-8", "ignore") for b in tokens)), False
+        written, every = self._writable
+        return (lambda c: True) if every else written.__contains__
 
     def matcher(self) -> "Matcher":
         """A fresh matcher at the start of the text (cheap: a copy of the compiled one)."""
@@ -199,6 +268,11 @@ class Matcher:
         self.constraint = constraint
         self._m = ll_matcher
         self.consumed = 0
+        self._ids: list[int] = []
+
+    def written(self) -> bytes:
+        """The bytes of the tokens consumed so far."""
+        return self.constraint.lltok.decode_bytes(self._ids)
 
     def allowed(self, width: int | None = None) -> torch.Tensor:
         """Boolean (width,) mask of the allowed next tokens (width defaults to the tokenizer's vocabulary).
@@ -214,9 +288,12 @@ class Matcher:
             )
         bits = np.unpackbits(np.frombuffer(self._m.compute_bitmask(), dtype=np.uint8), bitorder="little")
         if self._m.is_error():
+            if _first_part(self._m.get_error()).startswith("NoExtension"):  # no token of the vocabulary continues the text
+                raise self.constraint.cannot_write(self.written())
             raise GenzooError(f"constrained decoding failed: {_first_part(self._m.get_error())}")
         mask = np.zeros(width, dtype=bool)
         mask[:v] = bits[:v]
+        mask[self.constraint.special_ids] = False  # <unk>, padding, bos: no text of their own
         return torch.from_numpy(mask)
 
     def consume(self, ids: Sequence[int], *, strict: bool = True) -> bool:
@@ -229,6 +306,7 @@ class Matcher:
                     )
                 return False
             self.consumed += 1
+            self._ids.append(int(t))
         return True
 
     def is_accepting(self) -> bool:
@@ -265,7 +343,10 @@ class ConstrainedProcessor:
                 "the constraint is complete but generation went on: pass eos_id=tokenizer.eos_id to generate"
             )
         m.consume(generated_ids[m.consumed:])
-        mask = m.allowed(logits_row.shape[-1]).to(logits_row.device)
+        mask = m.allowed(logits_row.shape[-1])
+        if not mask.any():  # a dead end the up-front check could not see (past a choice): say what is missing
+            raise self.constraint.cannot_write(m.written())
+        mask = mask.to(logits_row.device)
         out = logits_row.masked_fill(~mask, float("-inf"))
         self.mask_seconds += time.perf_counter() - t0
         self.masks += 1
@@ -275,6 +356,37 @@ class ConstrainedProcessor:
         """Whether row's output is complete (False when it was cut by the token limit mid-match)."""
         m = self.matchers.get(row)
         return m is not None and m.is_accepting()
+
+
+_BYTES: list = []
+
+
+def _byte_tokenizer():
+    """An LLTokenizer of the 256 single bytes (+ eos): what a constraint wants next, whatever a model's vocabulary."""
+    if not _BYTES:
+        class Bytes:
+            eos_id, special_ids = 256, [256]
+
+            def token_bytes(self):
+                return [bytes([i]) for i in range(256)] + [b"\xff<eos>"]
+
+            def encode(self, s):
+                return list(s.encode("utf-8"))
+
+        _BYTES.append(ll_tokenizer(Bytes(), special_ids=[256]))
+    return _BYTES[0]
+
+
+def _next_chars(spec, written: bytes) -> frozenset:
+    """The characters a constraint allows after ``written`` (its forced next character when there is one)."""
+    m = _llg.LLMatcher(_byte_tokenizer(), spec, log_level=0)
+    if written and not m.consume_tokens(list(written)):
+        return frozenset()
+    forced = m.compute_ff_bytes().decode("utf-8", "ignore")
+    if forced:
+        return frozenset(forced[0])
+    bits = np.unpackbits(np.frombuffer(m.compute_bitmask(), dtype=np.uint8), bitorder="little")[:128]
+    return frozenset(chr(i) for i in np.flatnonzero(bits))  # ASCII: enough to name what is missing
 
 
 def constraint_cost(step, prompts, constraint: Constraint, *, max_new_tokens: int = 64, repeats: int = 3,

@@ -5,8 +5,10 @@ loaded with its own tokenizer, which tokenizes the user's corpus (a .txt / .md /
 folder; one long file is split by position, its last tenth held out for validation). Adapters
 (``genzoo.nn.lora``) are added, the base weights frozen, and the genzoo Trainer trains the adapters
 only, in memory: nothing is written into the base's folder. ``out`` receives the adapter alone
-(``adapter_model.safetensors`` + ``adapter_config.json``) and, with ``merge``, a full merged
-checkpoint in ``out/merged`` (weights + tokenizer) that ``genzoo generate out/merged`` loads.
+(``adapter_model.safetensors`` + ``adapter_config.json``, which names the base by path and sha256)
+and, with ``merge``, a full merged checkpoint in ``out/merged`` (weights + tokenizer). ``out`` is a
+model folder itself: ``genzoo generate out`` loads the base and applies the adapter
+(``genzoo.runs.adapters``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from genzoo.core.errors import GenzooError
+from genzoo.runs.adapters import base_info  # noqa: F401  (re-exported: where a base comes from, as adapters record it)
 
 DEFAULT_WINDOW = 256  # tokens per training window at most (a Hugging Face model's context can be 100k+)
 MAX_VAL_WINDOWS = 512  # validation windows at most (the same ones before and after)
@@ -42,22 +45,6 @@ class FinetuneResult:
         return asdict(self)
 
 
-def base_info(path: str | Path) -> dict:  # here, not in genzoo.nn.lora: it reads runs and HF folders (layers above nn)
-    """Where a base model comes from: a genzoo run/checkpoint (its resolved folder and the sha256 of
-    its model.safetensors) or a local Hugging Face folder (the sha256 of each *.safetensors file)."""
-    from genzoo.nn.lora import file_sha256
-    from genzoo.runs.checkpoint import resolve_checkpoint
-    from genzoo.tasks.textgen import is_hf_folder
-
-    path = Path(path).resolve()
-    if is_hf_folder(path):
-        return {"kind": "huggingface", "path": str(path),
-                "sha256": {f.name: file_sha256(f) for f in sorted(path.glob("*.safetensors"))}}
-    ckpt = resolve_checkpoint(path)
-    return {"kind": "genzoo", "path": str(path), "checkpoint": str(ckpt),
-            "sha256": {"model.safetensors": file_sha256(ckpt / "model.safetensors")}}
-
-
 def finetune(base: str | Path, data: str, *, rank: int = 8, alpha: float = 16.0, dropout: float = 0.0,
              targets="attention,mlp", steps: int | None = None, minutes: float | None = None, lr: float = 1e-3,
              batch_size: int = 16, out: str | Path | None = None, merge: bool = False, seed: int = 0,
@@ -80,7 +67,9 @@ def finetune(base: str | Path, data: str, *, rank: int = 8, alpha: float = 16.0,
         raise GenzooError(f"--out {out} lies inside the base model's folder; write the adapter elsewhere (the base stays untouched)")
     if (out / "adapter_config.json").exists():
         raise GenzooError(f"{out} already holds an adapter; choose another --out or remove it")
-    info = base_info(base)  # resolves the checkpoint (clear error when there is none) and hashes its weights
+    # resolves the checkpoint (clear error when there is none), hashes its weights, and records the base's
+    # path absolute and relative to ``out``: the adapter finds its base again when it is opened as a model
+    info = base_info(base, adapter_dir=out)
     model, tokenizer = load_text_model(base, "cpu")
     train = load_dataset(str(data), "train", tokenizer=tokenizer)
     val = load_dataset(str(data), "val", tokenizer=tokenizer)
