@@ -81,6 +81,18 @@ StoreOption = Annotated[Optional[str], typer.Option("--store", help=STORE_HELP)]
 RunArgument = Annotated[Path, typer.Argument(help="run or checkpoint folder")]
 DataOption = Annotated[str, typer.Option("--data", "-d", help="dataset name or path (see `genzoo list`)")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="print the result as JSON")]
+GuardrailsOption = Annotated[Optional[Path], typer.Option("--guardrails", help="check every output against this policy file "
+                             "(TOML, e.g. examples/guardrails.toml): PII, blocked terms, structure, grounding, harm, copies; "
+                             "the verdict is printed and recorded in the manifest")]
+
+
+def load_guardrails(path: Path | None):
+    """The policy of --guardrails, or None when it is not given (no guardrails load, nothing changes)."""
+    if path is None:
+        return None
+    from genzoo.tasks.guardrails import load_policy
+
+    return load_policy(path)
 
 
 def read_text_file(path: Path | None, what: str) -> str | None:

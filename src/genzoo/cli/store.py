@@ -14,7 +14,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from genzoo.cli.app import GenzooTyper, JsonFlag, StoreOption, out, renamed, say
+from genzoo.cli.app import GenzooTyper, GuardrailsOption, JsonFlag, StoreOption, out, renamed, say
 from genzoo.core.errors import GenzooError
 
 app = GenzooTyper()  # top-level verbs: dedup (datasets), and the old spellings
@@ -123,13 +123,14 @@ def rag_ask(
     sentences: int = typer.Option(3, "--sentences", help="without --model: most sentences to quote"),
     no_store: bool = typer.Option(False, "--no-store", help="do not record the question and answer"),
     store: StoreOption = None,
+    guardrails: GuardrailsOption = None,
 ) -> None:
     """Answer a question from the indexed documents; prints the answer and the sources it used ([1] path:lines).
     With --model the prompt is fitted to the model's context; without, the answer quotes the best sentences."""
     from genzoo.cli.store_data import format_answer, run_rag_ask
 
     answer = run_rag_ask(question, model=model, store_path=store, k=k, mode=mode, max_tokens=max_tokens, temperature=temperature,
-                         seed=seed, device=device, no_store=no_store, sentences=sentences)
+                         seed=seed, device=device, no_store=no_store, sentences=sentences, guardrails=guardrails)
     say(format_answer(answer))
 
 

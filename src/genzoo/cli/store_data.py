@@ -60,24 +60,28 @@ def run_rag_index(paths: list[Path], *, store_path: Path | None, chunk_chars: in
 
 
 def run_rag_ask(question: str, *, model: Path | None, store_path: Path | None, k: int, mode: str, max_tokens: int, temperature: float,
-                seed: int, device: str, no_store: bool, sentences: int = 3):
+                seed: int, device: str, no_store: bool, sentences: int = 3, guardrails: Path | None = None):
+    from genzoo.cli.app import load_guardrails
     from genzoo.tasks import rag
 
     from genzoo.store.search import check_text
 
     check_text(question, "the question")
+    policy = load_guardrails(guardrails)
     if model is not None and not Path(model).exists():
         raise GenzooError(f"--model {model} does not exist; give a genzoo run folder or a local Hugging Face checkpoint folder, "
                           "or leave --model out for an extractive answer")
     with open_store(store_path, _encoder(mode)) as store:
         answer = rag.ask(store, question, model, k=k, mode=mode, max_tokens=max_tokens, temperature=temperature, seed=seed,
-                         device=device, record=not no_store, sentences=sentences)
+                         device=device, record=not no_store, sentences=sentences, guardrails=policy)
     return answer
 
 
 def format_answer(answer) -> str:
     extractive = answer.kind == "extractive"
     empty = "(no sentence of the retrieved passages answers it)" if extractive else "(the model produced no text)"
+    if answer.verdict is not None and answer.verdict.withheld:  # a withheld answer is not printed, nor called empty
+        empty = "(withheld by the guardrails)"
     lines = [answer.text or empty, "", "sources:"]
     lines += [f"[{i}] {s.where}" for i, s in enumerate(answer.sources, 1)] or ["(none used)" if answer.dropped else
                                                                               "(none retrieved: index documents with genzoo rag index)"]
@@ -87,6 +91,8 @@ def format_answer(answer) -> str:
     lines += [f"note: {n}" for n in answer.notes]
     if extractive:
         lines.append("(extractive answer: sentences quoted from the sources, no model run; --model PATH generates one)")
+    if answer.verdict is not None:
+        lines.append(answer.verdict.summary())
     if answer.generation_id is not None:
         lines.append(f"recorded as generation {answer.generation_id}")
     return "\n".join(lines)

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from genzoo.cli.app import GenzooTyper, StoreOption, note, out, read_text_file, say
+from genzoo.cli.app import GenzooTyper, GuardrailsOption, StoreOption, load_guardrails, note, out, read_text_file, say
 from genzoo.core.errors import GenzooError
 
 app = GenzooTyper()
@@ -38,6 +38,7 @@ def generate(
                                           "or by the name `genzoo adapters RUN` lists (also how to use a base that moved)"),
     store: StoreOption = None,
     no_store: bool = typer.Option(False, "--no-store", help="do not record the generated text in the store"),
+    guardrails: GuardrailsOption = None,
 ) -> None:
     """Continue a prompt with a text model, streamed token by token; optionally constrained or verified.
     A text-to-text model (t5) maps each input to an output instead: one JSON line per input.
@@ -50,6 +51,7 @@ def generate(
 
     if greedy:
         temperature = 0.0
+    policy = load_guardrails(guardrails)  # a bad policy fails before the model loads
     if sum(x is not None for x in (regex, json_schema, grammar)) > 1:
         raise GenzooError("give at most one of --regex, --json-schema, --grammar")
     if adapter is not None:  # the adapter is the model from here on (what the store records); RUN is its base
@@ -66,53 +68,99 @@ def generate(
         if unsupported:
             raise GenzooError(f"{model.family} maps inputs to outputs with --max-tokens, --temperature, --top-k and --seed; "
                               f"it does not take {', '.join(unsupported)}")
-        return map_texts(model, list(prompt or []), max_tokens=max_tokens, temperature=temperature, top_k=top_k or None, seed=seed)
+        return map_texts(model, list(prompt or []), max_tokens=max_tokens, temperature=temperature, top_k=top_k or None, seed=seed,
+                         policy=policy)
     model, tokenizer = textgen.as_text_model(model, run)
     options = dict(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                    repetition_penalty=repetition_penalty, stop=stop, regex=regex,
                    json_schema=read_text_file(json_schema, "JSON schema"), grammar=read_text_file(grammar, "grammar"))
     prompts = list(prompt or [""])
+    schema = _schema(options["json_schema"]) if policy is not None else None
     if verify:
         if len(prompts) != 1:
             raise GenzooError("--verify takes one prompt")
         result = textgen.generate_checked(model, tokenizer, prompts[0], verify, attempts, seed=seed, **options)
-        say(result.text)
-        if not no_store:  # the checked text holds the prompt; the attempt that passed used seed + attempts - 1
-            _record_texts(store, run, model, [prompts[0]], [result.text[len(prompts[0]):]], seed + result.attempts - 1, options)
+        new = result.text[len(prompts[0]):]  # the checked text holds the prompt
+        verdicts = _guard(policy, prompts, [new], schema)
+        if verdicts is None:
+            say(result.text)
+        elif not verdicts[0].withheld or verdicts[0].text:
+            say(prompts[0] + verdicts[0].text)
+        if not no_store:  # the attempt that passed used seed + attempts - 1
+            _record_texts(store, run, model, [prompts[0]], [new], seed + result.attempts - 1, options, policy, verdicts)
         note(f"verifier {verify}: {'passed' if result.ok else 'FAILED'} after {result.attempts} attempt(s) of {attempts}")
         if not result.ok:
             raise typer.Exit(1)
         return
-    streamed = _TokenStream(tokenizer, prompts[0]) if len(prompts) == 1 else None
+    # with guardrails nothing streams: a text is shown only once its verdict lets it through
+    streamed = _TokenStream(tokenizer, prompts[0]) if len(prompts) == 1 and policy is None else None
     results = textgen.generate_text(model, tokenizer, prompts, seed=seed, on_token=streamed, **options)
+    verdicts = _guard(policy, prompts, [r.text for r in results], schema)
     if streamed:
         streamed.finish(results[0].text)
     else:
-        for p, r in zip(prompts, results):
-            say(p + r.text)
+        for i, (p, r) in enumerate(zip(prompts, results)):
+            if verdicts is None:
+                say(p + r.text)
+            elif not verdicts[i].withheld or verdicts[i].text:  # a withheld text is not printed (its placeholder is)
+                say(p + verdicts[i].text)
     if not no_store:  # after the text is out: the note goes to stderr on a line of its own
-        _record_texts(store, run, model, prompts, [r.text for r in results], seed, options)
+        _record_texts(store, run, model, prompts, [r.text for r in results], seed, options, policy, verdicts)
     note(f"[{', '.join(f'{len(r.ids)} tokens, {r.stop_reason}' for r in results)}]")
 
 
-def map_texts(model, texts: list[str], *, max_tokens: int, temperature: float, top_k: int | None, seed: int) -> None:
-    """A text-to-text model's output for each input (greedy at temperature 0, KV-cached): one JSON line each."""
+def map_texts(model, texts: list[str], *, max_tokens: int, temperature: float, top_k: int | None, seed: int, policy=None) -> None:
+    """A text-to-text model's output for each input (greedy at temperature 0, KV-cached): one JSON line each
+    (with a policy: the output its verdict lets through, and the verdict)."""
     import torch
 
     if not texts:
         raise GenzooError(f"give the input text(s) for the {model.family} model, e.g. genzoo generate RUN \"Close the file.\"")
     outputs = model.generate_text(texts, max_new_tokens=max_tokens, temperature=temperature, top_k=top_k,
                                   generator=torch.Generator().manual_seed(seed))
-    for text, output in zip(texts, outputs):
-        say(json.dumps({"input": text, "output": output}))
+    verdicts = _guard(policy, texts, outputs, None, notes=False)
+    for i, (text, output) in enumerate(zip(texts, outputs)):
+        line = {"input": text, "output": output}
+        if verdicts is not None:
+            line.update(output=verdicts[i].text, guardrails=verdicts[i].action)
+        say(json.dumps(line))
 
 
-def _record_texts(store, run, model, prompts, texts, seed, options) -> None:
-    """Record each prompt's continuation; a batch of prompts replays as one prompt each (same seed)."""
+def _schema(text: str | None) -> dict | None:
+    """--json-schema as the guardrails' structure check reads it (the decoder already constrains to it; this verifies)."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise GenzooError(f"--json-schema is not valid JSON: {e.msg} (line {e.lineno})") from e
+
+
+def _guard(policy, prompts, texts, schema, notes: bool = True):
+    """Each text's verdict under ``policy`` (None without one), each printed as one line on stderr."""
+    if policy is None:
+        return None
+    verdicts = [policy.check_text(t, prompt=p, schema=schema) for p, t in zip(prompts, texts)]
+    for v in verdicts if notes else ():
+        note(v.summary())
+    return verdicts
+
+
+def _record_texts(store, run, model, prompts, texts, seed, options, policy=None, verdicts=None) -> None:
+    """Record each prompt's continuation; a batch of prompts replays as one prompt each (same seed).
+    With guardrails the record holds what the verdict lets through and the manifest the verdict
+    (its outputs sha256 stays the generated text's, so `genzoo reproduce` still checks the replay)."""
     from genzoo.tasks import record as recording
 
+    def one(s, i, p, t):
+        manifest = recording.text_manifest(run, model, p, t, seed, options)
+        if verdicts is None:
+            return recording.record_text(s, manifest, t, model)
+        manifest["guardrails"] = policy.manifest_entry(verdicts[i])
+        return recording.record_text(s, manifest, verdicts[i].text, model)
+
     def write(s):
-        return [recording.record_text(s, recording.text_manifest(run, model, p, t, seed, options), t, model) for p, t in zip(prompts, texts)]
+        return [one(s, i, p, t) for i, (p, t) in enumerate(zip(prompts, texts))]
 
     ids, url = recording.record_with(store, write)
     note(f"recorded as generation(s) {', '.join(map(str, ids))} in {url}")

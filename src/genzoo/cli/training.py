@@ -12,7 +12,7 @@ from typing import Annotated, List, Optional
 import typer
 from rich.table import Table
 
-from genzoo.cli.app import DataOption, GenzooTyper, JsonFlag, StoreOption, note, out, say
+from genzoo.cli.app import DataOption, GenzooTyper, GuardrailsOption, JsonFlag, StoreOption, load_guardrails, note, out, say
 from genzoo.core.errors import GenzooError
 
 app = GenzooTyper()
@@ -193,6 +193,7 @@ def sample(
     save_array: Optional[Path] = typer.Option(None, "--save-npy", help="also save the raw samples as .npy here"),
     store: StoreOption = None,
     no_store: bool = typer.Option(False, "--no-store", help="do not record this generation in the store"),
+    guardrails: GuardrailsOption = None,
 ) -> None:
     """Draw samples from a trained model; write them as a PNG with a provenance manifest (.json) and the raw samples (.npy) beside it."""
     from genzoo.runs import manifest as provenance
@@ -216,23 +217,45 @@ def sample(
         condition = prompt
     if condition is not None:
         model.check_condition(condition, n)  # refuses clearly when the model takes no labels (or no text)
+    policy = load_guardrails(guardrails)
     gen = provenance.generate(model, n, seed=seed, condition=condition, checkpoint=checkpoint, device=device, **options)
+    outputs = gen.outputs
+    if policy is not None:
+        outputs = _guard_samples(policy, gen, run, model)
     manifest_path, array_path = output.with_suffix(".json"), output.with_suffix(".npy")
     output.parent.mkdir(parents=True, exist_ok=True)
-    save_samples(gen.outputs, output, model.data_spec)
-    provenance.write_array(array_path, gen.outputs)
+    save_samples(outputs, output, model.data_spec)
+    provenance.write_array(array_path, outputs)
     if save_array:
-        provenance.write_array(save_array, gen.outputs)
+        provenance.write_array(save_array, outputs)
     # the manifest goes last: where one exists, the files it names are complete
     provenance.write_manifest(manifest_path, {**gen.manifest, "image": output.name, "array": array_path.name})
     if not no_store:
         from genzoo.tasks import record as recording
 
-        gid, url = recording.record_with(store, lambda s: recording.record_samples(s, gen.manifest, output, model, gen.outputs))
+        gid, url = recording.record_with(store, lambda s: recording.record_samples(s, gen.manifest, output, model, outputs))
     say(f"wrote {n} samples to {output}")
     say(f"manifest: {manifest_path} (raw samples: {array_path}); replay it with `genzoo reproduce {manifest_path}`")
     if not no_store:
         say(f"recorded as generation {gid} in {url}; replay it with `genzoo reproduce {gid}`")
+
+
+def _guard_samples(policy, gen, run: Path, model):
+    """The copy guard on each sample: the verdicts go into the manifest (under "guardrails") and one line
+    to stderr; a withheld sample is blanked (zeros) in the picture, the .npy and the store. The manifest's
+    outputs sha256 stays the generated samples', so `genzoo reproduce` still checks the replay."""
+    from genzoo import api
+    from genzoo.tasks.guardrails import summarize
+
+    verdicts = policy.check_samples(gen.outputs, data=api.run_data(run, model))
+    gen.manifest["guardrails"] = policy.samples_entry(verdicts)
+    note(summarize(verdicts))
+    withheld = [i for i, v in enumerate(verdicts) if v.withheld]
+    if not withheld:
+        return gen.outputs
+    outputs = gen.outputs.clone()
+    outputs[withheld] = 0
+    return outputs
 
 
 @app.command()

@@ -290,7 +290,7 @@ def _detail(text) -> dict:
 
 def _forget_caches(b) -> None:
     """This process's in-memory indexes hold vectors (never text) of what went: rebuilt on next use."""
-    for name in ("_indexes", "_pending", "_df"):
+    for name in ("_indexes", "_private", "_pending", "_df"):
         cache = getattr(b, name, None)
         if isinstance(cache, dict):
             cache.clear()

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
+from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -67,6 +69,42 @@ def connect(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
+class _SharedIndexes:
+    """The vector indexes of one store file, shared by every ``SqliteBackend`` that opens it in this
+    process: a server opens the store per request, and rebuilding the index of 100,000 vectors took
+    7.5-12.4 s each time (benchmarks/serve_load/results.md); shared, a request only appends what was
+    committed since the last one. ``first`` (the first generation's id and time) tells a file that
+    was deleted and made again at the same path (and inode) from the one the index was built on."""
+
+    def __init__(self):
+        self.indexes: dict[str, VectorIndex] = {}
+        self.lock = threading.RLock()
+        self.first = None
+
+    def check(self, conn) -> None:
+        row = conn.execute("SELECT id, created_at FROM generations ORDER BY id LIMIT 1").fetchone()
+        first = None if row is None else (row[0], row[1])
+        if first != self.first:
+            self.indexes.clear()
+            self.first = first
+
+
+SHARED_FILES = 8  # stores whose indexes a process keeps (least recently opened dropped first)
+_shared: "OrderedDict[tuple, _SharedIndexes]" = OrderedDict()
+_shared_lock = threading.Lock()
+
+
+def _shared_indexes(path: Path) -> _SharedIndexes:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_dev, st.st_ino)
+    with _shared_lock:
+        found = _shared.pop(key, None) or _SharedIndexes()
+        _shared[key] = found
+        while len(_shared) > SHARED_FILES:
+            _shared.popitem(last=False)
+    return found
+
+
 class SqliteBackend(SharedReads):
     PH = "?"
 
@@ -88,7 +126,9 @@ class SqliteBackend(SharedReads):
             self._backup(version)
         migrate(self.conn)
         self._depth = 0
-        self._indexes: dict[str, VectorIndex] = {}
+        self._shared = _shared_indexes(path)
+        self._indexes: dict[str, VectorIndex] = self._shared.indexes  # shared by every opening of this file in the process
+        self._private: dict[str, VectorIndex] = {}  # this opening's own (see vector())
         self._df: dict[str, int] = {}  # document count per query term (for the common-term cutoff)
         self._df_size = 0
 
@@ -247,6 +287,20 @@ class SqliteBackend(SharedReads):
         return index
 
     def vector(self, space: str, query, filters: Filters, viewer: int | None, k: int, pending=None, kind=None) -> list[tuple[int, float]]:
+        # Shared only where every row can get its vector (``pending`` embeds the ones without): an index
+        # built without it would skip those rows for good. Inside a write, uncommitted rows must not
+        # reach an index other openings share.
+        if self._depth or pending is None:
+            shared, self._indexes = self._indexes, self._private
+            try:
+                return self._vector(space, query, filters, viewer, k, pending, kind)
+            finally:
+                self._indexes = shared
+        with self._shared.lock:  # one sync at a time; a search never sees a half-added batch
+            self._shared.check(self.conn)
+            return self._vector(space, query, filters, viewer, k, pending, kind)
+
+    def _vector(self, space: str, query, filters: Filters, viewer: int | None, k: int, pending=None, kind=None) -> list[tuple[int, float]]:
         index = self._sync(space, pending, kind)
         if index.n == 0:
             return []

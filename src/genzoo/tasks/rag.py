@@ -32,6 +32,7 @@ class Answer:
     notes: list[str] = field(default_factory=list)  # what the budget changed: trimmed sources, fewer --max-tokens
     kind: str = "generative"  # or "extractive"
     quotes: list = field(default_factory=list)  # rag_extractive.Quote, for an extractive answer
+    verdict: object = None  # genzoo.tasks.guardrails.Verdict when asked with a policy; ``text`` is then what it lets through
 
 
 def build_prompt(question: str, sources: list[Source], count_tokens, budget: int) -> tuple[str, list[Source]]:
@@ -68,14 +69,16 @@ def build_prompt(question: str, sources: list[Source], count_tokens, budget: int
 
 def ask(store, question: str, model_path: str | Path | None = None, *, k: int = 4, mode: str = "hybrid", max_tokens: int = 128,
         temperature: float = 0.0, seed: int = 0, device: str = "cpu", record: bool = True, loaded=None,
-        sentences: int = 3) -> Answer:
+        sentences: int = 3, guardrails=None) -> Answer:
     """Retrieve, then generate with a genzoo text model or a local Hugging Face folder (``model_path``,
     or ``loaded``: a (model, tokenizer) pair already loaded, as benchmarks ask many), or, with
-    neither, quote the best ``sentences`` of the sources; record unless ``record`` is False."""
+    neither, quote the best ``sentences`` of the sources; record unless ``record`` is False.
+    ``guardrails``: a ``genzoo.tasks.guardrails.Policy`` checked on the answer before it is recorded
+    (its verdict goes into the manifest under "guardrails"; the answer becomes what it lets through)."""
     if record:  # refuse before the work, not after it
         check_can_record(store)
     if model_path is None and loaded is None:
-        return _ask_extractive(store, question, k=k, mode=mode, record=record, n=sentences)
+        return _ask_extractive(store, question, k=k, mode=mode, record=record, n=sentences, guardrails=guardrails)
     from genzoo.tasks.textgen import generate_text, load_text_model
 
     model, tokenizer = loaded or load_text_model(model_path, device)
@@ -85,12 +88,26 @@ def ask(store, question: str, model_path: str | Path | None = None, *, k: int = 
     options = {"max_tokens": b.max_tokens, "temperature": temperature}
     result = generate_text(model, tokenizer, [b.prompt], seed=seed, **options)[0]
     answer = result.text.strip()
+    verdict, shown = _guard(guardrails, answer, question, b.kept)
     gid = None
     if record:
         budget = {"requested_max_tokens": max_tokens, "context": context, "notes": b.notes, "trimmed": b.trimmed,
                   "dropped": [{"chunk_id": s.chunk_id, "where": s.where} for s in b.dropped]}
-        gid = _record(store, model_path, model, question, b.prompt, answer, b.kept, seed, options, mode, budget)
-    return Answer(answer, b.kept, gid, b.prompt, b.dropped, b.notes)
+        gid = _record(store, model_path, model, question, b.prompt, answer, b.kept, seed, options, mode, budget,
+                      guarded=(shown, _entry(guardrails, verdict)))
+    return Answer(shown, b.kept, gid, b.prompt, b.dropped, b.notes, verdict=verdict)
+
+
+def _guard(policy, answer: str, question: str, sources: list[Source]):
+    """(the verdict or None, the text to show and record)."""
+    if policy is None:
+        return None, answer
+    v = policy.check_text(answer, prompt=question, sources=[s.text for s in sources])
+    return v, v.text
+
+
+def _entry(policy, verdict) -> dict | None:
+    return None if verdict is None else policy.manifest_entry(verdict)
 
 
 def _retrieve(store, question: str, k: int, mode: str) -> list[Source]:
@@ -110,7 +127,7 @@ def _any_document(store) -> bool:
 EXTRACTIVE = "extractive"
 
 
-def _ask_extractive(store, question: str, *, k: int, mode: str, record: bool, n: int) -> Answer:
+def _ask_extractive(store, question: str, *, k: int, mode: str, record: bool, n: int, guardrails=None) -> Answer:
     """Quote the retrieved sentences that best answer the question; no model is run."""
     from genzoo.tasks.rag_extractive import answer_text, extract
 
@@ -124,11 +141,13 @@ def _ask_extractive(store, question: str, *, k: int, mode: str, record: bool, n:
     dropped = [s for s in sources if s.chunk_id not in order]
     notes = [] if quotes else ["no retrieved sentence shares a word with the question; try other words, or --k higher"]
     text = answer_text(quotes, used)
-    gid = _record_extractive(store, question, text, used, quotes, mode, encoder) if record and quotes else None
-    return Answer(text, used, gid, "", dropped, notes, EXTRACTIVE, quotes)
+    verdict, shown = _guard(guardrails, text, question, sources)
+    gid = (_record_extractive(store, question, text, used, quotes, mode, encoder, guarded=(shown, _entry(guardrails, verdict)))
+           if record and quotes else None)
+    return Answer(shown, used, gid, "", dropped, notes, EXTRACTIVE, quotes, verdict)
 
 
-def _record_extractive(store, question, text, used, quotes, mode, encoder) -> int:
+def _record_extractive(store, question, text, used, quotes, mode, encoder, guarded=(None, None)) -> int:
     import hashlib
 
     from genzoo.runs.manifest import config_hash, utc_now, versions
@@ -143,10 +162,13 @@ def _record_extractive(store, question, text, used, quotes, mode, encoder) -> in
                 "sources": [{"chunk_id": s.chunk_id, "where": s.where, "rank": i} for i, s in enumerate(used, 1)],
                 "quotes": [{"chunk_id": q.source.chunk_id, "lines": [q.start_line, q.end_line], "score": round(q.score, 6)} for q in quotes],
                 "versions": versions(), "created_at": utc_now(), "outputs": {"sha256": hashlib.sha256(text.encode()).hexdigest()}}
-    return record_answer(store, question, text, used, manifest=manifest, model=model)
+    shown, entry = guarded
+    if entry is not None:  # the store keeps what the guardrails let through; the sha256 stays the answer's own
+        manifest["guardrails"] = entry
+    return record_answer(store, question, text if shown is None else shown, used, manifest=manifest, model=model)
 
 
-def _record(store, model_path, model, question, prompt, answer, used, seed, options, mode, budget=None) -> int:
+def _record(store, model_path, model, question, prompt, answer, used, seed, options, mode, budget=None, guarded=(None, None)) -> int:
     from genzoo.runs.manifest import config_hash
     from genzoo.runs.manifest import text_manifest
     from genzoo.tasks.record import _model_record
@@ -156,4 +178,7 @@ def _record(store, model_path, model, question, prompt, answer, used, seed, opti
                      "sources": [{"chunk_id": s.chunk_id, "where": s.where, "rank": i} for i, s in enumerate(used, 1)]})
     config = model.config.to_dict() if hasattr(model.config, "to_dict") else {}
     record = _model_record(Path(manifest["checkpoint"]), manifest["family"], config.get("variant", ""), config, config_hash(config))
-    return record_answer(store, question, answer, used, manifest=manifest, model=record, seed=seed)
+    shown, entry = guarded
+    if entry is not None:
+        manifest["guardrails"] = entry
+    return record_answer(store, question, answer if shown is None else shown, used, manifest=manifest, model=record, seed=seed)
