@@ -78,6 +78,7 @@ def test_every_text_example_of_the_readme_runs(tmp_path, monkeypatch):
     (tmp_path / "pairs.jsonl").write_text("".join(json.dumps({"input": f"add {i} and {i + 1}", "target": str(2 * i + 1)}) + "\n"
                                                  for i in range(100)))
     shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
     shutil.copy(ROOT / "README.md", tmp_path / "README.md")
     hf = None
     runner = CliRunner()

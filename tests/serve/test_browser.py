@@ -90,17 +90,25 @@ def base(make_app, site):
 
 @pytest.fixture(scope="module")
 def browser():
+    import tempfile
+
     from selenium.webdriver.chrome.service import Service
 
+    # Chromium keeps its profile's sockets (SingletonSocket) in the profile and in TMPDIR: under a long
+    # TMPDIR (CI's is 149 characters) their paths overflow a Unix socket's 108 bytes and Chromium exits
+    # at start. A short folder for both.
+    short = Path(tempfile.mkdtemp(prefix="gzc-", dir="/tmp" if os.access("/tmp", os.W_OK) else None))
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900",
-                "--force-device-scale-factor=1"):
+                "--force-device-scale-factor=1", f"--user-data-dir={short / 'profile'}"):
         options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    env = {**os.environ, "TMPDIR": str(short)}
+    driver = webdriver.Chrome(service=Service(DRIVER, env=env), options=options)
     driver.set_page_load_timeout(30)
     yield driver
     driver.quit()
+    shutil.rmtree(short, ignore_errors=True)
 
 
 @pytest.fixture
