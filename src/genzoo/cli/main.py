@@ -5,6 +5,7 @@
 - ``verbs``: classify, score (named by the capability, for any family that has it)
 - ``store``: `genzoo store search|graph|stats|export|dedup|user|key|policy|check`, `genzoo rag index|ask`, `genzoo dedup DATA`
 - ``forget``: `genzoo forget --user U / --older-than DAYS` (admin)
+- ``choose``: `genzoo choose --data D --goal G --minutes M` (recommend a family from a successive-halving run)
 - ``serve``: `genzoo serve RUN...` (the HTTP API and web app; ``genzoo.serve``)
 - ``t5``, ``vit``, ``clip``: the old per-model spellings (each prints the new one), and `vit eval` / `clip eval`
 
@@ -13,7 +14,7 @@ Every command turns a ``GenzooError`` into one line on stderr and exit status 2 
 
 from __future__ import annotations
 
-from genzoo.cli import forget, serve, store, text, training, verbs
+from genzoo.cli import choose, forget, serve, store, text, training, verbs
 from genzoo.cli.app import GenzooTyper, console
 from genzoo.cli.clip import clip_app
 from genzoo.cli.t5 import t5_app
@@ -21,7 +22,7 @@ from genzoo.cli.vit import vit_app
 from genzoo.core.errors import GenzooError
 
 app = GenzooTyper(help="Train, sample and compare generative models.")
-for group in (training.app, text.app, verbs.app, store.app, forget.app, serve.app):
+for group in (training.app, text.app, verbs.app, store.app, forget.app, serve.app, choose.app):
     app.add_typer(group)  # no name: their commands are top-level verbs
 app.add_typer(store.store_app, name="store")
 app.add_typer(store.rag_app, name="rag")

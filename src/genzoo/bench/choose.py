@@ -1,0 +1,480 @@
+"""`genzoo choose`: pick a family for a dataset and a goal from measurements, not folklore.
+
+The candidates are the families the bench would compare on the data's kind
+(``runner.eligible_families``). They share ONE total budget through successive
+halving: every candidate gets a short run, the better half (on the goal) a
+longer one, and so on until one is left. Each round trains from scratch with
+the longer budget (no resuming: a finished run's learning-rate schedule has
+already decayed), so every round's numbers are those of a complete run.
+
+The budget is wall clock for the whole choice: before each round the time
+left is split between the rounds still to come, after deducting the measured
+cost of building, evaluating and saving a run (``overhead``), so that
+``--minutes M`` ends near M minutes, training and evaluation together.
+
+Evaluation is the project's ``genzoo.eval.evaluate`` (sample metrics with
+their real-data floors, memorization) with a likelihood on a fixed subset of
+the test split and diffusion's bound on a stratified subset of its timesteps
+(``NLL_TEST_MAX``, ``NLL_OPTIONS``): a chooser must not spend its budget on the
+exact all-timesteps bound that a full bench reports.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable
+
+from genzoo.core.errors import GenzooError
+
+GOALS = ("quality", "likelihood", "speed", "diversity", "privacy", "small-model")
+MIN_RUN_SECONDS = 2.0  # a run shorter than this measures start-up, not a model
+NLL_TEST_MAX = 1000  # test examples scored for the likelihood
+NLL_OPTIONS = {"diffusion": {"timesteps_subset": 16}, "vae": {"k": 100}}
+N_SAMPLES = 500
+DEFAULT_OVERHEAD_S = {"points": 8.0, "image": 25.0, "tokens": 25.0}  # first guess; measured from round 1 on
+GATE = 2.0  # speed / small-model / privacy: only among candidates within GATE x the best quality excess
+
+
+# ---- the plan --------------------------------------------------------------
+def halving_counts(n: int) -> list[int]:
+    """Candidates per round: n, ceil(n/2), ... down to 2 (the last round decides between two);
+    one candidate needs one round."""
+    counts = [n]
+    while counts[-1] > 2:
+        counts.append(math.ceil(counts[-1] / 2))
+    return counts
+
+
+def plan(candidates: list[str], total_seconds: float, overhead_s: float) -> list[dict]:
+    """Rounds with their candidate count and training seconds per run, the same share of the
+    budget for every round, after each run's expected overhead."""
+    counts = halving_counts(len(candidates))
+    runs = sum(counts)
+    train_total = max(total_seconds - runs * overhead_s, 0.0)
+    per_round = train_total / len(counts)
+    return [{"round": i + 1, "candidates": c, "seconds_each": max(per_round / c, MIN_RUN_SECONDS)} for i, c in enumerate(counts)]
+
+
+def expected_seconds(rounds: list[dict], overhead_s: float) -> float:
+    return sum(r["candidates"] * (r["seconds_each"] + overhead_s) for r in rounds)
+
+
+# ---- successive halving (generic: unit-tested with fake runs) ---------------
+@dataclass
+class Halving:
+    rounds: list[dict] = field(default_factory=list)  # {"round", "seconds_each", "results": {name: result}, "ranking": [...]}
+    winner: str | None = None
+    seconds: float = 0.0
+
+
+def successive_halving(
+    candidates: list[str],
+    total_seconds: float,
+    run: Callable[[str, int, float], dict],
+    rank: Callable[[dict[str, dict]], list[str]],
+    *,
+    overhead_s: float = 0.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> Halving:
+    """Run every candidate for a short budget, keep the better half by ``rank``, run them longer...
+
+    ``run(name, round, seconds)`` trains and evaluates one candidate and returns its result (a dict;
+    ``"error"`` in it marks a failure: ranked last, never advanced). ``rank(results)`` orders the names
+    of one round best first. Before each round the time left (``total_seconds`` minus what the
+    rounds so far took, by ``clock``) is split evenly between the rounds to come, less the
+    overhead per run, measured from the rounds so far (``overhead_s`` before any)."""
+    if not candidates:
+        raise GenzooError("no candidates to choose from")
+    start = clock()
+    out = Halving()
+    alive = list(candidates)
+    counts = halving_counts(len(alive))
+    overheads: list[float] = []
+    for i in range(len(counts)):
+        left = total_seconds - (clock() - start)
+        rounds_left = counts[i:]
+        over = sum(overheads) / len(overheads) if overheads else overhead_s
+        train_left = max(left - sum(rounds_left) * over, 0.0)
+        seconds = max(train_left / len(rounds_left) / len(alive), MIN_RUN_SECONDS)
+        results = {}
+        for name in alive:
+            t0 = clock()
+            results[name] = run(name, i + 1, seconds)
+            overheads.append(max(clock() - t0 - seconds, 0.0))
+        ranking = rank({n: r for n, r in results.items() if "error" not in r})
+        ranking += [n for n in alive if n not in ranking]  # failures last
+        out.rounds.append({"round": i + 1, "seconds_each": seconds, "results": results, "ranking": ranking})
+        if i + 1 < len(counts):
+            alive = [n for n in ranking if "error" not in results[n]][: counts[i + 1]] or ranking[:1]
+    last = out.rounds[-1]
+    ok = [n for n in last["ranking"] if "error" not in last["results"][n]]
+    out.winner = ok[0] if ok else None
+    out.seconds = clock() - start
+    return out
+
+
+# ---- scoring ----------------------------------------------------------------
+def quality_key(metrics: dict) -> tuple[str, str] | None:
+    """(metric, label) that measures sample quality here, lower is better."""
+    if "fd_digits" in metrics:
+        return "fd_digits", "FD (digits features)"
+    if "mmd2" in metrics:
+        return "mmd2", "MMD²"
+    nll = nll_key(metrics)
+    return (nll, "test NLL") if nll else None
+
+
+def nll_key(metrics: dict) -> str | None:
+    for k in ("nll_nats_per_image", "nll_nats_per_point", "nll_nats_per_token", "test_nll_nats_per_token"):
+        if metrics.get(k) is not None:
+            return k
+    return next((k for k in metrics if k.startswith("nll_nats") and isinstance(metrics[k], (int, float))), None)
+
+
+def quality_excess(m: dict) -> float | None:
+    """How far the quality metric is above its real-data floor (0 = as good as real data)."""
+    key = quality_key(m)
+    if not key or m.get(key[0]) is None:
+        return None
+    v = float(m[key[0]])
+    floor = m.get(key[0] + "_floor")
+    return max(v - float(floor), 0.0) if floor is not None else v
+
+
+def rank_for(goal: str) -> Callable[[dict[str, dict]], list[str]]:
+    """A ranking of one round's results for ``goal``, best first."""
+    if goal not in GOALS:
+        raise GenzooError(f"unknown goal {goal!r}; choose one of {', '.join(GOALS)}")
+
+    def quality(m):
+        q = quality_excess(m)
+        return math.inf if q is None else q
+
+    def rank(results: dict[str, dict]) -> list[str]:
+        names = list(results)
+        if not names:
+            return []
+        if goal == "quality":
+            return sorted(names, key=lambda n: quality(results[n]))
+        if goal == "likelihood":
+            def nll(n):
+                k = nll_key(results[n])
+                return results[n][k] if k else math.inf
+            return sorted(names, key=lambda n: (nll(n), quality(results[n])))
+        if goal == "diversity":
+            def div(n):
+                m = results[n]
+                for k in ("recall", "coverage"):
+                    if m.get(k) is not None:
+                        return -float(m[k])
+                return quality(m)  # no recall here (points, text): closeness to the data covers it
+            return sorted(names, key=lambda n: (div(n), quality(results[n])))
+        best = min(quality(results[n]) for n in names)
+        tol = abs(best) + 1e-6 if best != math.inf else math.inf
+
+        def gated(n):  # 0 within GATE x the best quality excess (plus a little slack), 1 beyond
+            return 0 if quality(results[n]) <= GATE * best + tol * 0.5 or best == math.inf else 1
+        if goal == "speed":
+            return sorted(names, key=lambda n: (gated(n), -float(results[n].get("samples_per_second") or 0.0)))
+        if goal == "small-model":
+            return sorted(names, key=lambda n: (gated(n), results[n].get("parameters") or math.inf))
+        # privacy: fewest near-copies beyond what real held-out data shows
+        def copying(n):
+            m = results[n]
+            share = m.get("copy_nn_below_p5_share")
+            if share is None:
+                return math.inf
+            return max(float(share) - float(m.get("copy_nn_below_p5_share_floor") or 0.0), 0.0) + float(m.get("copy_exact_share") or 0.0)
+        return sorted(names, key=lambda n: (gated(n), copying(n), quality(results[n])))
+
+    return rank
+
+
+# ---- the real thing --------------------------------------------------------
+def candidates_for(data: str) -> tuple[str, list[str]]:
+    """(data kind, eligible families); refuses a missing path or a kind no family handles."""
+    from genzoo.bench.runner import eligible_families
+    from genzoo.data import load_dataset
+
+    if ("/" in data or data.startswith(".") or Path(data).suffix) and not Path(data).exists():
+        raise GenzooError(f"no such data: {data} (give a built-in dataset name from `genzoo list` or an existing path)")
+    try:
+        kind = load_dataset(data, "train").kind
+    except GenzooError:
+        raise
+    except (OSError, ValueError) as e:
+        raise GenzooError(f"cannot read data {data}: {e}") from None
+    names = eligible_families(kind)
+    if not names:
+        raise GenzooError(f"no generative family handles {kind} data ({data}); see `genzoo list`")
+    return kind, names
+
+
+def dry_run(data: str, minutes: float, goal: str = "quality", families: list[str] | None = None) -> dict:
+    kind, names = candidates_for(data)
+    names = families or names
+    overhead = DEFAULT_OVERHEAD_S.get(kind, 20.0)
+    rounds = plan(names, minutes * 60, overhead)
+    return {"data": data, "kind": kind, "goal": goal, "candidates": names, "rounds": rounds, "overhead_s_per_run": overhead,
+            "expected_seconds": expected_seconds(rounds, overhead)}
+
+
+def format_plan(p: dict) -> str:
+    lines = [f"plan for {p['data']} ({p['kind']} data), goal {p['goal']}: {len(p['candidates'])} candidates: {', '.join(p['candidates'])}"]
+    for r in p["rounds"]:
+        who = "every candidate" if r["round"] == 1 else f"the best {r['candidates']} of round {r['round'] - 1}"
+        lines.append(f"  round {r['round']}: {r['candidates']} runs x {r['seconds_each']:.1f} s training ({who})")
+    lines.append(f"expected time: about {p['expected_seconds']:.0f} s ({p['expected_seconds'] / 60:.1f} min), "
+                 f"counting ~{p['overhead_s_per_run']:.0f} s per run to build, evaluate and save")
+    return "\n".join(lines)
+
+
+def _evaluate(model, data: str, family: str, seed: int, nll: bool = True) -> dict:
+    from genzoo.data import load_dataset
+    from genzoo.eval import evaluate
+    from genzoo.eval.report import LOG_PROB, likelihood_metrics
+
+    metrics = evaluate(model, data, n_samples=N_SAMPLES, nll=False, seed=seed)
+    if nll and LOG_PROB in set(getattr(model, "capabilities", ())) and load_dataset(data, "train").kind != "tokens":
+        test = load_dataset(data, "test")
+        sub = SimpleNamespace(x=test.x[:NLL_TEST_MAX], kind=test.kind, dims=test.dims)
+        try:
+            metrics.update(likelihood_metrics(model, sub, seed=seed, batch_size=500, options=NLL_OPTIONS.get(family), say=lambda *_: None))
+            metrics["nll_test_n"] = len(sub.x)
+        except GenzooError as e:
+            metrics["nll_error"] = str(e)
+    return metrics
+
+
+def choose(
+    data: str,
+    *,
+    goal: str = "quality",
+    minutes: float = 5.0,
+    out_dir: str | Path = "choose_runs",
+    families: list[str] | None = None,
+    seed: int = 0,
+    steps: int | None = None,
+    say: Callable[[str], None] = lambda *_: None,
+    record: bool = True,
+) -> dict:
+    """Train, halve, recommend; write the report into ``out_dir`` and record the decision in the store.
+    ``steps`` (tests) caps every run at that many steps, whatever its time budget."""
+    from genzoo import api
+
+    rank = rank_for(goal)
+    kind, names = candidates_for(data)
+    names = families or names
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    slug = data.replace(":", "-").replace("/", "_")
+
+    def run(name: str, rnd: int, seconds: float) -> dict:
+        run_dir = out_dir / f"round{rnd}" / f"{name}-{slug}"
+        t0 = time.perf_counter()
+        try:
+            model, summary = api.train(name, data, out=run_dir, minutes=seconds / 60, steps=steps, seed=seed, progress=False)
+            t1 = time.perf_counter()
+            # the likelihood (slow for bounds) only where the goal ranks on it, or for the report's last round
+            metrics = _evaluate(model, data, name, seed, nll=goal == "likelihood" or rnd == len(halving_counts(len(names))))
+        except (GenzooError, FloatingPointError, RuntimeError, ValueError) as e:  # one family failing must not sink the choice
+            say(f"  round {rnd}: {name} failed: {str(e).splitlines()[0][:200]}")
+            return {"family": name, "round": rnd, "error": str(e)[:500], "run": str(run_dir)}
+        row = {"family": name, "round": rnd, "run": str(run_dir), "budget_seconds": round(seconds, 1),
+               "train_steps": summary["steps"], "train_seconds": summary["train_seconds"],
+               "eval_seconds": round(time.perf_counter() - t1, 1), "wall_seconds": round(time.perf_counter() - t0, 1), **metrics}
+        (run_dir / "choose_eval.json").write_text(json.dumps(row, indent=2, default=str))
+        q = quality_key(row)
+        qtxt = f"{q[1]} {row[q[0]]:.4g}" if q else "no quality metric"
+        say(f"  round {rnd}: {name:<15} {summary['steps']:>6} steps in {summary['train_seconds']:.0f} s, {qtxt}, "
+            f"{row.get('samples_per_second', 0):.0f} samples/s")
+        return row
+
+    overhead = DEFAULT_OVERHEAD_S.get(kind, 20.0)
+    say(f"choosing among {len(names)} families for {data} ({kind}), goal {goal}, budget {minutes:g} min")
+    result = successive_halving(names, minutes * 60, run, rank, overhead_s=overhead)
+    decision = decide(result, goal)
+    decision.update(data=data, kind=kind, goal=goal, minutes=minutes, seed=seed, candidates=names, wall_seconds=round(result.seconds, 1))
+    report = write_report(decision, result, out_dir)
+    decision["report"] = str(report)
+    (out_dir / "choose.json").write_text(json.dumps({**decision, "rounds": _rounds_json(result)}, indent=2, default=str))
+    if record:
+        decision["store_id"], decision["store_error"] = record_decision(decision, result)
+    return decision
+
+
+def _latest(result: Halving) -> dict[str, dict]:
+    """Each candidate's result from the last round it ran in."""
+    latest: dict[str, dict] = {}
+    for r in result.rounds:
+        latest.update(r["results"])
+    return latest
+
+
+def _rounds_json(result: Halving) -> list[dict]:
+    return [{"round": r["round"], "seconds_each": round(r["seconds_each"], 1), "ranking": r["ranking"],
+             "results": {n: {k: v for k, v in m.items() if isinstance(v, (int, float, str)) or v is None} for n, m in r["results"].items()}}
+            for r in result.rounds]
+
+
+def _fmt(v, digits=4) -> str:
+    return "-" if v is None else (f"{v:.{digits}g}" if isinstance(v, float) else str(v))
+
+
+def decide(result: Halving, goal: str) -> dict:
+    """The recommendation with a sentence of evidence from the numbers."""
+    latest = _latest(result)
+    w = result.winner
+    if w is None:
+        return {"recommendation": None, "explanation": "every candidate failed; see the report", "evidence": latest}
+    m = latest[w]
+    final = result.rounds[-1]
+    others = [n for n in final["ranking"] if n != w and "error" not in final["results"][n]]
+    q = quality_key(m)
+    bits = []
+    if goal == "likelihood" and nll_key(m):
+        bits.append(f"lowest test NLL ({m[nll_key(m)]:.3g} nats, {m.get('likelihood', '?')})")
+    elif goal == "speed":
+        bits.append(f"fastest sampler within {GATE:g}x of the best quality ({m.get('samples_per_second', 0):.0f} samples/s)")
+    elif goal == "small-model":
+        bits.append(f"fewest parameters ({m.get('parameters'):,}) within {GATE:g}x of the best quality")
+    elif goal == "privacy":
+        bits.append(f"fewest near-copies of training data ({_fmt(m.get('copy_nn_below_p5_share'), 3)} of samples nearer a training "
+                    f"example than 95% of held-out ones; floor {_fmt(m.get('copy_nn_below_p5_share_floor'), 3)})")
+    elif goal == "diversity" and m.get("recall") is not None:
+        bits.append(f"highest recall ({m['recall']:.3f}, floor {_fmt(m.get('recall_floor'), 3)})")
+    if q:
+        floor = m.get(q[0] + "_floor")
+        best = "best " if goal in ("quality", "diversity") else ""
+        bits.append(f"{best}{q[1]} {m[q[0]]:.4g}" + (f" (real-data floor {floor:.4g})" if floor is not None else ""))
+    if goal != "likelihood" and nll_key(m):
+        bits.append(f"test NLL {m[nll_key(m)]:.3g} nats ({m.get('likelihood', '?')})")
+    bits.append(f"{m.get('samples_per_second', 0):.0f} samples/s, {m.get('parameters', 0):,} parameters")
+    text = f"{w}: " + "; ".join(bits) + f", after {len(result.rounds)} round(s) of successive halving"
+    # the trade-off: whoever beats the winner on another axis, and at what cost
+    contrasts = []
+    pool = {n: r for n, r in latest.items() if "error" not in r and n != w}
+    if q and pool:
+        better_q = [n for n, r in pool.items() if r.get(q[0]) is not None and r[q[0]] < m[q[0]]]
+        if better_q:
+            n = min(better_q, key=lambda n: pool[n][q[0]])
+            r = pool[n]
+            ratio = (m.get("samples_per_second") or 0) / max(r.get("samples_per_second") or 1e-9, 1e-9)
+            cost = f"samples {ratio:.0f}x slower" if ratio >= 1.5 else (f"has {r.get('parameters', 0) / max(m.get('parameters', 1), 1):.1f}x the parameters"
+                                                                          if goal == "small-model" else "")
+            contrasts.append(f"{n} reaches a lower {q[1]} ({r[q[0]]:.4g}, round {r['round']})" + (f" but {cost}" if cost else ""))
+    fast = max(pool, key=lambda n: pool[n].get("samples_per_second") or 0, default=None) if pool else None
+    if fast and (pool[fast].get("samples_per_second") or 0) > 1.5 * (m.get("samples_per_second") or 0) and q and pool[fast].get(q[0]) is not None:
+        contrasts.append(f"{fast} samples {pool[fast]['samples_per_second'] / max(m.get('samples_per_second') or 1e-9, 1e-9):.0f}x faster "
+                         f"at {q[1]} {pool[fast][q[0]]:.4g}")
+    if others:
+        contrasts.append(f"runner-up in the last round: {others[0]}")
+    if contrasts:
+        text += "; " + "; ".join(contrasts)
+    return {"recommendation": w, "explanation": text, "evidence": latest}
+
+
+def write_report(decision: dict, result: Halving, out_dir: Path) -> Path:
+    """choose.md (the table and the rounds) and choose_tradeoff.png (quality vs sampling speed,
+    bubble area ~ parameters) in ``out_dir``."""
+    latest = decision["evidence"]
+    plot = out_dir / "choose_tradeoff.png"
+    plot_ok = _plot(latest, plot, decision.get("recommendation"))
+    any_m = next((m for m in latest.values() if "error" not in m), {})
+    q = quality_key(any_m)
+    nk = nll_key(any_m) or "nll_nats_per_point"
+    lines = [f"# genzoo choose: {decision['data']} ({decision['kind']}), goal {decision['goal']}, {decision['minutes']:g} min", "",
+             f"**Recommend: {decision['recommendation']}** — {decision['explanation']}.", "",
+             f"Successive halving over {len(decision['candidates'])} families in {decision['wall_seconds']:.0f} s wall "
+             f"(training and evaluation); each round trains from scratch with a longer budget. Each family's row is from "
+             f"the last round it reached. Metrics: `genzoo.eval.evaluate` ({N_SAMPLES} samples, floors = the same metric "
+             f"on real data); NLL (measured in the last round, or in every round for the likelihood goal) on the first {NLL_TEST_MAX} test examples (diffusion: bound on {NLL_OPTIONS['diffusion']['timesteps_subset']} stratified timesteps; VAE: IWAE k={NLL_OPTIONS['vae']['k']}).", "",
+             f"| family | round reached | train s | steps | params | {q[1] if q else 'quality'} | floor | NLL nats | NLL is | samples/s | NN<p5 (floor) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    order = [n for r in reversed(result.rounds) for n in r["ranking"]]
+    seen = []
+    for n in order:
+        if n in seen:
+            continue
+        seen.append(n)
+        m = latest[n]
+        if "error" in m:
+            lines.append(f"| {n} | {m['round']} | failed: {m['error'][:80]} | | | | | | | | |")
+            continue
+        lines.append(f"| {n} | {m['round']} | {_fmt(m.get('train_seconds'), 3)} | {m.get('train_steps')} | {m.get('parameters', 0):,} | "
+                     f"{_fmt(m.get(q[0]) if q else None)} | {_fmt(m.get(q[0] + '_floor') if q else None)} | {_fmt(m.get(nk))} | "
+                     f"{m.get('likelihood', '-')} | {_fmt(m.get('samples_per_second'), 4)} | "
+                     f"{_fmt(m.get('copy_nn_below_p5_share'), 3)} ({_fmt(m.get('copy_nn_below_p5_share_floor'), 3)}) |")
+    lines += ["", "## Rounds", ""]
+    for r in result.rounds:
+        lines.append(f"- round {r['round']}: {len(r['results'])} runs x {r['seconds_each']:.1f} s; ranking on {decision['goal']}: "
+                     + " > ".join(r["ranking"]))
+    if plot_ok:
+        lines += ["", f"![quality vs sampling speed]({plot.name})", "",
+                  "Trade-off: quality (lower is better) against samples per second; bubble area ~ parameters."]
+    lines += ["", f"Runs kept under {out_dir}/roundN/. Decision and evidence: choose.json."]
+    path = out_dir / "choose.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _plot(latest: dict, path: Path, winner: str | None) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    pts = []
+    for n, m in latest.items():
+        q = quality_key(m) if "error" not in m else None
+        if q and m.get(q[0]) is not None and m.get("samples_per_second"):
+            pts.append((n, m["samples_per_second"], m[q[0]], m.get("parameters") or 1, q[1], m.get(q[0] + "_floor")))
+    if not pts:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    biggest = max(p[3] for p in pts)
+    for n, sps, qv, params, label, floor in pts:
+        ax.scatter(sps, qv, s=40 + 1200 * params / biggest, alpha=0.5, edgecolors="k",
+                   color="tab:red" if n == winner else "tab:blue")
+        ax.annotate(f"{n}\n{params:,} p", (sps, qv), fontsize=7, ha="center", va="center")
+    floors = [p[5] for p in pts if p[5] is not None]
+    if floors:
+        ax.axhline(floors[0], ls="--", c="gray", lw=0.8, label="real-data floor")
+        ax.legend(fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("samples per second (log)")
+    ax.set_ylabel(f"{pts[0][4]} (lower is better)")
+    ax.set_title("genzoo choose: quality vs sampling speed (bubble = parameters)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def record_decision(decision: dict, result: Halving) -> tuple[int | None, str | None]:
+    """A text generation (family "choose") whose manifest holds the evidence; a store failure is
+    returned, never raised: the report on disk is the decision's first home."""
+    try:
+        from genzoo.store.api import Store
+        from genzoo.store.records import NewGeneration
+
+        manifest = {k: v for k, v in decision.items() if k not in ("evidence",)}
+        manifest["rounds"] = _rounds_json(result)
+        store = Store.open()
+        try:
+            gid = store.record(NewGeneration(kind="text", text=f"recommend {decision['recommendation']}: {decision['explanation']}",
+                                             prompt=f"genzoo choose --data {decision['data']} --goal {decision['goal']} --minutes {decision['minutes']:g}",
+                                             manifest=json.loads(json.dumps(manifest, default=str)), family="choose",
+                                             seed=decision.get("seed"), synthetic=True))
+        finally:
+            store.close()
+        return gid, None
+    except Exception as e:  # noqa: BLE001 - any store failure: the report is already written
+        return None, f"{type(e).__name__}: {e}"

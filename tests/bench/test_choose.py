@@ -1,0 +1,125 @@
+"""`genzoo choose`: the plan, successive halving on fake scores, a tiny real run, refusals."""
+
+from __future__ import annotations
+
+
+import pytest
+from typer.testing import CliRunner
+
+from genzoo.bench import choose as ch
+from genzoo.cli.main import app
+from genzoo.core.errors import GenzooError
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def fake_run(scores, clock, log, overhead=1.0):
+    def run(name, rnd, seconds):
+        clock.t += seconds + overhead  # training takes its budget, plus a fixed overhead
+        log.append((name, rnd, seconds))
+        return {"family": name, "round": rnd, "score": scores[name] - 0.01 * rnd}
+    return run
+
+
+def by_score(results):
+    return sorted(results, key=lambda n: results[n]["score"])
+
+
+def test_halving_counts():
+    assert ch.halving_counts(1) == [1]
+    assert ch.halving_counts(2) == [2]
+    assert ch.halving_counts(6) == [6, 3, 2]
+    assert ch.halving_counts(8) == [8, 4, 2]
+    assert ch.halving_counts(9) == [9, 5, 3, 2]
+
+
+def test_better_half_advances_and_budget_is_respected():
+    scores = {"a": 5.0, "b": 1.0, "c": 3.0, "d": 2.0, "e": 4.0, "f": 6.0}
+    clock, log = FakeClock(), []
+    h = ch.successive_halving(list(scores), 120.0, fake_run(scores, clock, log), by_score, overhead_s=1.0, clock=clock)
+    assert [sorted(r["results"]) for r in h.rounds] == [sorted(scores), ["b", "c", "d"], ["b", "d"]]
+    assert h.winner == "b"
+    assert clock.t <= 120.0 + 1e-6  # the whole choice, training and overhead, within the one budget
+    r1, r2, r3 = (r["seconds_each"] for r in h.rounds)
+    assert r1 < r2 < r3  # survivors get longer runs
+    assert sum(s for _, _, s in log) == pytest.approx(120.0 - len(log) * 1.0, rel=1e-6)
+
+
+def test_a_failure_never_advances():
+    scores = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}
+    clock, log = FakeClock(), []
+    base = fake_run(scores, clock, log)
+
+    def run(name, rnd, seconds):
+        return {"family": name, "round": rnd, "error": "boom"} if name == "a" else base(name, rnd, seconds)
+    h = ch.successive_halving(list(scores), 60.0, run, by_score, clock=clock)
+    assert sorted(h.rounds[1]["results"]) == ["b", "c"]
+    assert h.winner == "b"
+    assert h.rounds[0]["ranking"][-1] == "a"
+
+
+def test_goal_rankings_on_fake_metrics():
+    res = {
+        "slowgood": {"mmd2": 0.001, "mmd2_floor": 0.0, "samples_per_second": 10, "parameters": 900, "nll_nats_per_point": 2.5},
+        "fastok": {"mmd2": 0.0015, "mmd2_floor": 0.0, "samples_per_second": 1e5, "parameters": 100, "nll_nats_per_point": 2.9},
+        "fastbad": {"mmd2": 0.2, "mmd2_floor": 0.0, "samples_per_second": 1e6, "parameters": 10},
+    }
+    assert ch.rank_for("quality")(res)[0] == "slowgood"
+    assert ch.rank_for("likelihood")(res) == ["slowgood", "fastok", "fastbad"]
+    assert ch.rank_for("speed")(res)[0] == "fastok"  # fastbad is faster but far from the data
+    assert ch.rank_for("small-model")(res)[0] == "fastok"
+    with pytest.raises(GenzooError):
+        ch.rank_for("vibes")
+
+
+def test_dry_run_prints_the_plan():
+    r = CliRunner().invoke(app, ["choose", "--data", "toy2d:moons", "--minutes", "2", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    for word in ("realnvp", "vae", "diffusion", "gan", "round 1", "round 3", "expected time"):
+        assert word in r.output
+    p = ch.dry_run("toy2d:moons", 2)
+    assert p["expected_seconds"] == pytest.approx(120, rel=0.05)
+
+
+def test_refuses_a_missing_path_and_an_unknown_goal(tmp_path):
+    r = CliRunner().invoke(app, ["choose", "--data", str(tmp_path / "no-such-folder"), "--minutes", "1"])
+    assert r.exit_code == 2 and "no such data" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["choose", "--data", "toy2d:moons", "--goal", "vibes", "--dry-run"])
+    assert r.exit_code == 2 and "unknown goal" in r.output
+
+
+def test_a_tiny_real_run_writes_a_report_naming_the_recommendation(tmp_path, monkeypatch):
+    monkeypatch.setattr(ch, "N_SAMPLES", 200)
+    monkeypatch.setattr(ch, "NLL_TEST_MAX", 200)
+    out = tmp_path / "ch"
+    r = CliRunner().invoke(app, ["choose", "--data", "toy2d:moons", "--minutes", "0.3", "--steps", "40",
+                                 "--families", "vae,realnvp,gan", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "recommend" in r.output
+    report = (out / "choose.md").read_text()
+    rec = r.output.split("recommend ", 1)[1].split()[0]
+    assert rec in ("vae", "realnvp", "gan") and f"Recommend: {rec}" in report
+    assert (out / "choose.json").is_file() and (out / "round1").is_dir()
+    assert "recorded in the store" in r.output
+
+
+def test_a_store_failure_keeps_the_report(tmp_path, monkeypatch):
+    h = ch.Halving(rounds=[{"round": 1, "seconds_each": 1.0, "ranking": ["x"],
+                            "results": {"x": {"family": "x", "round": 1, "mmd2": 0.1, "samples_per_second": 5.0, "parameters": 3}}}],
+                   winner="x")
+    d = ch.decide(h, "quality")
+    d.update(data="toy2d:moons", kind="points", goal="quality", minutes=1, seed=0, candidates=["x"], wall_seconds=1.0)
+    assert (ch.write_report(d, h, tmp_path)).is_file()
+    from genzoo.store.api import Store
+
+    def broken(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(Store, "open", broken)
+    gid, err = ch.record_decision(d, h)
+    assert gid is None and "disk full" in err
