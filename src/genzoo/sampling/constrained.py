@@ -361,7 +361,7 @@ class ConstrainedProcessor:
 _BYTES: list = []
 
 
-def _byte_tokenizer():
+def byte_tokenizer():
     """An LLTokenizer of the 256 single bytes (+ eos): what a constraint wants next, whatever a model's vocabulary."""
     if not _BYTES:
         class Bytes:
@@ -379,7 +379,7 @@ def _byte_tokenizer():
 
 def _next_chars(spec, written: bytes) -> frozenset:
     """The characters a constraint allows after ``written`` (its forced next character when there is one)."""
-    m = _llg.LLMatcher(_byte_tokenizer(), spec, log_level=0)
+    m = _llg.LLMatcher(byte_tokenizer(), spec, log_level=0)
     if written and not m.consume_tokens(list(written)):
         return frozenset()
     forced = m.compute_ff_bytes().decode("utf-8", "ignore")

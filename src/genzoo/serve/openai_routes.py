@@ -3,7 +3,6 @@ models, completions, chat completions (streamed as server-sent events), embeddin
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import time
@@ -18,10 +17,10 @@ from genzoo.core.errors import GenzooError
 from genzoo.serve import guard
 from genzoo.serve.deps import caller
 from genzoo.serve.errors import ApiError, error_body
-from genzoo.serve.pool import EMBEDDING_MODEL, Cancelled
+from genzoo.serve.pool import EMBEDDING_MODEL
 from genzoo.serve.recording import record_images, record_texts
 from genzoo.serve.security import Caller
-from genzoo.serve.textgen import TextJob, generate, render_chat
+from genzoo.serve.textgen import TextJob, generate, relay, render_chat
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 CHAT_STOP = "\nuser:"  # a small GPT goes on to write the user's next turn: end the answer there
@@ -118,7 +117,7 @@ def _schema(fmt: dict | None) -> dict | None:
 
 
 async def _text(request: Request, who: Caller, body: _Sampling, job: TextJob, *, chat: bool):
-    pool, settings = request.app.state.pool, request.app.state.settings
+    pool = request.app.state.pool
     served = pool.get(body.model, "text")
     ticket = pool.gate.admit()  # before the response starts: a full queue is a 503, not a broken stream
     ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
@@ -175,44 +174,26 @@ def _sse(data) -> str:
 async def _stream(request: Request, who: Caller, pool, served, job: TextJob, ticket, shape: _Shape, policy):
     """Server-sent events: a role chunk, one chunk per piece of new text, a finish chunk per row, [DONE].
     With guardrails the text is checked whole before any of it is sent (a check cannot take back tokens)."""
-    loop = asyncio.get_running_loop()
-    pieces: asyncio.Queue = asyncio.Queue()
-    emit = None if policy is not None else (lambda row, text: loop.call_soon_threadsafe(pieces.put_nowait, (row, text)))
-    task = asyncio.ensure_future(ticket.run(pool.executor, lambda check: generate(served, job, check, emit), pool.deadline()))
-    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved here if the client left early
     try:
         if shape.chat:
             for row in range(job.n):
                 yield shape.chunk(row, first=True)
-        while not task.done() or not pieces.empty():
-            if not pieces.empty():
-                row, text = pieces.get_nowait()
-                yield shape.chunk(row, text)
-                continue
-            getter = asyncio.ensure_future(pieces.get())
-            done, _ = await asyncio.wait({getter, task}, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
-            if getter in done:
-                row, text = getter.result()
-                yield shape.chunk(row, text)
+        async for row, item in relay(request, pool, served, job, ticket, stream_pieces=policy is None):
+            if row is not None:
+                yield shape.chunk(row, item)
+            elif isinstance(item, Exception):
+                yield _sse(error_body(504 if "timeout" in str(item) else 400, str(item), "generation_failed"))
+                yield "data: [DONE]\n\n"
             else:
-                getter.cancel()
-                if not done and await request.is_disconnected():
-                    return  # finally: the generation stops at its next token
-        try:
-            results = task.result()
-        except (Cancelled, GenzooError) as e:
-            yield _sse(error_body(504 if "timeout" in str(e) else 400, str(e), "generation_failed"))
-            yield "data: [DONE]\n\n"
-            return
-        outputs = [_checked(policy, r, job.prompt) for r in results]
-        for row, o in enumerate(outputs):
-            if policy is not None and o["text"]:
-                yield shape.chunk(row, o["text"])
-            yield shape.chunk(row, finish=o["finish_reason"])
-        await record_texts(request, who, served, job, outputs)
-        yield "data: [DONE]\n\n"
+                outputs = [_checked(policy, r, job.prompt) for r in item]
+                for r, o in enumerate(outputs):
+                    if policy is not None and o["text"]:
+                        yield shape.chunk(r, o["text"])
+                    yield shape.chunk(r, finish=o["finish_reason"])
+                await record_texts(request, who, served, job, outputs)
+                yield "data: [DONE]\n\n"
     finally:
-        ticket.cancel.set()
+        ticket.cancel.set()  # also when the client left before the generation started
 
 
 @router.post("/embeddings")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from genzoo.sampling.constrained import byte_tokenizer
+
 from genzoo.core.errors import GenzooError
 
 PREFERRED = b'}]0"'  # close an object or an array; a number's shortest digit; a string (only when none else)
@@ -21,7 +23,7 @@ def fill_json(served, job, row: int, check) -> tuple[str, int]:
     import llguidance as llg
 
     spec = llg.LLMatcher.grammar_from_json_schema(job.json_schema, overrides={"whitespace_flexible": False})
-    m = llg.LLMatcher(_bytes(), spec, log_level=0)
+    m = llg.LLMatcher(byte_tokenizer(), spec, log_level=0)
     if m.is_error():
         raise GenzooError(f"invalid JSON schema: {m.get_error().split('<state>')[0].strip()}")
     tok, model = served.tokenizer, served.model
@@ -58,27 +60,6 @@ def fill_json(served, job, row: int, check) -> tuple[str, int]:
     else:
         raise GenzooError(f"the JSON schema needs more than {MAX_CHARS} characters")
     return written.decode("utf-8"), chosen
-
-
-_BYTES: list = []
-
-
-def _bytes():
-    """An llguidance tokenizer of the 256 single bytes (+ eos at 256): the matcher walks the text byte by byte."""
-    if not _BYTES:
-        from genzoo.sampling.constrained import ll_tokenizer
-
-        class Bytes:
-            eos_id, special_ids = 256, [256]
-
-            def token_bytes(self):
-                return [bytes([i]) for i in range(256)] + [b"\xff<eos>"]
-
-            def encode(self, s):
-                return list(s.encode("utf-8"))
-
-        _BYTES.append(ll_tokenizer(Bytes(), special_ids=[256]))
-    return _BYTES[0]
 
 
 def _in_string(written: bytearray) -> bool:

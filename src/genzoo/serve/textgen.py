@@ -110,3 +110,39 @@ def render_chat(messages: list[dict]) -> str:
             raise GenzooError("a message's content must be text or a list of text parts")
         lines.append(f"{m.get('role', 'user')}: {content}")
     return "\n".join(lines + ["assistant:"])
+
+
+async def relay(request, pool, served, job: TextJob, ticket, *, stream_pieces: bool):
+    """Run ``job`` in the pool and yield ``(row, text)`` for each piece of new text as it is made
+    (only when ``stream_pieces``: with guardrails the text is checked whole first), then one
+    ``(None, results)``; a generation that failed yields ``(None, exception)``. Stops the generation
+    (at its next token) when the client disconnects or the consumer stops iterating. Shared by the
+    OpenAI stream and the web playground."""
+    import asyncio
+
+    from genzoo.serve.pool import Cancelled
+
+    loop = asyncio.get_running_loop()
+    pieces: asyncio.Queue = asyncio.Queue()
+    emit = (lambda row, text: loop.call_soon_threadsafe(pieces.put_nowait, (row, text))) if stream_pieces else None
+    task = asyncio.ensure_future(ticket.run(pool.executor, lambda check: generate(served, job, check, emit), pool.deadline()))
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved here if the client left early
+    try:
+        while not task.done() or not pieces.empty():
+            if not pieces.empty():
+                yield pieces.get_nowait()
+                continue
+            getter = asyncio.ensure_future(pieces.get())
+            done, _ = await asyncio.wait({getter, task}, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                yield getter.result()
+            else:
+                getter.cancel()
+                if not done and await request.is_disconnected():
+                    return
+        try:
+            yield None, task.result()
+        except (Cancelled, GenzooError) as e:
+            yield None, e
+    finally:
+        ticket.cancel.set()

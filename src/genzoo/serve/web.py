@@ -489,33 +489,17 @@ def _sse(data: dict) -> str:
 
 
 async def _events(request: Request, who, pool, served, job, ticket, policy, guard):
-    from genzoo.serve.pool import Cancelled
     from genzoo.serve.recording import record_texts
-    from genzoo.serve.textgen import generate
+    from genzoo.serve.textgen import relay
 
-    loop = asyncio.get_running_loop()
-    pieces: asyncio.Queue = asyncio.Queue()
-    emit = None if policy is not None else (lambda row, text: loop.call_soon_threadsafe(pieces.put_nowait, text))
-    task = asyncio.ensure_future(ticket.run(pool.executor, lambda check: generate(served, job, check, emit), pool.deadline()))
-    task.add_done_callback(lambda t: t.cancelled() or t.exception())
-    try:
-        while not task.done() or not pieces.empty():
-            if not pieces.empty():
-                yield _sse({"text": pieces.get_nowait()})
-                continue
-            getter = asyncio.ensure_future(pieces.get())
-            done, _ = await asyncio.wait({getter, task}, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
-            if getter in done:
-                yield _sse({"text": getter.result()})
-            else:
-                getter.cancel()
-                if not done and await request.is_disconnected():
-                    return
-        try:
-            result = task.result()[0]
-        except (Cancelled, GenzooError) as e:
-            yield _sse({"error": {"message": f"The generation stopped: {e}"}})
+    async for row, item in relay(request, pool, served, job, ticket, stream_pieces=policy is None):
+        if row is not None:
+            yield _sse({"text": item})
+            continue
+        if isinstance(item, Exception):
+            yield _sse({"error": {"message": f"The generation stopped: {item}"}})
             return
+        result = item[0]
         text, override, verdict = guard.apply(policy, result.text, job.prompt)
         if policy is not None and text:
             yield _sse({"text": text})
@@ -529,8 +513,6 @@ async def _events(request: Request, who, pool, served, job, ticket, policy, guar
                                      if not who.can_write else "Not recorded: this server does not record generations.")
         yield _sse({"done": True, "finish_reason": output["finish_reason"], "guardrails": verdict, "tokens": result.tokens,
                     "generation_id": ids[0] if ids else None, "note": note})
-    finally:
-        ticket.cancel.set()
 
 
 def _json_error(status: int, message: str, headers: dict | None = None) -> Response:

@@ -87,11 +87,15 @@ class Redaction:
 
 def redact(text: str, *, kinds=KINDS, phone_region: str = "US") -> Redaction:
     """Replace every piece of PII of the given ``kinds`` in ``text`` by its typed placeholder (``<EMAIL>`` ...)."""
-    findings = find_pii(text, kinds=kinds, phone_region=phone_region)
+    return apply_placeholders(text, find_pii(text, kinds=kinds, phone_region=phone_region), PLACEHOLDERS)
+
+
+def apply_placeholders(text: str, findings: list[Finding], placeholders: dict[str, str]) -> Redaction:
+    """``text`` with each (sorted, non-overlapping) finding replaced by its kind's placeholder."""
     parts, last = [], 0
     for f in findings:
         parts.append(text[last:f.start])
-        parts.append(PLACEHOLDERS[f.kind])
+        parts.append(placeholders[f.kind])
         last = f.end
     parts.append(text[last:])
     return Redaction("".join(parts), findings)
@@ -104,7 +108,7 @@ def find_pii(text: str, *, kinds=KINDS, phone_region: str = "US") -> list[Findin
     unknown = set(kinds) - set(KINDS)
     if unknown:
         raise GenzooError(f"unknown PII kind(s) {sorted(unknown)}; choose from {', '.join(KINDS)}")
-    detectors = {"email": _emails, "card": _cards, "ip": _ips, "phone": lambda t: _phones(t, phone_region),
+    detectors = {"email": _emails, "card": _cards, "ip": ip_spans, "phone": lambda t: _phones(t, phone_region),
                  "name": _names}
     taken: list[Finding] = []
     for kind in KINDS:  # precedence order: an email's digits are never a phone, a card is never a phone
@@ -170,7 +174,8 @@ _VERSION_CUE = re.compile(r"\b(?:version|ver\.?|release|rev\.?)\s*$", re.IGNOREC
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:]|\.\d)")
 
 
-def _ips(text: str):
+def ip_spans(text: str) -> list[tuple[int, int]]:
+    """Spans of IP addresses (the rules in the module docstring); also the Presidio engine's IP recognizer."""
     found = []
     for m in _IPV4.finditer(text):
         if _VERSION_CUE.search(text[max(0, m.start() - 12):m.start()]):

@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable
 
 from genzoo.core.errors import GenzooError
-from genzoo.store.redact import Finding, Redaction
+from genzoo.store.redact import Finding, Redaction, apply_placeholders
 
 __all__ = ["KINDS", "PLACEHOLDERS", "Finding", "Redaction", "find_pii", "redact", "redact_many"]
 
@@ -133,10 +133,4 @@ def _pieces(text: str):
 
 
 def _apply(text: str, findings: list[Finding]) -> Redaction:
-    parts, last = [], 0
-    for f in findings:
-        parts.append(text[last:f.start])
-        parts.append(PLACEHOLDERS[f.kind])
-        last = f.end
-    parts.append(text[last:])
-    return Redaction("".join(parts), findings)
+    return apply_placeholders(text, findings, PLACEHOLDERS)
