@@ -26,6 +26,7 @@ from genzoo.store.export import export
 
 ENCODER = HashingEncoder(64)
 SECONDS = 10  # a call that takes longer than this hangs
+SCALE = 25 if os.environ.get("HYPOTHESIS_PROFILE") == "explore" else 1  # tests/conftest.py
 
 
 class Hang(BaseException):  # not an Exception: nothing in the store may swallow it
@@ -105,7 +106,7 @@ def store(request, tmp_path_factory):
 SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck))
 
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=60 * SCALE, **SETTINGS)
 @given(query=weird, mode=weird, k=weird, fusion=weird, alpha=weird, filters=st.dictionaries(st.sampled_from(FILTERS), weird, max_size=3))
 def test_search_and_reads_accept_any_input_and_change_nothing(store, query, mode, k, fusion, alpha, filters):
     before = snapshot(store)
@@ -123,7 +124,7 @@ def test_search_and_reads_accept_any_input_and_change_nothing(store, query, mode
     assert snapshot(store) == before
 
 
-@settings(max_examples=40, **SETTINGS)
+@settings(max_examples=40 * SCALE, **SETTINGS)
 @given(a=weird, b=weird, relation=weird, width=weird, direction=weird)
 def test_graph_reads_accept_any_node(store, a, b, relation, width, direction):
     before = snapshot(store)
@@ -142,7 +143,7 @@ def test_graph_reads_accept_any_node(store, a, b, relation, width, direction):
     outcome(graph.entity, store, relation, a)
 
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=60 * SCALE, **SETTINGS)
 @given(fields=st.dictionaries(st.sampled_from(["kind", "text", "prompt", "visibility", "synthetic", "manifest", "quality", "content",
                                                "parent_id", "seed", "turn", "model_id", "family", "session_id", "conversation_id",
                                                "content_type", "embedding", "space"]),

@@ -22,6 +22,7 @@ import shutil
 import string
 import tempfile
 from collections import defaultdict
+import os
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,7 @@ MARKER = re.compile(r"zqx[a-z]{7}")
 COMMON = "launch plan"  # in every text: broad queries match many records of many owners
 EXAMPLES = {"sqlite": 60, "postgres": 12}
 STEPS = {"sqlite": 16, "postgres": 12}
+SCALE = 25 if os.environ.get("HYPOTHESIS_PROFILE") == "explore" else 1  # tests/conftest.py
 pick = st.integers(0, 10**6)
 
 
@@ -445,7 +447,7 @@ def test_no_read_path_reveals_what_the_caller_may_not_see(backend):
     machine = type(f"Visibility_{kind}", (Visibility,), {"new_location": staticmethod(new_location),
                                                          "runs": {"examples": 0, "checks": 0}})
     run_state_machine_as_test(machine, settings=settings(
-        max_examples=EXAMPLES[kind], stateful_step_count=STEPS[kind], deadline=None, derandomize=False,
+        max_examples=EXAMPLES[kind] * SCALE, stateful_step_count=STEPS[kind], deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large]))
 
 

@@ -515,8 +515,7 @@ class Store:
         by their ``DigitsImageEncoder`` features; the same filters and visibility as ``search``."""
         k, f = S.check_k(k), S.Filters.make(**filters)
         self._need_key()
-        if not isinstance(space, str) or not space:
-            raise GenzooError("space must name an embedding space, e.g. 'digits-cnn-64'")
+        S.check_space(space)
         try:
             v = np.asarray(vector, np.float32).reshape(-1)
         except (TypeError, ValueError, OverflowError):

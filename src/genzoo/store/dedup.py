@@ -165,8 +165,13 @@ def _exact_pass(keys: list[str]) -> dict[int, Duplicate]:
     return dup
 
 
-def _check_threshold(threshold: float, what: str) -> float:
-    threshold = float(threshold)
+def check_threshold(threshold: float, what: str) -> float:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, str, np.number)):
+        raise GenzooError(f"{what} threshold must be a number in (0, 1], got {type(threshold).__name__}")
+    try:
+        threshold = float(threshold)
+    except (TypeError, ValueError, OverflowError):
+        raise GenzooError(f"{what} threshold must be a number in (0, 1], got {threshold!r}") from None
     if not 0.0 < threshold <= 1.0:
         raise GenzooError(f"{what} threshold must lie in (0, 1], got {threshold}")
     return threshold
@@ -198,7 +203,7 @@ def dedup_texts(texts, *, threshold: float = DEFAULT_TEXT_THRESHOLD, unit: str =
                 verify: str = "exact") -> DedupResult:
     """Exact, then near-duplicate (Jaccard >= ``threshold`` of ``k``-shingles) detection over ``texts``."""
     texts = list(texts)
-    threshold = _check_threshold(threshold, "Jaccard")
+    threshold = check_threshold(threshold, "Jaccard")
     if verify not in ("exact", "minhash"):
         raise GenzooError(f"verify must be 'exact' or 'minhash', got {verify!r}")
     dup = _exact_pass([exact_key(t) for t in texts])
@@ -256,7 +261,7 @@ class NearDuplicateIndex:
                  num_perm: int = DEFAULT_NUM_PERM, seed: int = 1):
         from datasketch import MinHashLSH
 
-        self.threshold = _check_threshold(threshold, "Jaccard")
+        self.threshold = check_threshold(threshold, "Jaccard")
         shingles("", unit=unit, k=k)  # validates unit and k
         self.unit, self.k = unit, k
         self._signer = _Signer(num_perm, seed)
@@ -312,7 +317,7 @@ def dedup_vectors(vectors, *, threshold: float = 0.99, near: bool = True, block:
     x = np.asarray(vectors)
     if x.ndim < 2 or x.dtype.kind not in "iuf":
         raise GenzooError(f"dedup_vectors takes a numeric array with one row per item, got {x.dtype} {x.shape}")
-    threshold = _check_threshold(threshold, "cosine")
+    threshold = check_threshold(threshold, "cosine")
     x = x.reshape(len(x), -1)
     dup = _exact_pass([vector_key(row) for row in x])
     if near and len(x) > 1:

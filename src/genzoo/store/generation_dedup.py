@@ -22,7 +22,7 @@ import numpy as np
 
 from genzoo.core.errors import GenzooError
 from genzoo.store import search as S
-from genzoo.store.dedup import DEFAULT_TEXT_THRESHOLD, Duplicate, _exact_pass, dedup_texts, dedup_vectors
+from genzoo.store.dedup import DEFAULT_TEXT_THRESHOLD, Duplicate, _exact_pass, check_threshold, dedup_texts, dedup_vectors
 
 KINDS = ("text", "image")
 IMAGE_SPACE = "digits-cnn-64"  # DigitsImageEncoder.space (not imported: it would pull in torch)
@@ -40,17 +40,16 @@ def find_duplicates(store, kind: str = "text", *, threshold: float | None = None
         raise GenzooError(f"dedup of stored generations compares kind text or image, got {kind!r}")
     if "kind" in filters:
         raise GenzooError("give the kind as kind=... (text or image), not as a filter")
-    if not isinstance(space, str) or not space:
-        raise GenzooError("space must name an embedding space, e.g. 'digits-cnn-64'")
+    S.check_space(space)
     f = S.Filters.make(kind=kind, **filters)
     start = time.perf_counter()
     ids = sorted(store.backend.latest(f, store.viewer, ALL))  # visibility and filters decided by the backend
     if kind == "text":
-        threshold = DEFAULT_TEXT_THRESHOLD if threshold is None else threshold
+        threshold = check_threshold(DEFAULT_TEXT_THRESHOLD if threshold is None else threshold, "Jaccard")
         ids, dup = _text_duplicates(store, ids, threshold)
         measure = "Jaccard of word 5-shingles (MinHash LSH, verified)"
     else:
-        threshold = DEFAULT_IMAGE_THRESHOLD if threshold is None else threshold
+        threshold = check_threshold(DEFAULT_IMAGE_THRESHOLD if threshold is None else threshold, "cosine")
         dup = _image_duplicates(store, ids, threshold, space)
         measure = f"cosine of vectors in space {space!r}"
     return _report(kind, ids, dup, threshold, measure, time.perf_counter() - start)
@@ -69,8 +68,6 @@ def _text_duplicates(store, ids: list[int], threshold: float) -> tuple[list[int]
 
 
 def _image_duplicates(store, ids: list[int], threshold: float, space: str) -> dict[int, Duplicate]:
-    if not 0.0 < float(threshold) <= 1.0:
-        raise GenzooError(f"cosine threshold must lie in (0, 1], got {threshold}")
     shas = _column(store, "SELECT id, content_sha256 FROM generations WHERE id IN ({})", ids)
     dup = {ids[i]: Duplicate(ids[d.of], d.how, d.similarity)
            for i, d in _exact_pass([shas.get(gid) or f"none:{gid}" for gid in ids]).items()}

@@ -107,6 +107,21 @@ def check_k(k) -> int:
     return k
 
 
+def check_space(space) -> str:
+    """An embedding space's name: a short printable string (it is a SQL parameter and a dict key)."""
+    if not isinstance(space, str) or not space or len(space) > 200 or not space.isprintable() or not _utf8(space):
+        raise GenzooError(f"space must name an embedding space (printable, at most 200 characters), e.g. 'digits-cnn-64'; got {space!r:.80}")
+    return space
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+
+
 def parse_time(value, what: str) -> float | None:
     """UTC seconds from a datetime, epoch seconds, or an ISO 8601 date/time (naive = UTC)."""
     if value is None:
