@@ -132,7 +132,7 @@ def render_params(path: Path) -> str:
                      f"{statistics.fmean(fd):.1f} ± {statistics.stdev(fd) if len(fd) > 1 else 0:.1f} ({min(fd):.1f}–{max(fd):.1f}) | "
                      f"{statistics.fmean(fd) / floor:.1f}x | {statistics.fmean(r['precision'] for r in cell):.3f} | "
                      f"{statistics.fmean(r['recall'] for r in cell):.3f} | {statistics.fmean(r['copy_nn_below_p5_share'] for r in cell):.3f} |")
-    return "\n".join(lines) + f"\n\n(target {d['target']:,} parameters ±5%; {d['minutes']} min each; {d['n_samples']} samples; floor FD {rows[0]['fd_digits_floor']:.1f})"
+    return "\n".join(lines) + f"\n\n(target {d['target']:,} parameters; reached {min(r['parameters'] for r in rows) / d['target'] - 1:+.0%} to {max(r['parameters'] for r in rows) / d['target'] - 1:+.0%}, widths being multiples of 8; {d['minutes']} min each; {d['n_samples']} samples; floor FD {rows[0]['fd_digits_floor']:.1f})"
 
 
 def speed(reps: int, sides: list[int], n: int, gpt: bool, tag: str = "") -> None:

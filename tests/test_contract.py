@@ -635,7 +635,7 @@ def test_the_data_kind_is_declared_not_inferred():
     with pytest.raises(ValueError, match="declare its kind"):
         Dataset("anon", "train", torch.randn(10, 2))
     with pytest.raises(ValueError, match="kind"):
-        Dataset("anon", "train", torch.randn(10, 2), kind="audio")
+        Dataset("anon", "train", torch.randn(10, 2), kind="video")  # not a kind (audio is one now)
     with pytest.raises(ValueError, match="rank"):
         Dataset("bad", "train", torch.randn(10, 2), kind="image")
     with pytest.raises(ValueError, match="rank"):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from genzoo.core.errors import GenzooError, unknown
 
-KINDS = ("image", "points", "tokens", "domains", "pairs")  # the data kinds a dataset can declare (domains: two image sets, A and B; pairs: input/target texts)
+KINDS = ("image", "points", "tokens", "domains", "pairs", "audio", "table")  # the data kinds a dataset can declare (domains: two image sets, A and B; pairs: input/target texts; audio: mu-law waveforms; table: encoded rows of a table, see genzoo.data.table)
 
 
 class FromData:

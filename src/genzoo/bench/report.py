@@ -37,6 +37,12 @@ COLUMNS = [
     ("parse_share", "parses", "{:.2f}"),
     ("distinct_2", "distinct-2", "{:.3f}"),
     ("tokens_per_second", "tokens/s", "{:,.0f}"),
+    # tables (genzoo.eval.tables); floors: real validation rows in place of the synthetic ones
+    ("quality", "quality (SDMetrics)", "{:.3f}"),
+    ("ml_efficacy", "ML efficacy", "{:.3f}"),
+    ("detection_auc", "detection AUC", "{:.3f}"),
+    ("dcr_below_test_p5", "DCR<p5", "{:.3f}"),
+    ("exact_copies", "exact copies", "{:.3f}"),
     # memorization (genzoo.eval.memorization); their floor is the validation split in place of samples
     ("copy_exact_share", "copies", "{:.3f}"),
     ("copy_nn_below_p5_share", "NN<p5", "{:.3f}"),

@@ -93,6 +93,7 @@ def train(
     tokenizer: Annotated[Optional[str], typer.Option(help="text data: char (default) or bpe, trained on the training split")] = None,
     vocab_size: Annotated[Optional[int], typer.Option("--vocab-size", help="text data: BPE vocabulary size (default 2048)")] = None,
     evaluate: Annotated[bool, typer.Option("--eval/--no-eval", help="evaluate the model when training ends")] = True,
+    target: Annotated[Optional[str], typer.Option("--target", help="table data: the column ML efficacy predicts")] = None,
     **settings,  # the TrainConfig fields with a "help": see _with_train_options
 ) -> None:
     """Train a FAMILY on a dataset; writes a checkpoint, samples, metrics.jsonl and loss.png.
@@ -104,6 +105,9 @@ def train(
     from genzoo.train import Preempted, has_checkpoint
 
     out_dir = out_dir or Path("runs") / f"{family}-{data.replace(':', '-').replace('/', '_')}"
+    from genzoo.cli import tables
+
+    data = tables.train_data(data, target)  # a table: --target rides in its name; its schema is shown first
     try:
         if resume and _is_main_process():
             if has_checkpoint(out_dir):
@@ -124,6 +128,10 @@ def train(
     if not _is_main_process():
         return
     say(f"trained {summary['steps']} steps in {summary['train_seconds']:.0f} s ({summary['steps_per_s']:.2f} steps/s) -> {out_dir}")
+    if "privacy" in summary:
+        p = summary["privacy"]
+        say(f"differential privacy: epsilon {p['epsilon']:.3f} spent of {p['epsilon_target']} (delta {p['delta']:.2g}, "
+            f"noise multiplier {p['noise_multiplier']:.3f}, clip {p['max_grad_norm']}) -> {out_dir}/privacy.json")
     if "best_step" in summary:
         say(f"best validation loss {summary['best_val_loss']:.4f} at step {summary['best_step']}: {out_dir}/best is what eval and sample use")
     if evaluate:
@@ -184,7 +192,7 @@ def sample(
     steps: Optional[int] = typer.Option(None, help="sampler steps"),
     guidance: Optional[float] = typer.Option(None, help="classifier-free guidance scale"),
     temperature: Optional[float] = typer.Option(None, help="sampling temperature"),
-    condition: Optional[int] = typer.Option(None, help="class label to condition on"),
+    condition: Optional[str] = typer.Option(None, help="class label to condition on, or COLUMN=VALUE for a table model (e.g. income='>50K')"),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="text prompt for a text-to-image model, e.g. 'a handwritten seven' (add --guidance 3 for classifier-free guidance)"),
     opt: Optional[List[str]] = typer.Option(None, "--opt", help="other sampler option KEY=VALUE"),
     seed: int = typer.Option(0, help="random seed (same seed, same samples)"),
@@ -208,6 +216,12 @@ def sample(
     if SAMPLE not in model.capabilities:
         raise GenzooError(f"{model.family} cannot sample")
     options = _sampler_options(model, opt, sampler=sampler, steps=steps, guidance=guidance, temperature=temperature)
+    from genzoo.cli import tables
+
+    if tables.is_table_model(model):  # rows as a CSV; --condition COLUMN=VALUE
+        output = tables.csv_output(output)
+    elif condition is not None:
+        condition = tables.class_label(condition)
     if prompt is not None:
         if condition is not None:
             raise GenzooError("give --condition (a class label) or --prompt (text), not both")
@@ -219,12 +233,19 @@ def sample(
         model.check_condition(condition, n)  # refuses clearly when the model takes no labels (or no text)
     policy = load_guardrails(guardrails)
     gen = provenance.generate(model, n, seed=seed, condition=condition, checkpoint=checkpoint, device=device, **options)
+    if tables.is_table_model(model):  # lineage of a synthetic table: source, its sha256, target, columns
+        gen.manifest["table"] = tables.lineage(model)
     outputs = gen.outputs
     if policy is not None:
         outputs = _guard_samples(policy, gen, run, model)
     manifest_path, array_path = output.with_suffix(".json"), output.with_suffix(".npy")
     output.parent.mkdir(parents=True, exist_ok=True)
-    save_samples(outputs, output, model.data_spec)
+    if model.data_spec.get("name") == "chorales":  # music tokens: MIDI files and a WAV rendered with sines
+        from genzoo.viz.music import save_chorales
+
+        save_chorales(outputs, output, model.tokenizer)
+    else:
+        save_samples(outputs, output, model.data_spec)  # audio: a WAV and its spectrograms
     provenance.write_array(array_path, outputs)
     if save_array:
         provenance.write_array(save_array, outputs)
@@ -446,13 +467,38 @@ def eval_cmd(
     nll: bool = typer.Option(True, "--nll/--no-nll", help="test-set likelihood where the family has one"),
     nll_opt: Optional[List[str]] = typer.Option(None, "--nll-opt", help="likelihood option KEY=VALUE, e.g. k=1000"),
     seed: int = typer.Option(0),
+    privacy: bool = typer.Option(False, "--privacy", help="run membership-inference attacks (LOSS where the family has a likelihood, distance to samples) instead of the quality metrics"),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="--privacy: a run of the same family trained on other data, for the likelihood-ratio attack"),
 ) -> None:
     """Measure a trained model: NLL, FD_digits, precision/recall, ... beside the real-vs-real floor."""
     from genzoo import api
 
     model = api.load(run)
     options = _sampler_options(model, opt, sampler=sampler, steps=steps, guidance=guidance)
+    if privacy:
+        _privacy_and_print(run, model, nll, api.parse_assignments(nll_opt), seed, api.load(reference) if reference else None)
+        return
     _evaluate_and_print(run, n, options, nll, api.parse_assignments(nll_opt), seed, model=model)
+
+
+def _privacy_and_print(run: Path, model, nll: bool, nll_opts: dict, seed: int, reference=None) -> None:
+    """Membership-inference attacks on the run's training split (members) vs its test split; results
+    beside the chance floor, written to privacy_eval.json in the run folder."""
+    from genzoo.core.atomic import write_atomic_file
+    from genzoo.eval.privacy import attack_model, format_attack
+    from genzoo.runs.checkpoint import run_root
+
+    info = _run_info(run)
+    data_name = info.get("run", {}).get("data") or model.data_spec["name"]
+    results = attack_model(model, data_name, likelihood=nll, nll_options=nll_opts, seed=seed, say=note, reference=reference)
+    root = run_root(Path(info["checkpoint"]))
+    dp = json.loads((root / "privacy.json").read_text()) if (root / "privacy.json").is_file() else None
+    write_atomic_file(root / "privacy_eval.json", json.dumps({"family": model.family, "data": data_name, "attacks": results,
+                                                              "dp": dp}, indent=2))
+    for r in results:
+        say(format_attack(r))
+    say(f"trained with differential privacy: epsilon {dp['epsilon']:.3f} spent (delta {dp['delta']:.2g})" if dp
+        else "trained without differential privacy (epsilon = infinity)")
 
 
 @app.command()

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Callable
 
 from genzoo.data import captions, digits, domains, files, pairs, text, toy2d, typed_digits
+from genzoo.data import table as tables
+from genzoo.data import chorales, spoken_digits, wav_folder
 from genzoo.data.base import Dataset, dequantize, from_signed_unit, to_signed_unit  # noqa: F401
 from genzoo.core.errors import GenzooError
 
@@ -22,7 +24,7 @@ TEXT_SUFFIXES = (".txt", ".md", ".jsonl")
 
 
 def builtin_names() -> list[str]:
-    return ["digits", captions.NAME, typed_digits.NAME, domains.BUILTIN] + [f"toy2d:{s}" for s in sorted(toy2d.GENERATORS)] + list(text.BUILTIN) + [pairs.NAME]
+    return ["digits", captions.NAME, typed_digits.NAME, domains.BUILTIN] + [f"toy2d:{s}" for s in sorted(toy2d.GENERATORS)] + list(text.BUILTIN) + [pairs.NAME] + list(tables.BUILTIN_TARGETS) + [spoken_digits.NAME, chorales.NAME]
 
 
 def is_text(name: str) -> bool:
@@ -65,9 +67,12 @@ def resolve(name: str) -> DataSource:
     def plain(load):  # a loader that takes no tokenizer
         return lambda split, tokenizer: load(split)
 
-    builtin = {"digits": digits.load, captions.NAME: captions.load, typed_digits.NAME: typed_digits.load}
+    builtin = {"digits": digits.load, captions.NAME: captions.load, typed_digits.NAME: typed_digits.load,
+               spoken_digits.NAME: spoken_digits.load}
     if name in builtin:
         return DataSource(name, plain(builtin[name]))
+    if tables.is_table(name):  # diamonds, penguins, cancer, a .csv / .tsv / .parquet (NAME#target=COL names the target)
+        return DataSource(name, plain(lambda split: tables.load(name, split)))
     if domains.is_domains(name):  # two image domains for unpaired translation
         return DataSource(name, plain(lambda split: domains.load(name, split)))
     if name.startswith("toy2d"):
@@ -75,10 +80,14 @@ def resolve(name: str) -> DataSource:
         if shape not in toy2d.GENERATORS:
             raise GenzooError(f"unknown toy2d shape {shape!r}; valid: {', '.join(sorted(toy2d.GENERATORS))}")
         return DataSource(name, plain(lambda split: toy2d.load(shape, split)))
+    if name == chorales.NAME:  # Bach chorales as event tokens, with a char tokenizer like text
+        return DataSource(name, lambda split, tokenizer: chorales_dataset(split, tokenizer), tokenized=True)
     if pairs.is_pairs(name):  # before text: a .jsonl of input/target pairs is not a token stream
         return DataSource(name, lambda split, tokenizer: pairs.load(name, split, tokenizer), tokenized=True)
     if is_text(name):
         return DataSource(name, lambda split, tokenizer: text_dataset(name, split, tokenizer), tokenized=True)
+    if wav_folder.is_wav_folder(name):  # a folder of .wav files (sub-folders: classes)
+        return DataSource(name, plain(lambda split: wav_folder.load(name, split)))
     if Path(name).exists() or "/" in name or name.endswith((".npy", ".npz")):
         return DataSource(name, plain(lambda split: files.load(name, split)))
     raise GenzooError(
@@ -104,8 +113,15 @@ def train_tokenizer(name: str, kind: str = "char", vocab_size: int | None = None
     """A tokenizer trained on the training split of text corpus (or pairs data) ``name`` only (cached per process)."""
     from genzoo.data.tokenizer import TextTokenizer
 
+    if name == chorales.NAME:
+        return TextTokenizer.train(chorales.documents("train"), kind=kind, vocab_size=vocab_size)
     texts = pairs.tokenizer_texts(name) if pairs.is_pairs(name) else text.load_corpus(name, "train").documents
     return TextTokenizer.train(texts, kind=kind, vocab_size=vocab_size)
+
+
+@lru_cache(maxsize=6)
+def chorales_dataset(split: str, tokenizer) -> Dataset:
+    return chorales.load(split, tokenizer)
 
 
 def text_dataset(name: str, split: str, tokenizer) -> Dataset:

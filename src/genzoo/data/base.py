@@ -12,8 +12,9 @@ from genzoo.family import KINDS
 
 # The rank of ``x`` each kind holds: images (N, C, H, W), points (N, D), tokens (N, T) windows or one (T,) stream,
 # domains (N, 2, C, H, W): an image of domain A beside one of domain B (see genzoo.data.domains),
-# pairs (N, 2, L): input and target token ids, padded with -1 (see genzoo.data.pairs).
-RANKS = {"image": (4,), "points": (2,), "tokens": (1, 2), "domains": (5,), "pairs": (3,)}
+# pairs (N, 2, L): input and target token ids, padded with -1 (see genzoo.data.pairs),
+# audio (N, 1, T): mu-law levels of mono clips (see genzoo.data.audio).
+RANKS = {"image": (4,), "points": (2,), "tokens": (1, 2), "domains": (5,), "pairs": (3,), "audio": (3,), "table": (2,)}
 
 
 @dataclass
@@ -118,9 +119,13 @@ class Dataset:
         }
         if self.meta.get("text"):  # every example has a caption (meta["captions"]): text-to-image data
             spec["text"] = True
+        if self.kind == "audio":  # (N, 1, T) mu-law levels: how fast to play them
+            spec["sample_rate"] = self.meta.get("sample_rate")
         if self.kind in ("tokens", "pairs"):
             spec["vocab_size"] = self.meta.get("vocab_size")
             spec["eos_id"] = self.meta.get("eos_id")
+        if self.kind == "table":  # the fitted encoding: a checkpoint decodes its own samples (genzoo.data.table)
+            spec["table"] = self.meta["table"]
         return spec
 
 

@@ -86,6 +86,16 @@ def evaluate(
     }
     notes = []
     say = _printer(progress)
+    if test.kind == "table":  # synthetic tables: quality, ML efficacy, detection, DCR (genzoo.eval.tables)
+        return _evaluate_table(model, data_name, metrics, n_samples=n_samples, seed=seed, sampler_options=sampler_options,
+                               batch_size=batch_size, say=say)
+    if test.kind == "audio":  # heard by the spoken-digit evaluator (genzoo.eval.audio_report)
+        from genzoo.eval.audio_report import audio_sample_metrics
+
+        with _evaluating(model):
+            metrics.update(data_kind="audio", **audio_sample_metrics(model, data_name, n_samples=n_samples, seed=seed,
+                                                                     options=sampler_options, batch_size=batch_size, nll=nll, say=say))
+        return metrics
     if test.kind == "tokens":
         return _evaluate_text(model, data_name, test, metrics, n_samples=n_samples, seed=seed, nll=nll,
                               sampler_options=sampler_options, say=say)
@@ -182,6 +192,15 @@ def _evaluate_text(model, data_name, test, metrics, *, n_samples, seed, nll, sam
         if SAMPLE in model.capabilities and n_samples:
             metrics.update(text_report.text_sample_metrics(model, data_name, n=n_samples, seed=seed,
                                                            options=sampler_options, say=say))
+    if data_name == "chorales" and getattr(model, "tokenizer", None) is not None:  # n-gram baselines, voice ranges
+        from genzoo.eval import music
+
+        say("chorale n-gram baselines")
+        metrics.update(music.ngram_metrics(model.tokenizer))
+        if SAMPLE in model.capabilities:
+            with _evaluating(model):
+                rows = model.sample(20, generator=torch.Generator().manual_seed(seed), **(sampler_options or {}))
+            metrics["in_range_share"] = music.in_range_share([model.tokenizer.decode(r) for r in rows.tolist()])
     return metrics
 
 
@@ -195,6 +214,23 @@ def _evaluating(model):
             yield
     finally:
         model.train(was_training)
+
+
+def _evaluate_table(model, data_name: str, metrics: dict, *, n_samples, seed, sampler_options, batch_size, say) -> dict:
+    """A table model: its samples decoded to rows and scored by ``genzoo.eval.tables`` (floors: validation rows)."""
+    from genzoo.data import table as tables
+    from genzoo.eval.tables import table_scores
+
+    spec = model.data_spec["table"]
+    with _evaluating(model):
+        x, seconds = draw_samples(model, n_samples, (tables.width(spec),), seed=seed, batch_size=max(batch_size, 1000),
+                                  options=sampler_options, say=say)
+    metrics.update(n_samples=int(n_samples), sample_seconds=seconds, samples_per_second=n_samples / max(seconds, 1e-9))
+    say("table metrics")
+    frames = {s: tables.split_frame(data_name, s) for s in ("train", "val", "test")}
+    metrics.update(table_scores(tables.decode(x, spec), frames["train"], frames["test"], frames["val"], tables.target_of(spec),
+                                spec["columns"], seed=seed))
+    return metrics
 
 
 # ---- sampling -----------------------------------------------------------
@@ -431,6 +467,9 @@ _ROWS = [
     ("bz2_bits_per_char", "  bz2 given train", "ref."),
     ("xz_bits_per_char", "  xz given train", "ref."),
     ("bits_per_token", "test bits / token", "lower"),
+    ("ngram1_bits_per_token", "  unigram", "ref."),
+    ("ngram_best_bits_per_token", "  best n-gram (add-k)", "ref."),
+    ("in_range_share", "samples in voice range", "higher"),
     ("perplexity_per_token", "perplexity / token", "lower"),
     ("parse_share", "samples that parse", "higher"),
     ("distinct_2", "distinct-2 (words)", "higher"),
@@ -445,6 +484,10 @@ def format_report(metrics: dict) -> str:
     head = f"{metrics.get('model', 'model')} on {metrics.get('data', '?')}"
     if "n_samples" in metrics:
         head += f"  ({metrics['n_samples']} samples, seed {metrics.get('seed', 0)})"
+    if metrics.get("data_kind") == "audio":
+        from genzoo.eval.audio_report import format_audio
+
+        return "\n".join([head, *format_audio(metrics, _fmt)])
     lines = [head, f"{'metric':<24}{'score':>12}{'floor':>12}  better"]
     for key, label, better in _ROWS:
         if key not in metrics:
@@ -467,6 +510,10 @@ def format_report(metrics: dict) -> str:
     if alarm is not None:
         lines.append("mode-collapse alarm: " + ("RAISED: " + "; ".join(alarm["reasons"]) if alarm["alarm"]
                                                 else "not raised (every class has at least half its share, class KL <= 0.1)"))
+    if "table_rows" in metrics:
+        from genzoo.eval.tables import table_lines
+
+        lines += table_lines(metrics)
     if "copy_ct" in metrics:
         lines += _memorization_lines(metrics)
     if "likelihood" in metrics:

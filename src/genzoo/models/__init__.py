@@ -15,3 +15,5 @@ from genzoo.models import stylegan  # noqa: F401
 from genzoo.models import vit  # noqa: F401
 from genzoo.models import clip  # noqa: F401
 from genzoo.models import t5  # noqa: F401
+from genzoo.models import wavenet  # noqa: F401
+from genzoo.models import tvae, ctgan, copula, tabddpm  # noqa: F401  (tables)

@@ -199,6 +199,20 @@ def complete_options(model, options: dict) -> dict:
     return {**defaults, **options}
 
 
+def _dp_record(ckpt: Path) -> dict | None:
+    """The spent (epsilon, delta) of a run trained with --dp-epsilon (its privacy.json), else None."""
+    from genzoo.runs.checkpoint import run_root
+
+    f = run_root(ckpt) / "privacy.json"
+    if not f.is_file():
+        return None
+    try:
+        p = json.loads(f.read_text())
+        return {k: p[k] for k in ("epsilon", "delta", "noise_multiplier", "max_grad_norm", "steps", "accountant")}
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise GenzooError(f"{f} is corrupt; the run's privacy record cannot be read") from None
+
+
 def generate(model, n: int, *, seed: int, condition=None, checkpoint: str | Path | None = None, device: str = "cpu", **options) -> Generation:
     """Draw ``n`` samples with a ``torch.Generator(device)`` seeded by ``seed``; return them with their manifest.
 
@@ -244,6 +258,10 @@ def generate(model, n: int, *, seed: int, condition=None, checkpoint: str | Path
     manifest["duration_s"] = round(time.perf_counter() - start, 6)
     manifest["outputs"] = {"shape": list(x.shape), "dtype": str(x.dtype).removeprefix("torch."), "sha256": tensor_sha256(x)}
     manifest["data"] = (model.data_spec or {}).get("name")
+    if ckpt_path is not None:
+        privacy = _dp_record(Path(ckpt_path))
+        if privacy:
+            manifest["privacy"] = privacy  # the run's differential-privacy budget, as its accountant spent it
     return Generation(x, manifest)
 
 

@@ -49,6 +49,9 @@ def _model_record(folder: Path, family: str, variant: str = "", config: dict | N
                        checkpoint_uri=str(folder), checkpoint_sha256=weights_sha256(folder), metrics=metrics, lineage=lineage)
 
 
+AUDIO_TYPES = {".wav": "audio/wav", ".mid": "audio/midi", ".midi": "audio/midi"}
+
+
 def record_samples(store, manifest: dict, png: Path, model, samples=None, image_encoder=None) -> int:
     """Record a ``genzoo sample`` call: its manifest and its PNG (the id returned). For a
     digits-shaped model, each of ``samples`` is also recorded, as a child of the grid holding its
@@ -59,8 +62,13 @@ def record_samples(store, manifest: dict, png: Path, model, samples=None, image_
     kind = {"image": "image", "points": "points"}.get((model.data_spec or {}).get("kind"), "array")
     condition = manifest.get("condition")
     prompt = None if condition is None else f"condition: {json.dumps(condition)}"
+    content_type = "text/csv" if png.suffix == ".csv" else "image/png"
+    if png.suffix.lower() in AUDIO_TYPES:  # a WAV (audio data) or a MIDI (music tokens) is what a person plays
+        kind, content_type = "audio", AUDIO_TYPES[png.suffix.lower()]
+    elif (model.data_spec or {}).get("kind") == "audio":  # -o named the spectrogram: record the sound beside it
+        kind, content_type, png = "audio", "audio/wav", png.with_suffix(".wav")
     gid = store.record(NewGeneration(
-        kind=kind, content=png.read_bytes(), content_type="image/png", manifest=manifest, model_id=mid, family=manifest["family"],
+        kind=kind, content=png.read_bytes(), content_type=content_type, manifest=manifest, model_id=mid, family=manifest["family"],
         prompt=prompt, seed=manifest["seed"], synthetic=True,
     ))
     if samples is not None and is_digits_shaped(model.data_spec):

@@ -41,6 +41,10 @@ class TrainConfig:
     # default: on this 2-core CPU the 4 x 128 GPT at context 256 stepped only 1.05x faster compiled
     # (benchmarks/README.md, section 14), after a one-off compile that a --minutes budget pays for.
     compile: bool = field(default=False, metadata={"help": 'torch.compile the training step (gpt; needs a C++ compiler on CPU)'})
+    # Differential privacy (genzoo.train.dp): DP-SGD with per-example clipping, Poisson sampling and an RDP accountant.
+    dp_epsilon: float | None = field(default=None, metadata={"help": 'train with differential privacy (DP-SGD through Opacus) spending at most this epsilon over --steps'})
+    dp_delta: float | None = field(default=None, metadata={"help": 'DP delta (default 1/(10 N) for N training examples)'})
+    dp_max_grad_norm: float = field(default=1.0, metadata={"help": 'DP: clip each example\'s gradient to this L2 norm'})
     progress: bool = True
 
     def __post_init__(self):
@@ -64,6 +68,12 @@ class TrainConfig:
             raise GenzooError(f"unknown schedule {self.schedule!r}; valid: cosine, constant")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise GenzooError(f"unknown precision {self.precision!r}; valid: auto, fp32, bf16, fp16")
+        if self.dp_epsilon is not None and not self.dp_epsilon > 0:
+            raise GenzooError(f"--dp-epsilon must be positive, got {self.dp_epsilon}")
+        if self.dp_epsilon is None and self.dp_delta is not None:
+            raise GenzooError("--dp-delta needs --dp-epsilon (the privacy budget to spend)")
+        if not self.dp_max_grad_norm > 0:
+            raise GenzooError(f"--dp-max-grad-norm must be positive, got {self.dp_max_grad_norm}")
         self.betas = tuple(self.betas)
 
     def to_dict(self) -> dict:

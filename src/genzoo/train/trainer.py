@@ -145,6 +145,14 @@ class Trainer:
         local = config.batch_size // self.dist.world_size
         if local % config.grad_accum:
             raise GenzooError(f"--grad-accum {config.grad_accum} must divide each process's batch of {local}")
+        self.privacy = None  # DP-SGD (genzoo.train.dp) when config.dp_epsilon is set: Poisson batches, private updates
+        if config.dp_epsilon is not None:
+            from genzoo.train import dp
+
+            dp.check_supported(model, config, world_size=self.dist.world_size, amp=self.amp_dtype is not None,
+                               stream=bool(getattr(self.data, "is_stream", False)))
+            self.privacy = dp.PrivateTraining(model, self.optimizers, config, len(self.data))
+            self.updater = dp.PrivateUpdater(self.optimizers, self.privacy, self.device.type, config.grad_clip)
         self.step = 0
         self.total_steps = config.steps
         self.elapsed = 0.0  # training seconds, summed over resumed runs
@@ -185,7 +193,7 @@ class Trainer:
         means: dict[str, float] = {}
         for m in range(cfg.grad_accum):
             r = rows[m * micro : (m + 1) * micro]
-            rng = BatchRandom(cfg.seed, self.step, cfg.batch_size, offset + m * micro, self.device)
+            rng = BatchRandom(cfg.seed, self.step, max(cfg.batch_size, len(rows)), offset + m * micro, self.device)  # a DP (Poisson) batch may exceed batch_size
             x, y = self.data.take(r)
             batch = Batch(x.to(self.device, non_blocking=True), y.to(self.device) if y is not None else None, rng)
             self.updater.begin_micro(m, cfg.grad_accum)
@@ -224,10 +232,11 @@ class Trainer:
         stop = _StopSignals().install()
         try:
             while self.total_steps is None or self.step < self.total_steps:
-                rows = self.data.batch_rows(self.step, cfg.batch_size, cfg.seed)[offset : offset + local]
+                rows = (self.privacy.sample_rows(self.step) if self.privacy
+                        else self.data.batch_rows(self.step, cfg.batch_size, cfg.seed)[offset : offset + local])
                 set_lr(self.optimizers, self.base_lrs, lr_multiplier(self.step, self.total_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio))
                 try:
-                    metrics = self._train_step(rows, offset)
+                    metrics = self.privacy.empty_step(self.optimizers) if self.privacy and not len(rows) else self._train_step(rows, offset)
                 except FloatingPointError as e:
                     self._recover_from_divergence(e)  # re-raises when it cannot
                     cfg, window = self.config, {}
@@ -286,6 +295,10 @@ class Trainer:
             stop.restore()
             progress.close()
         self.total_steps = self.step if self.total_steps is None else self.total_steps
+        if self.privacy:
+            self.privacy.detach()  # no per-example hooks on the model that is copied and sampled from here on
+            if self.out_dir and self.dist.is_main:
+                self.privacy.write(self.out_dir)
         if self.out_dir:
             self.save_checkpoint()
             self.save_sample_grid()
@@ -305,6 +318,8 @@ class Trainer:
         }
         if self.best:
             summary.update(best_step=self.best["step"], best_val_loss=self.best["val_loss"])
+        if self.privacy:
+            summary["privacy"] = self.privacy.summary()
         return summary
 
     # ---- validation and model selection -----------------------------------
@@ -360,6 +375,8 @@ class Trainer:
         means = distributed.mean_metrics({k: sum(v) / len(v) for k, v in window.items() if v}, self.dist)
         lr = self.optimizers[next(iter(self.optimizers))].param_groups[0]["lr"]
         row = {"event": "train", "step": self.step, "time": round(self.elapsed, 3), "lr": lr, **{k: round(v, 6) for k, v in means.items()}}
+        if self.privacy:
+            row.update(self.privacy.log_fields())  # the epsilon spent so far, from the accountant
         self.history.append(row)
         progress.update(self.step, {k: v for k, v in means.items() if k in ("loss", "loss_d", "loss_g")} or means)
         if self.out_dir and self.dist.is_main:
@@ -413,6 +430,7 @@ class Trainer:
             "since_best": self._since_best,
             "seed": self.config.seed,  # changed by a divergence's restore
             "divergences": self._divergences,
+            "privacy": self.privacy.state_dict() if self.privacy else None,  # the accountant's history
             "train_config": self.config.to_dict(),
             "data": self.data_name,
         }
@@ -450,6 +468,8 @@ class Trainer:
             self._best_state = load_file(str(self.out_dir / BEST / "model.safetensors"))
         if self.config.steps is not None and self.config.steps != self.total_steps:
             self.total_steps = self.config.steps  # the user extended (or shortened) the run
+        if self.privacy:
+            self.privacy.load_state_dict(state.get("privacy"), self.total_steps)
         # Drop log lines written after the checkpoint we resume from, so the log has no repeats.
         log = self.out_dir / "metrics.jsonl"
         if log.exists() and self.dist.is_main:
@@ -503,7 +523,8 @@ class Trainer:
 
         model = model or self.sampling_model
         g = torch.Generator(device=self.device).manual_seed(self.config.seed)
-        n = self.config.num_samples if self.data.kind == "image" else 5000
+        # audio: one clip per digit is enough to hear (an autoregressive clip is 8000 sequential steps)
+        n = self.config.num_samples if self.data.kind == "image" else min(self.config.num_samples, 10) if self.data.kind == "audio" else 5000
         with model._eval_mode(), torch.no_grad():
             x = model.sample(n, generator=g)
         ref = self.data.x[:5000] if self.data.kind == "points" else None

@@ -73,7 +73,15 @@ def save_points(samples: torch.Tensor, path: str | Path, reference: torch.Tensor
 
 
 def save_samples(x: torch.Tensor, path: str | Path, data_spec: dict, reference: torch.Tensor | None = None) -> Path:
-    """A grid for images, a 2-D histogram for points."""
+    """A grid for images, a 2-D histogram for points, a CSV of decoded rows for a table (``path`` with suffix .csv)."""
+    if data_spec.get("kind") == "table":
+        from genzoo.data.table import write_csv
+
+        return write_csv(x, Path(path).with_suffix(".csv"), data_spec["table"])
+    if data_spec.get("kind") == "audio":  # a WAV of the clips and their spectrograms (path: .wav or .png)
+        from genzoo.viz.audio import save_audio
+
+        return save_audio(x, path, data_spec)
     if data_spec.get("kind") == "points" or x.ndim == 2:
         if x.shape[-1] != 2:
             raise ValueError(f"can only plot 2-D points, got shape {tuple(x.shape)}")

@@ -1,0 +1,51 @@
+"""Table metrics on answers known in advance: copies are caught, fresh rows read like the floor."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from genzoo.eval.tables import Features, dcr, detection_auc, ml_efficacy, table_lines, table_scores
+
+COLUMNS = [{"name": "x", "type": "continuous"}, {"name": "y", "type": "continuous"}, {"name": "k", "type": "categorical"}]
+
+
+def draw(n, seed, shift=0.0):
+    r = np.random.default_rng(seed)
+    x = r.normal(shift, 1, n)
+    k = np.where(x + r.normal(0, 0.3, n) > shift, "up", "down")
+    return pd.DataFrame({"x": x, "y": 2 * x + r.normal(0, 0.5, n), "k": k})
+
+
+@pytest.fixture(scope="module")
+def real():
+    return draw(1500, 0), draw(300, 1), draw(300, 2)  # train, test, validation
+
+
+def test_dcr_catches_copies_and_reads_fresh_rows_as_the_floor(real):
+    train, test, _ = real
+    enc = Features(train, COLUMNS)
+    copies = dcr(enc(train), enc(test), enc(train.sample(300, random_state=0)))
+    assert copies["exact_copies"] == 1.0 and copies["dcr_below_test_p5"] == 1.0
+    fresh = dcr(enc(train), enc(test), enc(draw(2000, 3)))
+    assert fresh["exact_copies"] == 0.0 and 0.01 < fresh["dcr_below_test_p5"] < 0.12  # 5% = no copying
+    assert fresh["dcr_median"] == pytest.approx(fresh["dcr_median_test"], rel=0.3)
+
+
+def test_ml_efficacy_and_detection_know_good_from_bad(real):
+    train, test, _ = real
+    assert ml_efficacy(train, test, "k", COLUMNS) > 0.8
+    shuffled = train.assign(k=train["k"].sample(frac=1, random_state=0).to_numpy())
+    assert ml_efficacy(shuffled, test, "k", COLUMNS) < 0.65
+    assert ml_efficacy(train, test, "y", COLUMNS) > 0.8  # a numeric target: R^2
+    assert abs(detection_auc(train, draw(1500, 5), COLUMNS) - 0.5) < 0.08
+    assert detection_auc(train, draw(1500, 5, shift=1.5), COLUMNS) > 0.85
+
+
+def test_scores_have_floors_and_print(real):
+    train, test, val = real
+    m = table_scores(draw(400, 7), train, test, val, "k", COLUMNS, membership=False)
+    for key in ("quality", "ml_efficacy", "detection_auc", "dcr_below_test_p5", "exact_copies"):
+        assert key in m and key + "_floor" in m
+    assert m["quality"] > 0.8 and m["quality_floor"] > 0.8
+    text = "\n".join(table_lines(m))
+    assert "ML efficacy" in text and "floor" in text
