@@ -157,3 +157,12 @@ def test_an_error_is_one_unwrapped_line_in_a_narrow_terminal(tmp_path):
     assert r.returncode == 2 and r.stdout == ""
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(missing) in lines[0], r.stderr
+
+
+def test_sample_on_a_text_run_points_to_generate(tmp_path):
+    """`genzoo sample` on a GPT run used to end in a plotting traceback; it now says which verb writes text."""
+    out = tmp_path / "gpt"
+    run("train", "gpt", "--data", "pydocs", "--steps", "1", "--set", "layers=1", "--set", "width=16", "--set", "heads=1",
+        "--set", "context=16", "--no-eval", "--out", str(out))
+    result = run("sample", str(out), "--n", "2", "--no-store", ok=False)
+    assert "is a text model: `genzoo generate" in result.output and "Traceback" not in result.output

@@ -215,6 +215,9 @@ def sample(
     model, checkpoint = provenance.load_checkpoint(run, device)
     if SAMPLE not in model.capabilities:
         raise GenzooError(f"{model.family} cannot sample")
+    if model.data_spec.get("kind") == "tokens" and model.data_spec.get("name") != "chorales":
+        raise GenzooError(f"{run} is a text model: `genzoo generate {run}` writes text (with no prompt it starts new "
+                          "documents); `genzoo sample` draws images, points, audio, tables and chorales")
     options = _sampler_options(model, opt, sampler=sampler, steps=steps, guidance=guidance, temperature=temperature)
     from genzoo.cli import tables
 
