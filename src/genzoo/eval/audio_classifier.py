@@ -23,10 +23,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from genzoo.core.atomic import write_atomic_file, write_atomic_with
 from genzoo.core.errors import GenzooError
 from genzoo.data.audio import mu_law_decode
-from genzoo.eval.evaluator import _file_sha256, cache_dir, one_thread
+from genzoo.eval.evaluator import cache_dir, load_cached_net, one_thread, save_net
 
 ARCH_REVISION = 1
 NUM_CLASSES = 10
@@ -180,31 +179,19 @@ _LOADED: dict[str, AudioDigitEvaluator] = {}
 
 def get_audio_evaluator(s: AudioSettings = DEFAULT, *, retrain: bool = False) -> AudioDigitEvaluator:
     """From memory, else the disk cache, else trained now (about a minute on 2 busy cores)."""
-    from safetensors.torch import load_file, save_file
-
     folder = cache_dir() / "evaluators"
     key = f"{folder}/{s.version()}"
     if key in _LOADED and not retrain:
         return _LOADED[key]
     weights, meta = folder / f"{s.version()}.safetensors", folder / f"{s.version()}.json"
-    evaluator = None
-    if not retrain:
-        try:
-            record = json.loads(meta.read_text())
-            if record.get("weights_sha256") == _file_sha256(weights):
-                net = DigitNet(s.mels, s.feature_dim, s.dropout)
-                net.load_state_dict(load_file(str(weights)))
-                evaluator = AudioDigitEvaluator(net, record, s)
-        except (OSError, ValueError, KeyError, RuntimeError):
-            evaluator = None
-    if evaluator is None:
+    found = None if retrain else load_cached_net(weights, meta, s.version(), lambda: DigitNet(s.mels, s.feature_dim, s.dropout))
+    if found is not None:
+        evaluator = AudioDigitEvaluator(*found, s)
+    else:
         net, record = train_classifier(s)
         try:
-            state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
-            write_atomic_with(weights, lambda tmp: save_file(state, str(tmp)))
-            record = {**record, "weights_sha256": _file_sha256(weights)}
-            write_atomic_file(meta, json.dumps(record, indent=2))
-        except OSError as e:
+            record = save_net(net, record, weights, meta)
+        except OSError as e:  # a read-only cache must not stop evaluation
             warnings.warn(f"could not cache the audio evaluator in {folder}: {e}", stacklevel=2)
         evaluator = AudioDigitEvaluator(net, record, s)
     _LOADED[key] = evaluator

@@ -231,27 +231,34 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _load_cached(weights: Path, meta: Path, settings: TrainSettings) -> DigitsEvaluator | None:
-    """The cached evaluator, or None if missing, torn or from another version."""
+def load_cached_net(weights: Path, meta: Path, version: str, build) -> tuple[nn.Module, dict] | None:
+    """A cached evaluator network (``build()`` makes the empty one) and its record, or None if
+    missing, torn or from another version. Shared by every self-trained evaluator (digits, audio)."""
     from safetensors.torch import load_file
 
     try:
         record = json.loads(meta.read_text())
-        if record.get("version") != settings.version() or record.get("weights_sha256") != _file_sha256(weights):
+        if record.get("version") != version or record.get("weights_sha256") != _file_sha256(weights):
             return None
-        net = DigitsCNN(settings.feature_dim, settings.dropout)
+        net = build()
         net.load_state_dict(load_file(str(weights)))
     except (OSError, ValueError, KeyError, RuntimeError):
         return None
-    return DigitsEvaluator(net, record)
+    return net, record
 
 
-def _save(net: DigitsCNN, record: dict, weights: Path, meta: Path) -> dict:
+def _load_cached(weights: Path, meta: Path, settings: TrainSettings) -> DigitsEvaluator | None:
+    found = load_cached_net(weights, meta, settings.version(), lambda: DigitsCNN(settings.feature_dim, settings.dropout))
+    return None if found is None else DigitsEvaluator(*found)
+
+
+def save_net(net: nn.Module, record: dict, weights: Path, meta: Path) -> dict:
+    """Weights then the record naming their sha256 (atomic writes), so a json paired with other
+    weights is rejected on load; the record as saved."""
     from safetensors.torch import save_file
 
     state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
     write_atomic_with(weights, lambda tmp: save_file(state, str(tmp)))
-    # The json names the weights' hash, so a json paired with other weights is rejected on load.
     record = {**record, "weights_sha256": _file_sha256(weights)}
     write_atomic_file(meta, json.dumps(record, indent=2))
     return record
@@ -272,7 +279,7 @@ def get_digits_evaluator(settings: TrainSettings = DEFAULT_SETTINGS, *, retrain:
     if evaluator is None:
         net, record = train_digits_cnn(settings)
         try:
-            record = _save(net, record, weights, meta)
+            record = save_net(net, record, weights, meta)
         except OSError as e:  # a read-only cache must not stop evaluation
             warnings.warn(f"could not cache the digits evaluator in {folder}: {e}", stacklevel=2)
         evaluator = DigitsEvaluator(net, record)
