@@ -127,6 +127,7 @@ def _resume(out, **settings):
     model = cls(cls.config_class.from_dict(run["model_config"]))
     model.tokenizer = tokenizer
     saved = run["train_config"]
+    _check_resume_privacy(out, saved, settings)
     for key in ("steps", "minutes", "device", "progress", "checkpoint_every", "checkpoint_minutes"):  # may change on resume
         if settings.get(key) is not None:
             saved[key] = settings[key]
@@ -135,6 +136,22 @@ def _resume(out, **settings):
     trainer = Trainer(model, train_data, config, out_dir=out, data_name=run["data"], val_data=val_data)
     summary = trainer.fit(resume=True)
     return trainer.selected_model, summary
+
+
+def _check_resume_privacy(out, saved: dict, settings: dict) -> None:
+    """A resume continues the run's own privacy settings; a DP flag that would change them is refused, not
+    ignored (the noise was calibrated once, at the start, for the first run's epsilon, delta and clip)."""
+    if saved.get("dp_epsilon") is None:
+        given = [f"--{k.replace('_', '-')}" for k in ("dp_epsilon", "dp_delta", "dp_max_grad_norm") if settings.get(k) is not None]
+        if given:
+            raise GenzooError(f"{out} was trained without differential privacy; a resume cannot add {', '.join(given)} "
+                              "(the steps already taken were not private): start a new run with --dp-epsilon")
+        return
+    for key, flag in (("dp_epsilon", "--dp-epsilon"), ("dp_delta", "--dp-delta"), ("dp_max_grad_norm", "--dp-max-grad-norm")):
+        new, old = settings.get(key), saved.get(key)
+        if new is not None and (old is None or abs(float(new) - float(old)) > 1e-12 * max(1.0, abs(float(old)))):
+            raise GenzooError(f"{out} was trained with {flag} {old if old is not None else '(default)'}; a resume keeps the "
+                              f"run's privacy settings, so drop {flag} {new} or start a new run")
 
 
 def load(run: str | Path, device: str = "cpu"):

@@ -42,3 +42,21 @@ def test_dp_refusals_are_one_clear_line(tmp_path):
     assert r.exit_code != 0 and "--dp-epsilon needs --steps" in r.output and "Traceback" not in r.output
     r = run("train", "vae", "--data", "digits", "--steps", "2", "--dp-delta", "1e-5", "--out", tmp_path / "y", ok=False)
     assert r.exit_code != 0 and "--dp-delta needs --dp-epsilon" in r.output
+
+
+def test_a_resume_refuses_to_change_the_privacy_settings(tmp_path):
+    common = ["--data", "digits", "--steps", "2", "--batch-size", "32", "--val-every", "0", *TINY, "--no-eval"]
+    plain, private = tmp_path / "plain", tmp_path / "private"
+    run("train", "vae", *common, "--out", plain)
+    r = run("train", "vae", *common, "--out", plain, "--resume", "--dp-epsilon", "3", ok=False)
+    said = " ".join(r.output.split())  # any terminal width
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    assert "was trained without differential privacy; a resume cannot add --dp-epsilon" in said
+
+    run("train", "vae", *common, "--out", private, "--dp-epsilon", "3", "--dp-delta", "1e-5")
+    for flag, value in (("--dp-epsilon", "8"), ("--dp-delta", "1e-6"), ("--dp-max-grad-norm", "2")):
+        r = run("train", "vae", *common, "--out", private, "--resume", "--dp-epsilon", "3", flag, value, ok=False)
+        said = " ".join(r.output.split())
+        assert r.exit_code != 0 and "Traceback" not in r.output and f"so drop {flag} " in said, said
+    # the run's own settings, repeated, are fine
+    run("train", "vae", *common, "--out", private, "--resume", "--dp-epsilon", "3", "--dp-delta", "1e-5")

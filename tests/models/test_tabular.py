@@ -95,3 +95,26 @@ def get_tiny(family, data):
 def test_table_families_refuse_other_data():
     with pytest.raises(GenzooError, match="does not handle"):
         api.build_model("tvae", load_dataset("toy2d:moons"))
+
+
+def test_tvae_temperature(structured):
+    """T = 0 draws each one-hot block's argmax; T = 1 does not always; no temperature means SAMPLE_TEMPERATURE."""
+    from genzoo.models.tvae import SAMPLE_TEMPERATURE
+
+    data = load_dataset(structured, "train")
+    model = api.build_model("tvae", data, None, get_tiny("tvae", data), seed=0).eval()
+
+    def g():
+        return torch.Generator().manual_seed(0)
+
+    with torch.no_grad():
+        assert torch.equal(model.sample(64, generator=g()), model.sample(64, generator=g(), temperature=SAMPLE_TEMPERATURE))
+        raw = model.decode_raw(torch.randn(400, model.config.latent_dim, generator=g()))
+        cold, warm = model.draw_blocks(raw, g(), 0.0), model.draw_blocks(raw, g(), 1.0)
+    assert model.onehot_blocks()
+    for s, w in model.onehot_blocks():
+        top = raw[:, s : s + w].argmax(1)
+        assert torch.equal(cold[:, s : s + w].argmax(1), top)
+        assert (warm[:, s : s + w].argmax(1) != top).any()  # an untrained decoder's softmax is far from one-hot
+    with pytest.raises(GenzooError, match="temperature must be 0 or more"):
+        model.sample(2, temperature=-1.0)

@@ -106,7 +106,8 @@ def test_noise_has_the_calibrated_scale():
     privacy.detach()
 
 
-def test_poisson_batches_have_the_sample_rate():
+def test_poisson_batches_have_the_sample_rate(monkeypatch):
+    monkeypatch.setenv(dp.SEEDED_ENV, "1")
     model, data = toy()
     privacy = dp.PrivateTraining(model, model.configure_optimizers(1e-2, 0.0), cfg(batch_size=100), len(data))
     sizes = [len(privacy.sample_rows(s)) for s in range(30)]
@@ -116,12 +117,14 @@ def test_poisson_batches_have_the_sample_rate():
     privacy.detach()
 
 
-def test_a_dp_run_records_the_spent_epsilon_and_resumes_exactly(tmp_path):
+def test_a_dp_run_records_the_spent_epsilon_and_resumes_exactly(tmp_path, monkeypatch):
+    monkeypatch.setenv(dp.SEEDED_ENV, "1")  # exact replay needs the reproducible (insecure) noise
     straight, data = toy()
     summary = Trainer(straight, data, cfg(), out_dir=tmp_path / "a").fit()
     spent = summary["privacy"]["epsilon"]
     assert 2.9 <= spent <= 3.0 and summary["privacy"]["steps"] == 8
-    assert json.loads((tmp_path / "a" / "privacy.json").read_text())["epsilon"] == pytest.approx(spent)
+    recorded = json.loads((tmp_path / "a" / "privacy.json").read_text())
+    assert recorded["epsilon"] == pytest.approx(spent) and recorded["randomness"] == dp.SEEDED
     rows = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     logged = [r["dp_epsilon_spent"] for r in rows if "dp_epsilon_spent" in r]
     assert logged == sorted(logged) and logged[-1] == pytest.approx(spent, abs=1e-3)
@@ -184,3 +187,51 @@ def test_a_gan_makes_only_its_discriminator_private():
     assert {"generator", "discriminator"} <= changed
     with pytest.raises(GenzooError, match="spectral_norm=false"):
         Trainer(build_model("gan", data, None, {"mlp_width": 16, "mlp_depth": 2, "latent_dim": 4}, 0), data, cfg())
+
+
+def test_secure_normal_draws_are_standard_normal_and_never_repeat():
+    from scipy import stats
+
+    z = dp.secure_normal(200_000)
+    assert z.dtype == torch.float64 and z.shape == (200_000,)
+    # mean and std of 200k N(0, 1) draws: standard errors 0.0022 and 0.0016
+    assert abs(z.mean().item()) < 0.012 and abs(z.std().item() - 1) < 0.01
+    assert stats.kstest(z.numpy(), "norm").pvalue > 1e-4  # the shape too, not just two moments
+    assert not torch.equal(dp.secure_normal(8), dp.secure_normal(8))
+    u = dp.secure_uniform(100_000)
+    assert 0 <= u.min().item() and u.max().item() < 1 and abs(u.mean().item() - 0.5) < 0.006
+
+
+def test_dp_randomness_is_secure_by_default_and_seeded_only_when_asked(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(dp.SEEDED_ENV, raising=False)
+    weights = []
+    for run in ("a", "b"):  # the same seed, data and config twice
+        model, data = toy()
+        summary = Trainer(model, data, cfg(steps=4), out_dir=tmp_path / run).fit()
+        weights.append(model.net[0].weight.detach().clone())
+        assert summary["privacy"]["randomness"] == dp.SECURE
+        assert json.loads((tmp_path / run / "privacy.json").read_text())["randomness"] == dp.SECURE
+    assert not torch.equal(*weights)  # the seed does not decide the noise
+    assert "drawn from os.urandom (secure)" in capsys.readouterr().err
+    model, data = toy()
+    privacy = dp.PrivateTraining(model, model.configure_optimizers(1e-2, 0.0), cfg(), len(data))
+    assert not torch.equal(privacy.sample_rows(3), privacy.sample_rows(3))  # nor the Poisson batches
+    privacy.detach()
+
+    monkeypatch.setenv(dp.SEEDED_ENV, "1")
+    assert Trainer(toy()[0], data, cfg(steps=4), out_dir=tmp_path / "c").fit()["privacy"]["randomness"] == dp.SEEDED
+    assert "NOT secure" in capsys.readouterr().err
+    monkeypatch.setenv(dp.SEEDED_ENV, "maybe")
+    with pytest.raises(GenzooError, match="must be 1"):
+        dp.PrivateTraining(*(lambda m, d: (m, m.configure_optimizers(1e-2, 0.0), cfg(), len(d)))(*toy()))
+
+
+def test_a_seeded_run_resumed_with_secure_noise_says_both(tmp_path, monkeypatch):
+    monkeypatch.setenv(dp.SEEDED_ENV, "1")
+    model, data = toy()
+    crash_at(model, 6)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(model, data, cfg(), out_dir=tmp_path).fit()
+    monkeypatch.delenv(dp.SEEDED_ENV)
+    summary = Trainer(toy()[0], data, cfg(), out_dir=tmp_path).fit(resume=True)
+    assert set(summary["privacy"]["randomness"].split(" + ")) == {dp.SECURE, dp.SEEDED}

@@ -37,6 +37,11 @@ COLUMNS = [
     ("parse_share", "parses", "{:.2f}"),
     ("distinct_2", "distinct-2", "{:.3f}"),
     ("tokens_per_second", "tokens/s", "{:,.0f}"),
+    # audio (genzoo.eval.audio_report): the listener's verdicts; floor = real test clips in place of samples
+    ("nll_bits_per_sample", "bits/sample", "{:.3f}"),
+    ("heard_as_asked", "heard as asked", "{:.2f}"),
+    ("fd_audio", "FD (listener)", "{:.1f}"),
+    ("audio_seconds_per_second", "audio s per s", "{:.2f}"),
     # tables (genzoo.eval.tables); floors: real validation rows in place of the synthetic ones
     ("quality", "quality (SDMetrics)", "{:.3f}"),
     ("ml_efficacy", "ML efficacy", "{:.3f}"),
@@ -115,6 +120,10 @@ def html_page(rows: list[dict], data: str, budget: dict) -> str:
         if r.get("samples_png") and Path(r["samples_png"]).is_file():
             b64 = base64.b64encode(Path(r["samples_png"]).read_bytes()).decode()
             img = f'<img src="data:image/png;base64,{b64}" alt="samples of {html.escape(r["family"])}">'
+            wav = Path(r["samples_png"]).with_suffix(".wav")  # audio runs write the clips beside their spectrograms
+            if wav.is_file():
+                b64 = base64.b64encode(wav.read_bytes()).decode()
+                img += f'<br><audio controls src="data:audio/wav;base64,{b64}"></audio>'
         cards.append(f'<figure>{img}<figcaption>{html.escape(r["family"])}</figcaption></figure>')
     b = f"{budget['minutes']} min" if budget.get("minutes") else f"{budget.get('steps')} steps"
     memorization_note = f"<p>{html.escape(MEMORIZATION_NOTE)}</p>" if _has_memorization(rows) else ""

@@ -3,6 +3,7 @@ change by a line each)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from genzoo.cli.app import note
@@ -43,15 +44,30 @@ def csv_output(output: Path) -> Path:
 
 
 def lineage(model) -> dict:
-    """What a synthetic table came from: the source table, its sha256 (a user file), the target and columns."""
+    """What a synthetic table came from: the source table and its sha256, the family, the target and columns.
+    (The sample manifest around it names the run's checkpoint and, for a DP run, the epsilon spent.)"""
     from genzoo.data import table as tables
     from genzoo.runs.manifest import sha256_file
 
     spec = model.data_spec["table"]
     base = tables.split_name(spec["name"])[0]
-    out = {"source": str(Path(base).resolve()) if Path(base).is_file() else base, "target": spec.get("target"), "columns": [c["name"] for c in spec["columns"]], "synthetic": True}
+    out = {"source": str(Path(base).resolve()) if Path(base).is_file() else base, "target": spec.get("target"),
+           "columns": [c["name"] for c in spec["columns"]], "family": model.family, "synthetic": True}
     if Path(base).is_file():
         out["source_sha256"] = sha256_file(base)
     else:
         out["source_builtin"] = True
+        out["source_sha256"] = builtin_sha256(base)
+        out["source_sha256_of"] = "the built-in table as read, written as CSV (pandas, no index)"
     return out
+
+
+@lru_cache(maxsize=4)
+def builtin_sha256(base: str) -> str:
+    """sha256 of a built-in table's rows as genzoo reads them, serialised as CSV: a built-in has no file of
+    its own here, so this is what pins it (a package update that changes the rows changes it)."""
+    import hashlib
+
+    from genzoo.data import table as tables
+
+    return hashlib.sha256(tables.read_frame(base).to_csv(index=False).encode("utf-8")).hexdigest()

@@ -202,6 +202,7 @@ def sample(
     store: StoreOption = None,
     no_store: bool = typer.Option(False, "--no-store", help="do not record this generation in the store"),
     guardrails: GuardrailsOption = None,
+    in_range: bool = typer.Option(False, "--in-range", help="chorale models: keep every voice in its range (genzoo.data.chorales.RANGES) by constrained decoding"),
 ) -> None:
     """Draw samples from a trained model; write them as a PNG with a provenance manifest (.json) and the raw samples (.npy) beside it."""
     from genzoo.runs import manifest as provenance
@@ -235,6 +236,11 @@ def sample(
     if condition is not None:
         model.check_condition(condition, n)  # refuses clearly when the model takes no labels (or no text)
     policy = load_guardrails(guardrails)
+    if in_range:  # a sampler option of the chorale GPT: recorded in the manifest, so reproduce replays it
+        if model.data_spec.get("name") != "chorales":
+            raise GenzooError(f"--in-range keeps the voices of a chorale model in range; {run} was trained on "
+                              f"{model.data_spec.get('name') or 'other data'}: drop --in-range")
+        options["in_range"] = True
     gen = provenance.generate(model, n, seed=seed, condition=condition, checkpoint=checkpoint, device=device, **options)
     if tables.is_table_model(model):  # lineage of a synthetic table: source, its sha256, target, columns
         gen.manifest["table"] = tables.lineage(model)

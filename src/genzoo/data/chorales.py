@@ -195,3 +195,56 @@ def render(pm, sample_rate: int = 16000) -> np.ndarray:
     """A waveform of the MIDI with pretty_midi's sine synthesizer (offline; no soundfont), peak 0.9."""
     wav = pm.synthesize(fs=sample_rate)
     return (wav / max(np.abs(wav).max(), 1e-9) * 0.9).astype(np.float32) if len(wav) else np.zeros(sample_rate // 2, np.float32)
+
+
+# ----------------------------------------------------------------------------- voices kept in range
+
+
+def range_regex(ranges: dict | None = None) -> str:
+    """The regex of chorale text whose every note lies in its voice's range: grid steps ``|`` + one
+    character per voice (a pitch in that voice's range, ``-`` or ``.``), one or more of them.
+
+    Complete steps only, so an end of document (eos) is allowed exactly between steps, as in the
+    training chorales; at least one, else an eos could follow an eos (empty chorales). Pitch characters are single code points (U+0100 + MIDI), so a range is a
+    character class ``[lo-hi]``."""
+    ranges = RANGES if ranges is None else ranges
+    missing = [v for v in VOICES if v not in ranges]
+    if missing:
+        raise GenzooError(f"voice ranges need all of {', '.join(VOICES)}; missing {', '.join(missing)}")
+    classes = []
+    for v in VOICES:
+        lo, hi = (int(x) for x in ranges[v])
+        if not 0 <= lo <= hi <= 127:
+            raise GenzooError(f"the {v} range must be MIDI lo..hi within 0..127, got {lo}..{hi}")
+        classes.append(f"[{pitch_char(lo)}-{pitch_char(hi)}\\-.]")
+    return f"(\\{STEP}{''.join(classes)})+"
+
+
+def sample(model, n: int, *, condition=None, generator=None, temperature: float = 1.0, max_tokens: int | None = None,
+           in_range: bool = False):
+    """(n, max_tokens) token ids of a chorale model (``GPT.sample``); with ``in_range`` every voice stays
+    in ``RANGES`` by construction (``genzoo.sampling.chorale_ranges``)."""
+    if condition is not None:
+        raise GenzooError("chorale models sample unconditionally; drop --condition")
+    if in_range and (getattr(model, "tokenizer", None) is None or not hasattr(model, "generate_tokens")):
+        raise GenzooError(f"in-range sampling needs a chorale model of the gpt family, got {getattr(model, 'family', model)!r}")
+    if temperature < 0:
+        raise GenzooError(f"temperature must be >= 0, got {temperature}")
+    return model.sample(n, generator=generator, temperature=temperature, max_tokens=max_tokens, in_range=in_range)
+
+
+DOC_SEP = "\n"  # between the chorales of one sample row (not a token character)
+
+
+def row_text(ids, tokenizer) -> str:
+    """One sampled row as text: the chorales it holds (split at eos) joined by ``DOC_SEP``."""
+    eos = int(tokenizer.eos_id)
+    pieces, cur = [], []
+    for t in (int(t) for t in ids):
+        if t == eos:
+            pieces.append(cur)
+            cur = []
+        else:
+            cur.append(t)
+    pieces.append(cur)
+    return DOC_SEP.join(tokenizer.decode(p, skip_special_tokens=True) for p in pieces if p)

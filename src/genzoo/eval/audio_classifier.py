@@ -4,8 +4,8 @@ It plays the part the Inception net plays for FID, and SC09's digit classifier f
 WaveGAN / DiffWave: samples are judged by what it hears. It is trained on the training voices of
 ``spoken-digits`` (random time shifts and gains as augmentation), the epoch with the lowest
 loss on the validation voices is kept, and its accuracy on the test voices, which it never heard,
-is reported beside every score it gives. Features: 40 log-mel bands (filterbank made here, no
-torchaudio) of 32 ms frames every 10 ms; the penultimate layer (before its ReLU) is the space of
+is reported beside every score it gives. Features: 40 log-mel bands (filterbank:
+``genzoo.data.vocoder.mel_filterbank``, no torchaudio) of 32 ms frames every 10 ms; the penultimate layer (before its ReLU) is the space of
 the Frechet distance. Weights are cached under ``$GENZOO_CACHE/evaluators`` like the digits
 evaluator's, named by a version derived from every setting.
 """
@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from genzoo.core.errors import GenzooError
 from genzoo.data.audio import mu_law_decode
+from genzoo.data.vocoder import mel_filterbank  # shared with the mel diffusion's vocoder (the data layer owns it)
 from genzoo.eval.evaluator import cache_dir, load_cached_net, one_thread, save_net
 
 ARCH_REVISION = 1
@@ -53,20 +54,6 @@ class AudioSettings:
 
 
 DEFAULT = AudioSettings()
-
-
-def mel_filterbank(sample_rate: int, n_fft: int, mels: int, fmin: float = 50.0) -> torch.Tensor:
-    """(mels, n_fft // 2 + 1) triangular filters evenly spaced on the mel scale (HTK's formula)."""
-    def to_mel(f):
-        return 2595 * math.log10(1 + f / 700)
-
-    edges_mel = torch.linspace(to_mel(fmin), to_mel(sample_rate / 2), mels + 2, dtype=torch.float64)
-    edges = 700 * (10 ** (edges_mel / 2595) - 1)
-    freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
-    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    up = (freqs - lo) / (mid - lo)
-    down = (hi - freqs) / (hi - mid)
-    return torch.clamp(torch.minimum(up, down), min=0).float()
 
 
 def log_mel(levels: torch.Tensor, s: AudioSettings = DEFAULT) -> torch.Tensor:

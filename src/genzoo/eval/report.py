@@ -200,7 +200,11 @@ def _evaluate_text(model, data_name, test, metrics, *, n_samples, seed, nll, sam
         if SAMPLE in model.capabilities:
             with _evaluating(model):
                 rows = model.sample(20, generator=torch.Generator().manual_seed(seed), **(sampler_options or {}))
-            metrics["in_range_share"] = music.in_range_share([model.tokenizer.decode(r) for r in rows.tolist()])
+            from genzoo.data import chorales
+
+            say("chorale music statistics")  # beside each, its floor: held-out windows of the samples' length
+            texts = [chorales.row_text(r, model.tokenizer) for r in rows.tolist()]
+            metrics.update(music.music_metrics(texts, tokens=rows.shape[1]))
     return metrics
 
 
@@ -470,6 +474,9 @@ _ROWS = [
     ("ngram1_bits_per_token", "  unigram", "ref."),
     ("ngram_best_bits_per_token", "  best n-gram (add-k)", "ref."),
     ("in_range_share", "samples in voice range", "higher"),
+    ("pitch_class_js", "pitch-class JS to test", "lower"),
+    ("interval_js", "interval JS to test", "lower"),
+    ("no_parallels_share", "no parallel 5ths/8ves", "higher"),
     ("perplexity_per_token", "perplexity / token", "lower"),
     ("parse_share", "samples that parse", "higher"),
     ("distinct_2", "distinct-2 (words)", "higher"),
@@ -503,6 +510,9 @@ def format_report(metrics: dict) -> str:
         lines.append(f"text-to-text: greedy outputs on {metrics['seq2seq_n']} test pairs; floor: the better of copying the "
                      "input and the training split's most frequent target")
         lines.append(f"an output: {metrics['seq2seq_example'][:300]}")
+    if "no_parallels_share_floor" in metrics:
+        lines.append("chorales: JS divergence (bits) of key-aligned pitch-class and of interval histograms to the test chorales; parallels: "
+                     "soprano-bass; floor: as many validation-chorale windows of the samples' length")
     if "retrieval_chance_R@1" in metrics:
         lines.append(f"retrieval: each test caption ranks the test images (chance R@1 {metrics['retrieval_chance_R@1']:.4f}); "
                      "class: the top image shows the asked digit; `genzoo clip eval RUN` gives the whole table")

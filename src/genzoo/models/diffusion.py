@@ -22,6 +22,10 @@ on image patches instead (``genzoo.nn.vit.DiT``, adaLN-Zero conditioning on time
 Audio (mu-law levels of waveforms, kind "audio") gets a 1-D UNet (``genzoo.nn.unet1d``): diffusion
 runs on the companded waveform scaled to [-1, 1], DiffWave's task without its vocoder-style
 conditioning; sampled clips come back as mu-law levels.
+The ``mel`` variant (audio only) runs the 2-D UNet on a normalized log-mel "image" of each clip
+instead (``genzoo.data.vocoder.MelSpec``) and turns sampled images back into mu-law waveforms with
+a fixed vocoder (non-negative mel inversion + fast Griffin-Lim), so ``sample`` still returns clips
+of the data's shape. The vocoder is lossy and not a density, so this variant has no likelihood.
 
 Text-to-image: on captioned data (``spec["text"]``, e.g. ``captioned-digits``) the model conditions
 on the prompt instead of a class. A frozen sentence encoder (``text_encoder``: all-MiniLM-L6-v2 by
@@ -56,6 +60,12 @@ PREDICTIONS = ("eps", "v")
 DEFAULT_STEPS = {"ddpm": None, "ddim": 50, "dpmpp2m": 20}  # None: every one of the T steps
 _DEFAULT_BACKBONE = {"image": "unet", "audio": "unet1d"}
 AUDIO_CHANNELS = (16, 32, 64, 128)  # measured on 2 busy cores: 1.1M parameters, about 0.9 s a step at batch 16
+REPRESENTATIONS = ("waveform", "mel")
+# Vocoder floor (real test clips -> mel -> NNLS + fast Griffin-Lim -> the listener, benchmarks/audio/results.md):
+# n_fft 256 / hop 128 / 64 mels / 32 iterations heard 0.981 (= on the real clips), FD 109.5 vs the real floor
+# 113.7, 11 ms a clip; n_fft 512 was no better (0.975-0.981, FD 126-127) and 4-10x slower. 64 x 64 images.
+MEL_DEFAULTS = {"n_fft": 256, "hop": 128, "mels": 64, "iterations": 32}
+MEL_CHANNELS = [32, 64, 128]
 
 
 @dataclass
@@ -95,13 +105,22 @@ class DiffusionConfig(ModelConfig):
     min_snr_gamma: float = 5.0
     # clamp predicted x_0 to [-clip_x0, clip_x0] when sampling and in the bound; 0 = never; None = 1 for images
     clip_x0: float | None = None
+    # audio: "waveform" (diffusion on the companded samples) or "mel" (on a log-mel image, vocoded back;
+    # the mel variant). Mel settings: chosen by the vocoder floor, benchmarks/audio/results.md.
+    representation: str = "waveform"
+    mel_n_fft: int = MEL_DEFAULTS["n_fft"]
+    mel_hop: int = MEL_DEFAULTS["hop"]
+    mel_bins: int = MEL_DEFAULTS["mels"]
+    vocoder_iterations: int = MEL_DEFAULTS["iterations"]  # fast Griffin-Lim iterations per sampled clip
 
 
 @register(
     "diffusion",
     description="DDPM-trained denoising diffusion (UNet, DiT or MLP), DDPM/DDIM/DPM-Solver++ sampling, classifier-free guidance",
     data_kinds=("image", "points", "audio"),
-    variants={"eps": {"prediction": "eps"}, "v": {"prediction": "v"}},
+    variants={"eps": {"prediction": "eps"}, "v": {"prediction": "v"},
+              "mel": {"representation": "mel", "backbone": "unet", "channels": MEL_CHANNELS}},
+    variant_kinds={"mel": ("audio",)},
 )
 class DiffusionModel(GenerativeModel):
     config_class = DiffusionConfig
@@ -113,6 +132,17 @@ class DiffusionModel(GenerativeModel):
         super().__init__(config)
         spec = self._bind_data_spec()
         self._validate(config)
+        self.mel = None  # the fixed waveform <-> log-mel transform of the mel representation
+        self.model_shape = self.shape  # the shape diffusion runs in
+        if config.representation == "mel":
+            from genzoo.data.vocoder import MelSpec
+
+            self.mel = MelSpec(self.shape[-1], int(spec.get("sample_rate") or 8000), config.mel_n_fft, config.mel_hop,
+                               config.mel_bins, frame_multiple=2 ** (len(config.channels) - 1), iterations=config.vocoder_iterations)
+            self.model_shape = self.mel.shape
+            # a vocoded image has no density over waveforms: this model samples but has no likelihood
+            self.capabilities = type(self).capabilities - {LOG_PROB}
+            self.likelihood = None
         self.schedule = make_schedule(self.schedule_name, config.timesteps)
         if config.text_encoder and not config.text_dim:
             config.text_dim = self.text_encoder().dim
@@ -125,7 +155,7 @@ class DiffusionModel(GenerativeModel):
                               heads=config.heads, mid_attention=config.mid_attention)
         elif backbone == "unet":
             self.net = UNet(
-                in_channels=self.shape[0],
+                in_channels=self.model_shape[0],
                 channels=tuple(config.channels),
                 blocks_per_level=config.blocks_per_level,
                 attention_levels=tuple(config.attention_levels),
@@ -153,9 +183,16 @@ class DiffusionModel(GenerativeModel):
             raise GenzooError(f"unknown schedule {config.schedule!r}; valid: auto, {', '.join(SCHEDULES)}")
         if config.backbone not in ("", "unet", "dit", "unet1d", "mlp"):
             raise GenzooError(f"unknown backbone {config.backbone!r}; valid: unet, dit, unet1d, mlp")
-        if config.backbone == "unet1d" and len(spec["shape"]) != 2:
+        if config.representation not in REPRESENTATIONS:
+            raise GenzooError(f"unknown representation {config.representation!r}; valid: {', '.join(REPRESENTATIONS)}")
+        if config.representation == "mel":
+            if spec.get("kind") != "audio" or len(spec["shape"]) != 2 or spec["shape"][0] != 1:
+                raise GenzooError(f"the mel representation is for mono audio clips (1, T); this data is {spec.get('kind')} of shape {spec['shape']}")
+            if config.backbone != "unet":
+                raise GenzooError(f"the mel representation runs on the 2-D unet backbone, not {config.backbone or 'the default'}: set backbone='unet'")
+        elif config.backbone == "unet1d" and len(spec["shape"]) != 2:
             raise GenzooError(f"the unet1d backbone needs (C, T) waveforms; this data has shape {spec['shape']}")
-        if config.backbone in ("unet", "dit") and len(spec["shape"]) != 3:
+        elif config.backbone in ("unet", "dit") and len(spec["shape"]) != 3:  # (the mel variant's unet sees (1, mels, frames))
             raise GenzooError(f"the {config.backbone} backbone needs (C, H, W) images; this data has shape {spec['shape']}")
         if config.timesteps < 2:
             raise GenzooError("timesteps must be at least 2")
@@ -249,10 +286,15 @@ class DiffusionModel(GenerativeModel):
 
     # ---- data scale ------------------------------------------------------
     def to_model_space(self, x: torch.Tensor) -> torch.Tensor:
-        """Data as stored -> the space diffusion runs in ([-1, 1] bin centres for discrete data)."""
+        """Data as stored -> the space diffusion runs in ([-1, 1] bin centres for discrete data,
+        a normalized log-mel image for the mel representation)."""
+        if self.mel is not None:
+            return self.mel.encode(x)
         return to_signed_unit(x, self.levels) if self.levels else x
 
     def to_data_space(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mel is not None:
+            return self.mel.decode(x)  # vocoded: mu-law levels of the data's shape
         return from_signed_unit(x, self.levels) if self.levels else x
 
     # ---- the network's prediction, in the forms samplers and bounds need ----
@@ -366,7 +408,7 @@ class DiffusionModel(GenerativeModel):
             for start in range(0, n, batch_size):
                 m = min(batch_size, n - start)
                 y_chunk = y[start : start + m] if y is not None else None
-                noise = torch.randn((m, *self.shape), generator=generator, device=noise_device).to(self.device)
+                noise = torch.randn((m, *self.model_shape), generator=generator, device=noise_device).to(self.device)
 
                 def denoise(x_t, t, y_chunk=y_chunk):
                     return self.predict_x0(x_t, t, y_chunk, guidance)
@@ -403,6 +445,9 @@ class DiffusionModel(GenerativeModel):
         known distribution, these are the tight choices: for N(mu, 0.3^2) points
         "posterior" leaves a gap of 0.40 nats per dimension and "beta" 0.002.
         """
+        if self.mel is not None:
+            raise GenzooError("the mel variant of diffusion has no likelihood (its vocoder is not a density over "
+                              "waveforms); use the eps or v variant for log_prob, or compare samples with `genzoo eval`")
         x = self._check_data(x)
         n = len(x)
         y = self.check_condition(condition, n)

@@ -345,10 +345,15 @@ class GPT(GenerativeModel):
         return pad if bool(pad.any()) else None
 
     def sample(self, n: int, *, condition=None, generator: torch.Generator | None = None,
-               temperature: float = 1.0, max_tokens: int | None = None) -> torch.Tensor:
+               temperature: float = 1.0, max_tokens: int | None = None, in_range: bool = False) -> torch.Tensor:
         """(n, max_tokens) token ids drawn from softmax(logits / temperature) after the start token
         (``bos_token_id``, else 0), which is not returned. ``max_tokens`` defaults to the data's
-        window length (else the context, at most 256)."""
+        window length (else the context, at most 256). ``in_range`` (chorale models): every voice stays
+        in its range by constrained decoding (``genzoo.sampling.chorale_ranges``); being a sampler
+        option, it is in the manifest and ``genzoo reproduce`` replays it."""
+        if in_range and self.data_spec.get("name") != "chorales":
+            raise GenzooError(f"in_range keeps the voices of a chorale model in range; this model was trained on "
+                              f"{self.data_spec.get('name') or 'other data'}: drop --in-range")
         if condition is not None:
             raise GenzooError("gpt samples unconditionally here; to continue a prompt use generate_tokens (genzoo generate)")
         if max_tokens is None:
@@ -357,5 +362,11 @@ class GPT(GenerativeModel):
         if max_tokens < 1 or n < 1:
             raise GenzooError(f"n and max_tokens must be at least 1, got {n} and {max_tokens}")
         start = self.config.bos_token_id or 0
-        rows = self.generate_tokens([[start]] * n, max_tokens, sample_fn=temperature_sampler(temperature), generator=generator)
+        if in_range:
+            from genzoo.sampling.chorale_ranges import in_range_sampler
+
+            sample_fn = in_range_sampler(self.tokenizer, temperature_sampler(temperature))
+        else:
+            sample_fn = temperature_sampler(temperature)
+        rows = self.generate_tokens([[start]] * n, max_tokens, sample_fn=sample_fn, generator=generator)
         return torch.tensor(rows, dtype=torch.long)

@@ -5,7 +5,16 @@ maps z to, per block: a Gaussian over a value's offset within its mode (a learne
 per value column) and a softmax over each one-hot block (modes, missing indicators, categories).
 Loss: the negative ELBO, with the reconstruction weighted by ``loss_factor`` (2 in the paper's code).
 
-Sampling: z ~ N(0, I), offsets drawn from their Gaussians, one-hot blocks from their softmax.
+Sampling: z ~ N(0, I), offsets drawn from their Gaussians, one-hot blocks from their softmax, both
+at ``temperature`` (softmax logits / T, offset noise x T); ``SAMPLE_TEMPERATURE`` (0.3) by default.
+Why not 1 (plain ancestral sampling): the decoder draws every column independently given z, and
+where z pins a row down only loosely, independent draws at T = 1 blur what links the columns; a
+lower T keeps each row nearer its most likely completion. Measured on diamonds (6,000 rows, 1.5
+min, target ``cut``; benchmarks/tabular/tune_temperature.py, two seeds, the *validation* split):
+ML efficacy (macro F1) 0.543 at T = 1, 0.595 at 0.5, 0.629 at 0.3, 0.631 at 0 (argmax, what the
+ctgan package's TVAE does), quality 0.904 / 0.907 / 0.905 / 0.901, detection AUC 0.838 / 0.824 /
+0.835 / 0.873: 0.3 gains as much as the argmax without its loss in detection. ``temperature=1``
+gives the model's own distribution.
 Conditions on a categorical column are met by rejection (draw rows, keep those with the value).
 """
 
@@ -17,9 +26,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from genzoo.core.errors import GenzooError
 from genzoo.family import register
 from genzoo.models.base import SAMPLE, Batch, ModelConfig
 from genzoo.models.tabular import TableModel, device_of
+
+
+SAMPLE_TEMPERATURE = 0.3  # sample()'s default (the module doc has the measurement)
 
 
 @dataclass
@@ -79,7 +92,11 @@ class TVAE(TableModel):
         return (self.config.loss_factor * recon + kl).mean()
 
     @torch.no_grad()
-    def sample(self, n: int, *, condition=None, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+    def sample(self, n: int, *, condition=None, generator: torch.Generator | None = None,
+               temperature: float = SAMPLE_TEMPERATURE) -> torch.Tensor:
+        if not temperature >= 0:
+            raise GenzooError(f"temperature must be 0 or more (0: the most likely category of each block), got {temperature}")
+
         def draw(m, g):
             dev = device_of(g, self)
             z = torch.randn(m, self.config.latent_dim, generator=g, device=dev).to(self.device)

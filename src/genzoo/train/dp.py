@@ -18,9 +18,17 @@ sampling manifest.
 What is private: the weights, and so the samples, the EMA and the best/ selection (the
 validation split is not the training set). What is not: the training-loss values in
 metrics.jsonl (means over the private batch, logged unnoised), and anything a family
-computes from the data before training (a BPE tokenizer, a table's normalisation). The
-noise is seeded by (seed, step) so a run is reproducible and resumes exactly; the
-guarantee therefore assumes the seed stays secret.
+computes from the data before training (a BPE tokenizer, a table's normalisation).
+
+Randomness: the guarantee needs the noise and the Poisson batches to be unpredictable to
+whoever sees the weights. By default both come from the operating system's CSPRNG
+(``os.urandom``): uniforms from 53 random bits, Gaussians by Box-Muller in float64, and each
+noise value is the sum of 4 such draws halved (same variance; as Opacus' ``secure_mode``, it
+blunts floating-point attacks on a single Gaussian draw). Such a run cannot be replayed, and a
+resume continues with fresh randomness. ``GENZOO_DP_SEEDED_NOISE=1`` (tests, debugging) seeds
+both by (seed, step) instead: reproducible and exactly resumable, but the guarantee then holds
+only while the seed stays secret. privacy.json says which ("randomness"), and the run says
+so when it starts.
 
 Families: any whose loss is a mean of per-example losses through layers Opacus knows
 (Linear, Conv, Embedding, GroupNorm, LayerNorm, ...; other layers with their own
@@ -41,6 +49,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -53,6 +63,9 @@ from genzoo.models.base import Updater
 ACCOUNTANT = "rdp"
 EPSILON_TOLERANCE = 0.01  # the noise search stops within this of the target (from below)
 NOISE_SEED_SALT = 0x5EED_D9  # the noise stream differs from the batch stream of the same (seed, step)
+SEEDED_ENV = "GENZOO_DP_SEEDED_NOISE"  # "1": reproducible (insecure) noise and batches, for tests
+SECURE = "os.urandom (secure)"
+SEEDED = "a torch generator seeded by (seed, step): reproducible, NOT secure (the guarantee assumes the seed is secret)"
 PRIVATE_ONLY = ("discriminator",)  # an optimizer with this name is the only one that sees real data
 # Families whose update cannot be made private here, with the reason a user reads.
 REFUSED = {
@@ -62,6 +75,35 @@ REFUSED = {
     "stylegan": "its R1/path-length penalties need second-order per-example gradients, which Opacus does not compute",
     "glow": "its actnorm layers initialise themselves from the first training batch, which no noise protects",
 }
+
+
+def seeded_randomness() -> bool:
+    """Whether GENZOO_DP_SEEDED_NOISE asks for reproducible (insecure) DP randomness."""
+    value = os.environ.get(SEEDED_ENV, "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise GenzooError(f"{SEEDED_ENV} must be 1 (seeded, reproducible DP noise) or 0 (secure, the default), got {value!r}")
+
+
+def secure_uniform(n: int) -> torch.Tensor:
+    """n float64 uniforms on [0, 1) from os.urandom: the top 53 bits of each 64-bit word, times 2^-53."""
+    import numpy as np
+
+    words = np.frombuffer(os.urandom(8 * n), dtype=np.uint64) >> np.uint64(11)
+    return torch.from_numpy(words.astype(np.float64) * 2.0 ** -53)
+
+
+def secure_normal(n: int) -> torch.Tensor:
+    """n float64 standard normals from os.urandom: Box-Muller, z = sqrt(-2 ln(1-u1)) (cos 2 pi u2, sin 2 pi u2),
+    and each returned value is (z1 + z2 + z3 + z4) / 2 (variance 1) so no value is one draw's rounding."""
+    m = (4 * n + 1) // 2
+    u = secure_uniform(2 * m)
+    r = torch.sqrt(-2.0 * torch.log1p(-u[:m]))  # 1 - u1 lies in (0, 1]: the log is finite
+    theta = 2.0 * math.pi * u[m:]
+    z = torch.cat([r * torch.cos(theta), r * torch.sin(theta)])[: 4 * n]
+    return z.view(4, n).sum(0) / 2.0
 
 
 def default_delta(n: int) -> float:
@@ -174,6 +216,10 @@ class PrivateTraining:
         self.sigma = noise_multiplier(self.epsilon_target, self.delta, self.sample_rate, self.planned_steps)
         self.history: list[list] = []  # the accountant's [(sigma, q, steps)], merged like Opacus' RDPAccountant
         self.seed = config.seed
+        self.seeded = seeded_randomness()
+        self.randomness = {SEEDED if self.seeded else SECURE}  # over resumes, every source a step of this run used
+        print(f"differential privacy: noise and Poisson batches drawn from {SEEDED if self.seeded else SECURE}"
+              + ("" if self.seeded else f"; set {SEEDED_ENV}=1 for reproducible (insecure) noise"), file=sys.stderr)
         names = [k for k in optimizers if k in PRIVATE_ONLY] or list(optimizers)
         self.private = set(names)
         # Parameters on the model itself (a TVAE's shared decoder scale) are used in the family's own code, not in a
@@ -186,8 +232,6 @@ class PrivateTraining:
                        for k in names}
         self._frozen_params = [p for p in model.parameters(recurse=False) if names_of[id(p)] in self.frozen]
         if self.frozen:
-            import sys
-
             print(f"note: --dp-epsilon keeps {', '.join(self.frozen)} at its initial value (a parameter outside any layer: "
                   "no per-example gradient)", file=sys.stderr)
         # loss_reduction "sum": Opacus leaves each row as it comes (1/B of example i's gradient, the family's
@@ -207,9 +251,14 @@ class PrivateTraining:
     # ---- sampling -----------------------------------------------------------
     def sample_rows(self, step: int) -> torch.Tensor:
         """Poisson sampling: each training example joins step ``step``'s batch with probability q,
-        independently (the subsampling the accountant assumes), a function of (seed, step)."""
-        g = torch.Generator().manual_seed((self.seed * 1_000_003 + step * 7_919 + 31) % (2**63))
-        rows = torch.nonzero(torch.rand(self.n, generator=g) < self.sample_rate).flatten()
+        independently (the subsampling the accountant assumes): from os.urandom, or with
+        GENZOO_DP_SEEDED_NOISE=1 a function of (seed, step)."""
+        if self.seeded:
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + step * 7_919 + 31) % (2**63))
+            u = torch.rand(self.n, generator=g)
+        else:
+            u = secure_uniform(self.n)
+        rows = torch.nonzero(u < self.sample_rate).flatten()
         self.batch_len, self.step, self._updates = len(rows), step, 0
         return rows
 
@@ -235,10 +284,14 @@ class PrivateTraining:
         flat = torch.cat([r.reshape(B, p.numel()) for r, p in zip(rows, params)], 1) * B  # row i: example i's own gradient
         norms = flat.norm(dim=1)
         factor = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
-        g = torch.Generator(device=flat.device).manual_seed(
-            (self.seed * 1_000_003 + self.step * 7_919 + NOISE_SEED_SALT + len(self.history)) % (2**63))
         summed = factor @ flat  # sum_i clip_C(g_i)
-        noisy = summed + torch.randn(summed.shape, generator=g, device=flat.device) * (self.sigma * self.max_grad_norm)
+        if self.seeded:
+            g = torch.Generator(device=flat.device).manual_seed(
+                (self.seed * 1_000_003 + self.step * 7_919 + NOISE_SEED_SALT + len(self.history)) % (2**63))
+            z = torch.randn(summed.shape, generator=g, device=flat.device)
+        else:
+            z = secure_normal(summed.numel()).to(device=flat.device, dtype=summed.dtype).view(summed.shape)
+        noisy = summed + z * (self.sigma * self.max_grad_norm)
         noisy /= self.expected_batch
         i = 0
         for p in params:
@@ -307,7 +360,7 @@ class PrivateTraining:
                 "noise_multiplier": self.sigma, "max_grad_norm": self.max_grad_norm, "sample_rate": self.sample_rate,
                 "expected_batch_size": self.expected_batch, "steps": self.steps_taken, "planned_steps": self.planned_steps,
                 "accountant": ACCOUNTANT, "sampling": "poisson", "private_optimizers": sorted(self.private),
-                "frozen_parameters": self.frozen,
+                "frozen_parameters": self.frozen, "randomness": " + ".join(sorted(self.randomness)),
                 "training_examples": self.n}
 
     def write(self, out_dir: Path) -> None:
@@ -315,7 +368,7 @@ class PrivateTraining:
 
     def state_dict(self) -> dict:
         return {"history": [list(h) for h in self.history], "sigma": self.sigma, "delta": self.delta,
-                "sample_rate": self.sample_rate, "planned_steps": self.planned_steps}
+                "sample_rate": self.sample_rate, "planned_steps": self.planned_steps, "randomness": sorted(self.randomness)}
 
     def load_state_dict(self, state: dict | None, total_steps: int | None) -> None:
         if not state:
@@ -323,6 +376,8 @@ class PrivateTraining:
         if not math.isclose(state["sample_rate"], self.sample_rate) or not math.isclose(state["delta"], self.delta):
             raise GenzooError("resume a DP run with the --batch-size and --dp-delta it started with")
         self.history, self.sigma, self.planned_steps = [list(h) for h in state["history"]], state["sigma"], state["planned_steps"]
+        # a checkpoint from before the secure default used seeded randomness
+        self.randomness |= set(state.get("randomness", [SEEDED]))
         if total_steps is not None and total_steps > self.planned_steps:
             raise GenzooError(f"the noise was calibrated for {self.planned_steps} steps; running to {total_steps} would spend "
                               f"more than epsilon {self.epsilon_target}: start a new run with the larger --steps")
