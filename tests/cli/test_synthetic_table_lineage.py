@@ -47,3 +47,27 @@ def test_a_dp_synthetic_table_is_recorded_with_its_lineage_and_kept_out_of_real_
     run("store", "export", "--out", tmp_path / "real.jsonl", "--rated-min", "4", "--store", db)
     rows = [json.loads(line) for line in (tmp_path / "real.jsonl").read_text().splitlines()]
     assert [row["id"] for row in rows] == [real] and not any(row["synthetic"] for row in rows)
+    assert g.kind == "table"
+
+    # a table export takes real table records only, unless asked; then each row says where it came from
+    with Store.open(db, encoder=None) as store:
+        real_table = store.record(kind="table", content=b"species,mass\nAdelie,3700\nGentoo,5000\n", content_type="text/csv",
+                                  synthetic=False)
+        store.feedback(real_table, rating=5)
+    run("store", "export", "--out", tmp_path / "real.csv", "--rated-min", "4", "--store", db)
+    assert (tmp_path / "real.csv").read_text().splitlines() == [
+        "generation_id,synthetic,species,mass", f"{real_table},0,Adelie,3700", f"{real_table},0,Gentoo,5000"]
+    r = runner.invoke(app, ["store", "export", "--out", str(tmp_path / "t.csv"), "--rated-min", "4", "--include-synthetic",
+                            "--store", str(db)])  # the penguins sample and the two-column table: not one training set
+    assert r.exit_code != 0 and "other columns" in r.output and not (tmp_path / "t.csv").exists(), r.output
+    with Store.open(db, encoder=None) as store:
+        store.feedback(g.id, label="share")
+    r = runner.invoke(app, ["store", "export", "--out", str(tmp_path / "t.csv"), "--label", "share", "--store", str(db)])
+    assert r.exit_code != 0 and "--include-synthetic" in r.output and not (tmp_path / "t.csv").exists(), r.output
+    run("store", "export", "--out", tmp_path / "t.csv", "--label", "share", "--include-synthetic", "--store", db)
+    import csv
+
+    exported = list(csv.reader((tmp_path / "t.csv").open()))
+    sample = list(csv.reader((tmp_path / "syn.csv").open()))
+    assert exported[0] == ["generation_id", "synthetic", *sample[0]]
+    assert [row[2:] for row in exported[1:]] == sample[1:] and {tuple(row[:2]) for row in exported[1:]} == {(str(g.id), "1")}

@@ -62,7 +62,7 @@ def test_synthetic_records_are_left_out_unless_asked_for(rated, tmp_path):
         with pytest.raises(GenzooError, match="rated-min"):
             export(s, tmp_path / "x.jsonl")
         with pytest.raises(GenzooError, match="--format"):
-            export(s, tmp_path / "x.csv", rated_min=4)
+            export(s, tmp_path / "x.tsv", rated_min=4)
         assert not (tmp_path / "none.jsonl").exists() and not list(tmp_path.glob("*.tmp"))
 
 

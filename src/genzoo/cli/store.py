@@ -164,11 +164,11 @@ def stats(
 
 @store_app.command("export")
 def export_cmd(
-    out_path: Path = typer.Option(..., "--out", "-o", help="where to write: .jsonl / .parquet for text, .npz for images; a new path, or an existing regular file, which is replaced (atomically); a folder, symbolic link, device or FIFO is refused"),
+    out_path: Path = typer.Option(..., "--out", "-o", help="where to write: .jsonl / .parquet for text, .npz for images, .csv for tables; a new path, or an existing regular file, which is replaced (atomically); a folder, symbolic link, device or FIFO is refused"),
     rated_min: Optional[float] = typer.Option(None, "--rated-min", help="records whose mean rating is at least this"),
     label: Optional[str] = typer.Option(None, "--label", help="records given this label"),
     include_synthetic: bool = typer.Option(False, "--include-synthetic", help="also export synthetic (model-made) records"),
-    fmt: Optional[str] = typer.Option(None, "--format", help="jsonl, parquet or npz (default: from the -o suffix)"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="jsonl, parquet, npz or csv (tables) (default: from the -o suffix)"),
     store: StoreOption = None,
 ) -> None:
     """Export rated or labeled records as a training set that `genzoo train --data` reads (real records only by default)."""

@@ -2,7 +2,9 @@
 
 Text -> ``.jsonl`` (one ``{"text": ...}`` object a line, the format ``genzoo train --data`` reads)
 or ``.parquet`` (the same columns, for other tools; needs ``pyarrow``). Images -> ``.npz`` with
-``x`` (N, H, W) uint8 and ``ids``, which ``genzoo train --data`` reads. Synthetic records (model
+``x`` (N, H, W) uint8 and ``ids``, which ``genzoo train --data`` reads. Tables -> ``.csv``: the
+rows of the selected table records (each a CSV dataset) under their shared header, after two
+columns ``generation_id`` and ``synthetic`` that say where each row came from. Synthetic records (model
 output) stay out unless ``include_synthetic``: a training set of real data must not fill up with
 a model's own samples by accident. Every row says whether it is synthetic.
 
@@ -30,7 +32,7 @@ from genzoo.core.atomic import write_atomic_with
 from genzoo.core.errors import GenzooError
 from genzoo.store.visibility import seen_by
 
-FORMATS = ("jsonl", "parquet", "npz")
+FORMATS = ("jsonl", "parquet", "npz", "csv")
 PSEUDO_ROOTS = ("/proc", "/sys", "/dev")  # kernel file systems: never export targets
 CONTINUATION_FORMATS = ("genzoo.textgen/1",)
 
@@ -76,9 +78,9 @@ def _finite(x) -> bool:
 
 
 def _format_for(out: Path, fmt: str | None) -> str:
-    fmt = fmt or {".jsonl": "jsonl", ".parquet": "parquet", ".npz": "npz"}.get(out.suffix.lower())
+    fmt = fmt or {".jsonl": "jsonl", ".parquet": "parquet", ".npz": "npz", ".csv": "csv"}.get(out.suffix.lower())
     if fmt not in FORMATS:
-        raise GenzooError(f"give --format jsonl, parquet or npz (or an -o path ending in one of them), got {fmt or out.suffix!r}")
+        raise GenzooError(f"give --format jsonl, parquet, npz or csv (or an -o path ending in one of them), got {fmt or out.suffix!r}")
     return fmt
 
 
@@ -139,7 +141,7 @@ def export(store, out: str | Path, *, rated_min: float | None = None, label: str
             label.encode("utf-8")
         except UnicodeEncodeError:
             raise GenzooError("--label is not valid UTF-8 text; give it as UTF-8") from None
-    kind = "image" if fmt == "npz" else "text"
+    kind = {"npz": "image", "csv": "table"}.get(fmt, "text")
     ids, skipped = _select(store, rated_min, label, include_synthetic, kind)
     gens = [store.get(i) for i in ids]
     if not gens:
@@ -147,9 +149,10 @@ def export(store, out: str | Path, *, rated_min: float | None = None, label: str
                           f"{skipped} synthetic ones matched: add --include-synthetic to export them" if skipped else
                           f"no {kind} records match those ratings / labels; nothing written")
     labels = _labels(store, ids)
-    rows = None if fmt == "npz" else [_text_row(g, labels.get(g.id, [])) for g in gens]
+    rows = None if fmt in ("npz", "csv") else [_text_row(g, labels.get(g.id, [])) for g in gens]
+    table = _table_rows(gens) if fmt == "csv" else None  # checked before anything is written
     write = {"npz": lambda tmp: _write_npz(tmp, gens), "parquet": lambda tmp: _write_parquet(tmp, rows),
-             "jsonl": lambda tmp: _write_jsonl(tmp, rows)}[fmt]
+             "jsonl": lambda tmp: _write_jsonl(tmp, rows), "csv": lambda tmp: _write_csv(tmp, *table)}[fmt]
     try:
         write_atomic_with(out, write)  # a temporary file beside it, renamed over it; removed on any failure
     except OSError as e:
@@ -186,6 +189,39 @@ def _write_parquet(path: Path, rows: list[dict]) -> None:
     except ImportError as e:
         raise GenzooError("Parquet export needs pyarrow: pip install 'genzoo[export]', or export --format jsonl") from e
     pq.write_table(pa.Table.from_pylist(rows), path)
+
+
+def _table_rows(gens) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the table records, each row led by its record's id and synthetic flag; the
+    records must share one header (tables of different columns do not make one training set)."""
+    import csv
+
+    header, out = None, []
+    for g in gens:
+        try:
+            lines = list(csv.reader(io.StringIO((g.content or b"").decode("utf-8"))))
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise GenzooError(f"table record {g.id} is not a readable CSV ({e}); nothing written") from None
+        if not lines:
+            continue
+        if header is None:
+            header = lines[0]
+        elif lines[0] != header:
+            raise GenzooError(f"table record {g.id} has other columns than the records before it; export one table at a time "
+                              "(label its records and use --label); nothing written")
+        out += [[str(g.id), str(int(g.synthetic)), *row] for row in lines[1:]]
+    if header is None:
+        raise GenzooError("the matching table records hold no rows; nothing written")
+    return ["generation_id", "synthetic", *header], out
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    import csv
+
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
 
 
 def _write_npz(path: Path, gens) -> None:

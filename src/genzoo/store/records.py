@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ROLES = ("admin", "writer", "reader")
-KINDS = ("text", "image", "points", "array", "audio")  # audio: WAV or MIDI bytes
+KINDS = ("text", "image", "points", "array", "audio", "table")  # audio: WAV or MIDI bytes; table: CSV bytes
 VISIBILITIES = ("private", "shared")
 
 

@@ -63,6 +63,8 @@ def record_samples(store, manifest: dict, png: Path, model, samples=None, image_
     condition = manifest.get("condition")
     prompt = None if condition is None else f"condition: {json.dumps(condition)}"
     content_type = "text/csv" if png.suffix == ".csv" else "image/png"
+    if content_type == "text/csv":  # a synthetic table: a dataset of its own kind, its lineage in the manifest
+        kind = "table"
     if png.suffix.lower() in AUDIO_TYPES:  # a WAV (audio data) or a MIDI (music tokens) is what a person plays
         kind, content_type = "audio", AUDIO_TYPES[png.suffix.lower()]
     elif (model.data_spec or {}).get("kind") == "audio":  # -o named the spectrogram: record the sound beside it
