@@ -54,7 +54,7 @@ def test_config_resolution_and_capabilities():
     assert (llama.tie_embeddings, llama.qkv_bias, llama.kv_heads, llama.mlp_hidden) == (False, False, 2, 96)
     assert gpt.vocab_size == VOCAB  # from the data spec
     assert {SAMPLE, LOG_PROB} <= GPT.capabilities and GPT.likelihood == "exact"
-    assert set(GPT.sampler_options()) == {"temperature", "max_tokens"}
+    assert set(GPT.sampler_options()) == {"temperature", "max_tokens", "in_range"}  # in_range: chorale models only
     d = GPT.defaults_for(tokens_spec(window=65))
     assert (d.context, d.vocab_size, d.layers, d.width) == (64, VOCAB, 4, 128)
     assert isinstance(build("llama").norm_f, torch.nn.Module) and build("gpt").pos_emb is not None
