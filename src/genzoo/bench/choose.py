@@ -210,14 +210,10 @@ def rank_for(goal: str) -> Callable[[dict[str, dict]], list[str]]:
         # privacy: fewest near-copies beyond what real held-out data shows
         def copying(n):
             m = results[n]
-            # images, points, audio: genzoo.eval.memorization; tables: the DCR of genzoo.eval.tables (same idea:
-            # the share of samples nearer a training example than 95% of held-out examples are, beyond real data's)
-            pre = "copy_nn_below_p5_share" if m.get("copy_nn_below_p5_share") is not None else "dcr_below_test_p5"
-            share = m.get(pre)
-            if share is None:
+            share_key, exact_key = _copy_keys(m)
+            if m.get(share_key) is None:
                 return math.inf
-            exact = m.get("copy_exact_share") if pre.startswith("copy") else m.get("exact_copies")
-            return max(float(share) - float(m.get(pre + "_floor") or 0.0), 0.0) + float(exact or 0.0)
+            return max(float(m[share_key]) - float(m.get(share_key + "_floor") or 0.0), 0.0) + float(m.get(exact_key) or 0.0)
         return sorted(names, key=lambda n: (gated(n), copying(n), quality(results[n])))
 
     return rank
@@ -270,7 +266,7 @@ def _evaluate(model, data: str, family: str, seed: int, nll: bool = True) -> dic
     metrics = with_table_gap(evaluate(model, data, n_samples=N_SAMPLES, nll=False, seed=seed))
     # no sample-quality metric here (a user's folder of images: no feature network knows them): the test NLL is the
     # quality, so every round needs it, or every candidate would tie at "unknown" and halving would keep them by name
-    nll = nll or not any(k in metrics for k in ("fd_digits", "mmd2", "fd_audio", "quality_gap"))
+    nll = nll or quality_key(metrics) is None  # no NLL is in metrics yet: None means no sample-quality metric
     if nll and LOG_PROB in set(getattr(model, "capabilities", ())) and load_dataset(data, "train").kind != "tokens":
         test = load_dataset(data, "test")
         sub = SimpleNamespace(x=test.x[:NLL_TEST_MAX], kind=test.kind, dims=test.dims)
@@ -357,10 +353,19 @@ def _fmt(v, digits=4) -> str:
     return "-" if v is None else (f"{v:.{digits}g}" if isinstance(v, float) else str(v))
 
 
+def _copy_keys(m: dict) -> tuple[str, str]:
+    """(near-copy share key, exact-copy share key): images, points, audio from genzoo.eval.memorization;
+    tables from the DCR of genzoo.eval.tables (the same idea: the share of samples nearer a training
+    example than 95% of held-out examples are, beside real data's)."""
+    if m.get("copy_nn_below_p5_share") is not None:
+        return "copy_nn_below_p5_share", "copy_exact_share"
+    return "dcr_below_test_p5", "exact_copies"
+
+
 def _near_copies(m: dict) -> tuple[float | None, float | None]:
     """(share of samples nearer a training example than 95% of held-out ones, its real-data floor)."""
-    pre = "copy_nn_below_p5_share" if m.get("copy_nn_below_p5_share") is not None else "dcr_below_test_p5"
-    return m.get(pre), m.get(pre + "_floor")
+    key = _copy_keys(m)[0]
+    return m.get(key), m.get(key + "_floor")
 
 
 def decide(result: Halving, goal: str) -> dict:
