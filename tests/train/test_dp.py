@@ -18,7 +18,7 @@ from interrupt import crash_at
 
 @dataclass
 class ToyConfig(ModelConfig):
-    norm: str = ""  # "batch": a BatchNorm layer, which DP must refuse
+    norm: str = ""  # "batch": a BatchNorm layer, which DP must refuse; "layer": a LayerNorm (Opacus' hooks, not ghost clipping)
 
 
 class ToyAE(GenerativeModel):
@@ -28,7 +28,7 @@ class ToyAE(GenerativeModel):
 
     def __init__(self, config):
         super().__init__(config)
-        norm = [nn.BatchNorm1d(8)] if config.norm == "batch" else []
+        norm = {"batch": [nn.BatchNorm1d(8)], "layer": [nn.LayerNorm(8)]}.get(config.norm, [])
         self.net = nn.Sequential(nn.Linear(2, 8), *norm, nn.Tanh(), nn.Linear(8, 2))
 
     def loss(self, batch):
@@ -64,10 +64,12 @@ def test_noise_multiplier_is_opacus_and_spends_at_most_the_target_close_to_it():
         dp.noise_multiplier(1e-9, 1e-5, 0.9, 10_000)
 
 
-def test_per_example_clipping_matches_a_brute_force_computation():
-    model, data = toy()
+@pytest.mark.parametrize("norm,ghost", [("", True), ("layer", False)])
+def test_per_example_clipping_matches_a_brute_force_computation(norm, ghost):
+    model, data = toy(norm)
     opt = model.configure_optimizers(1e-2, 0.0)
     privacy = dp.PrivateTraining(model, opt, cfg(), len(data))
+    assert (privacy.ghost is not None) == ghost and bool(privacy.hooks) != ghost  # Linear-only: ghost clipping; else Opacus
     privacy.sigma = 0.0  # clipping alone, to compare exactly
     x = data.x[:16]
     model.train()
@@ -83,7 +85,7 @@ def test_per_example_clipping_matches_a_brute_force_computation():
             e += g * min(1.0, C / (norm + 1e-6))
 
     privacy.batch_len = len(x)
-    privacy.clear()  # the single-example passes above went through the hooks too
+    privacy.reset()  # the single-example passes above went through the hooks too
     (model.net(x) - x).square().sum(1).mean().backward()
     privacy.clip_and_noise("main")
     got = [p.grad.clone() for p in model.parameters()]

@@ -59,6 +59,7 @@ import torch
 from genzoo.core.atomic import write_atomic_file
 from genzoo.core.errors import GenzooError
 from genzoo.models.base import Updater
+from genzoo.train.ghost import LinearGhost, linear_only
 
 ACCOUNTANT = "rdp"
 EPSILON_TOLERANCE = 0.01  # the noise search stops within this of the target (from below)
@@ -236,13 +237,19 @@ class PrivateTraining:
                   "no per-example gradient)", file=sys.stderr)
         # loss_reduction "sum": Opacus leaves each row as it comes (1/B of example i's gradient, the family's
         # loss being a batch mean) and ``clip_and_noise`` scales by the batch size it knows to be right.
+        # Modules made of Linear layers get ghost clipping (genzoo.train.ghost: no B x out x in per-example
+        # gradients); every other module goes through Opacus' per-example hooks.
+        modules = _private_modules(model, {id(p) for ps in self.params.values() for p in ps})
+        ghost = [m for m in modules if linear_only(m)]
+        self.ghost = LinearGhost(ghost) if ghost else None
+        self._ghost_params = {id(p) for p in self.ghost.parameters()} if self.ghost else set()
         try:
             self.hooks = [GradSampleModule(m, batch_first=True, loss_reduction="sum", strict=False)
-                          for m in _private_modules(model, {id(p) for ps in self.params.values() for p in ps})]
+                          for m in modules if not linear_only(m)]
         except (NotImplementedError, ValueError) as e:
             raise GenzooError(f"{model.family or type(model).__name__} cannot be trained with differential privacy: Opacus "
                               f"cannot compute per-example gradients of one of its layers ({str(e).splitlines()[0][:150]})") from None
-        if not self.hooks:
+        if not self.hooks and not self.ghost:
             raise GenzooError(f"{model.family or type(model).__name__}: no layer holds the parameters to train privately")
         self.batch_len = 0
         self.step = 0
@@ -268,12 +275,13 @@ class PrivateTraining:
         expected batch size; returns the mean per-example gradient norm before clipping."""
         params = self.params[name]
         B = self.batch_len
-        missing = [i for i, p in enumerate(params) if getattr(p, "grad_sample", None) is None]
+        ghosted = self._ghost_params
+        missing = [i for i, p in enumerate(params) if id(p) not in ghosted and getattr(p, "grad_sample", None) is None]
         if missing:
             raise GenzooError(f"--dp-epsilon: {len(missing)} parameter tensor(s) got no per-example gradient (they are used "
                               "outside a layer Opacus can hook, e.g. a bare nn.Parameter in the model's own code); "
                               "this family cannot be trained privately yet")
-        rows = [p.grad_sample for p in params]
+        rows = [p.grad_sample for p in params if id(p) not in ghosted]
         if any(isinstance(r, list) for r in rows):  # Opacus keeps a list when backward ran more than once
             raise GenzooError("--dp-epsilon: the private loss was back-propagated more than once in one update; "
                               "this family cannot be trained privately yet")
@@ -281,22 +289,32 @@ class PrivateTraining:
         if bad:
             raise GenzooError(f"--dp-epsilon: per-example gradients came with {bad[0]} rows for a batch of {B}: the family "
                               "reshapes its batch inside a layer, so an example's gradient cannot be bounded")
-        flat = torch.cat([r.reshape(B, p.numel()) for r, p in zip(rows, params)], 1) * B  # row i: example i's own gradient
-        norms = flat.norm(dim=1)
-        factor = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
-        summed = factor @ flat  # sum_i clip_C(g_i)
+        # Row i of a grad_sample is 1/B of example i's gradient (the family's loss is a batch mean). The norms and
+        # the clipped sum are taken tensor by tensor: concatenating B x P per-example rows first cost 2/3 of a DP
+        # step through Opacus' hooks (tvae/diamonds, batch ~500, one thread, loaded cores: 1.47 -> 4.16 steps/s).
+        device = params[0].device
+        sq, sums = self.ghost.per_example(B) if self.ghost else (torch.zeros(B, dtype=torch.float64), {})
+        sq = sq.to(device)
+        for p in params:
+            if id(p) not in ghosted:
+                r = p.grad_sample.reshape(B, p.numel())
+                sq += torch.linalg.vector_norm(r, dim=1).double() ** 2  # no B x P copy, unlike r.pow(2)
+                sums[p] = lambda f, r=r: f.to(r.dtype) @ r
+        norms = (sq.sqrt() * B).float()
+        factor = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0) * B  # B undoes the 1/B in each row
+        total = sum(p.numel() for p in params)
         if self.seeded:
-            g = torch.Generator(device=flat.device).manual_seed(
+            g = torch.Generator(device=device).manual_seed(
                 (self.seed * 1_000_003 + self.step * 7_919 + NOISE_SEED_SALT + len(self.history)) % (2**63))
-            z = torch.randn(summed.shape, generator=g, device=flat.device)
+            z = torch.randn(total, generator=g, device=device)
         else:
-            z = secure_normal(summed.numel()).to(device=flat.device, dtype=summed.dtype).view(summed.shape)
-        noisy = summed + z * (self.sigma * self.max_grad_norm)
-        noisy /= self.expected_batch
+            z = secure_normal(total).to(device=params[0].device, dtype=torch.float32)
+        z *= self.sigma * self.max_grad_norm
         i = 0
         for p in params:
             k = p.numel()
-            p.grad = noisy[i : i + k].view_as(p).to(p.dtype)
+            summed = sums[p](factor).reshape(-1)  # sum_i clip_C(g_i) for this tensor
+            p.grad = ((summed + z[i : i + k].to(summed.dtype)) / self.expected_batch).view_as(p).to(p.dtype)
             i += k
         return float(norms.mean()) if B else 0.0
 
@@ -308,7 +326,8 @@ class PrivateTraining:
             self.history.append([self.sigma, self.sample_rate, 1])
 
     def clear(self) -> None:
-        """Drop per-example gradients (before a private backward pass)."""
+        """Drop per-example gradients (before a private backward pass; the ghost layers' records of this
+        step's forward pass stay: they are the inputs its backward pass pairs with)."""
         for h in self.hooks:
             for p in h.parameters():
                 p.grad_sample = None
@@ -317,6 +336,8 @@ class PrivateTraining:
         """After any update: drop what the hooks kept (activations of a forward pass that a non-private
         backward never consumed, Opacus' per-parameter counters), so the next private pass starts clean."""
         self.clear()
+        if self.ghost:
+            self.ghost.clear()
         for h in self.hooks:
             for m in h.modules():
                 if hasattr(m, "activations"):
@@ -329,6 +350,8 @@ class PrivateTraining:
                 p._forward_counter = 0
 
     def hooks_enabled(self, on: bool) -> None:
+        if self.ghost:
+            self.ghost.enabled = on
         for h in self.hooks:
             h.enable_hooks() if on else h.disable_hooks()
 
@@ -385,6 +408,8 @@ class PrivateTraining:
     def detach(self) -> None:
         """Remove the per-example hooks (before the model is copied or sampled at the end)."""
         self.reset()
+        if self.ghost:
+            self.ghost.remove()
         for h in self.hooks:
             h.remove_hooks()
 
