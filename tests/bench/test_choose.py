@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 
 import pytest
 from typer.testing import CliRunner
@@ -85,6 +86,17 @@ def test_dry_run_prints_the_plan():
         assert word in r.output
     p = ch.dry_run("toy2d:moons", 2)
     assert p["expected_seconds"] == pytest.approx(120, rel=0.05)
+
+
+def test_a_thin_budget_is_warned_with_the_budget_that_is_not():
+    # at minimum_minutes, round 1 trains each candidate exactly one overhead long (plan() agrees)
+    need = ch.minimum_minutes(4, 10.0)
+    assert ch.plan(list("abcd"), need * 60, 10.0)[0]["seconds_each"] == pytest.approx(10.0)
+    assert ch.budget_warning(4, need, 10.0) is None
+    w = ch.budget_warning(4, 0.5, 10.0)
+    assert "thin for 4 candidates" in w and f"--minutes {math.ceil(need * 10) / 10:g} or more" in w
+    r = CliRunner().invoke(app, ["choose", "--data", "penguins", "--minutes", "0.5", "--dry-run"])
+    assert r.exit_code == 0 and "warning: --minutes 0.5 is thin" in r.output
 
 
 def test_refuses_a_missing_path_and_an_unknown_goal(tmp_path):

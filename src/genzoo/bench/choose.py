@@ -61,6 +61,24 @@ def plan(candidates: list[str], total_seconds: float, overhead_s: float) -> list
     return [{"round": i + 1, "candidates": c, "seconds_each": max(per_round / c, MIN_RUN_SECONDS)} for i, c in enumerate(counts)]
 
 
+def minimum_minutes(n: int, overhead_s: float) -> float:
+    """The budget at which round 1 trains each of ``n`` candidates at least as long as one run's overhead
+    (building, evaluating, saving): below it the first cut is made on models that trained for a few
+    seconds, and whatever starts fastest survives it. Measured: penguins at --minutes 0.5 (2-3 s of
+    training a run) picked the copula twice while the 2.5-minute bench's best was tabddpm or tvae."""
+    counts = halving_counts(n)
+    return (sum(counts) + len(counts) * n) * overhead_s / 60
+
+
+def budget_warning(n: int, minutes: float, overhead_s: float) -> str | None:
+    need = minimum_minutes(n, overhead_s)
+    if minutes >= need:
+        return None
+    return (f"--minutes {minutes:g} is thin for {n} candidates: round 1 trains each for less than the ~{overhead_s:.0f} s "
+            f"it takes to build and evaluate one, so the first cut favours families that start fast over ones that end "
+            f"best; --minutes {math.ceil(need * 10) / 10:g} or more gives round 1 at least that")
+
+
 def expected_seconds(rounds: list[dict], overhead_s: float) -> float:
     return sum(r["candidates"] * (r["seconds_each"] + overhead_s) for r in rounds)
 
@@ -245,7 +263,7 @@ def dry_run(data: str, minutes: float, goal: str = "quality", families: list[str
     overhead = DEFAULT_OVERHEAD_S.get(kind, 20.0)
     rounds = plan(names, minutes * 60, overhead)
     return {"data": data, "kind": kind, "goal": goal, "candidates": names, "rounds": rounds, "overhead_s_per_run": overhead,
-            "expected_seconds": expected_seconds(rounds, overhead)}
+            "expected_seconds": expected_seconds(rounds, overhead), "budget_warning": budget_warning(len(names), minutes, overhead)}
 
 
 def format_plan(p: dict) -> str:
@@ -255,6 +273,8 @@ def format_plan(p: dict) -> str:
         lines.append(f"  round {r['round']}: {r['candidates']} runs x {r['seconds_each']:.1f} s training ({who})")
     lines.append(f"expected time: about {p['expected_seconds']:.0f} s ({p['expected_seconds'] / 60:.1f} min), "
                  f"counting ~{p['overhead_s_per_run']:.0f} s per run to build, evaluate and save")
+    if p.get("budget_warning"):
+        lines.append(f"warning: {p['budget_warning']}")
     return "\n".join(lines)
 
 
@@ -324,9 +344,13 @@ def choose(
 
     overhead = DEFAULT_OVERHEAD_S.get(kind, 20.0)
     say(f"choosing among {len(names)} families for {data} ({kind}), goal {goal}, budget {minutes:g} min")
+    warning = budget_warning(len(names), minutes, overhead)
+    if warning:
+        say(f"warning: {warning}")
     result = successive_halving(names, minutes * 60, run, rank, overhead_s=overhead)
     decision = decide(result, goal)
-    decision.update(data=data, kind=kind, goal=goal, minutes=minutes, seed=seed, candidates=names, wall_seconds=round(result.seconds, 1))
+    decision.update(data=data, kind=kind, goal=goal, minutes=minutes, seed=seed, candidates=names, wall_seconds=round(result.seconds, 1),
+                    budget_warning=warning)
     report = write_report(decision, result, out_dir)
     decision["report"] = str(report)
     (out_dir / "choose.json").write_text(json.dumps({**decision, "rounds": _rounds_json(result)}, indent=2, default=str))
