@@ -15,7 +15,7 @@ def brute_force(net, loss_of_rows, x):
     for i in range(B):
         net.zero_grad()
         (loss_of_rows(net, x[i : i + 1]).sum() / B).backward()
-        rows.append(torch.cat([p.grad.reshape(-1) for p in net.parameters()]))
+        rows.append(torch.cat([p.grad.reshape(-1) for p in net.parameters() if p.requires_grad]))
     net.zero_grad()
     return torch.stack(rows)
 
@@ -75,3 +75,15 @@ def test_only_linear_modules_are_ghosted_and_disabled_hooks_record_nothing():
     hooks.enabled = False
     net(torch.randn(3, 2)).sum().backward()
     assert hooks.records == {}
+
+
+def test_a_frozen_layer_counts_for_nothing():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    x = torch.randn(5, 3)
+    for p in net[0].parameters():
+        p.requires_grad_(False)
+    sq, sums = ghost(net, mlp_loss, x)
+    truth = brute_force(net, mlp_loss, x)  # the trained layer's gradients only
+    torch.testing.assert_close(sq.float(), truth.pow(2).sum(1), rtol=1e-4, atol=1e-9)
+    assert net[0].weight not in sums

@@ -72,6 +72,9 @@ class LinearGhost:
         for layer in self.layers:
             uses = [(a, g) for a, g in self.records.get(layer, []) if g is not None]
             w, b = layer.weight, layer.bias
+            if not w.requires_grad:  # a frozen layer is not trained: its gradient is not released, so not counted
+                continue
+            b = b if b is not None and b.requires_grad else None
             if not uses:  # the layer did not touch the loss this step: every example's gradient is zero
                 for p in (w, b):
                     if p is not None:
