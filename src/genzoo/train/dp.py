@@ -245,7 +245,7 @@ class PrivateTraining:
         self._ghost_params = {id(p) for p in self.ghost.parameters()} if self.ghost else set()
         try:
             self.hooks = [GradSampleModule(m, batch_first=True, loss_reduction="sum", strict=False)
-                          for m in modules if not linear_only(m)]
+                          for m in modules if m not in ghost]
         except (NotImplementedError, ValueError) as e:
             raise GenzooError(f"{model.family or type(model).__name__} cannot be trained with differential privacy: Opacus "
                               f"cannot compute per-example gradients of one of its layers ({str(e).splitlines()[0][:150]})") from None
@@ -275,13 +275,13 @@ class PrivateTraining:
         expected batch size; returns the mean per-example gradient norm before clipping."""
         params = self.params[name]
         B = self.batch_len
-        ghosted = self._ghost_params
-        missing = [i for i, p in enumerate(params) if id(p) not in ghosted and getattr(p, "grad_sample", None) is None]
+        hooked = [p for p in params if id(p) not in self._ghost_params]  # the rest are the ghost layers'
+        missing = [p for p in hooked if getattr(p, "grad_sample", None) is None]
         if missing:
             raise GenzooError(f"--dp-epsilon: {len(missing)} parameter tensor(s) got no per-example gradient (they are used "
                               "outside a layer Opacus can hook, e.g. a bare nn.Parameter in the model's own code); "
                               "this family cannot be trained privately yet")
-        rows = [p.grad_sample for p in params if id(p) not in ghosted]
+        rows = [p.grad_sample for p in hooked]
         if any(isinstance(r, list) for r in rows):  # Opacus keeps a list when backward ran more than once
             raise GenzooError("--dp-epsilon: the private loss was back-propagated more than once in one update; "
                               "this family cannot be trained privately yet")
@@ -293,13 +293,11 @@ class PrivateTraining:
         # the clipped sum are taken tensor by tensor: concatenating B x P per-example rows first cost 2/3 of a DP
         # step through Opacus' hooks (tvae/diamonds, batch ~500, one thread, loaded cores: 1.47 -> 4.16 steps/s).
         device = params[0].device
-        sq, sums = self.ghost.per_example(B) if self.ghost else (torch.zeros(B, dtype=torch.float64), {})
-        sq = sq.to(device)
-        for p in params:
-            if id(p) not in ghosted:
-                r = p.grad_sample.reshape(B, p.numel())
-                sq += torch.linalg.vector_norm(r, dim=1).double() ** 2  # no B x P copy, unlike r.pow(2)
-                sums[p] = lambda f, r=r: f.to(r.dtype) @ r
+        sq, sums = self.ghost.per_example(B) if self.ghost else (torch.zeros(B, dtype=torch.float64, device=device), {})
+        for p, r in zip(hooked, rows):
+            r = r.reshape(B, p.numel())
+            sq += torch.linalg.vector_norm(r, dim=1).double() ** 2  # no B x P copy, unlike r.pow(2)
+            sums[p] = lambda f, r=r: f.to(r.dtype) @ r
         norms = (sq.sqrt() * B).float()
         factor = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0) * B  # B undoes the 1/B in each row
         total = sum(p.numel() for p in params)
@@ -308,7 +306,7 @@ class PrivateTraining:
                 (self.seed * 1_000_003 + self.step * 7_919 + NOISE_SEED_SALT + len(self.history)) % (2**63))
             z = torch.randn(total, generator=g, device=device)
         else:
-            z = secure_normal(total).to(device=params[0].device, dtype=torch.float32)
+            z = secure_normal(total).to(device=device, dtype=torch.float32)
         z *= self.sigma * self.max_grad_norm
         i = 0
         for p in params:

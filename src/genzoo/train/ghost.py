@@ -67,7 +67,7 @@ class LinearGhost:
     def per_example(self, B: int) -> tuple[torch.Tensor, dict]:
         """(squared per-example gradient norms over all hooked layers (B,), {param: f -> sum_i f_i grad_i}),
         where a row's gradient is what the batch-mean loss gave it (the caller rescales by B)."""
-        sq = torch.zeros(B, dtype=torch.float64)
+        sq = torch.zeros(B, dtype=torch.float64, device=self.layers[0].weight.device if self.layers else None)
         sums: dict = {}
         for layer in self.layers:
             uses = [(a, g) for a, g in self.records.get(layer, []) if g is not None]
