@@ -96,9 +96,19 @@ def train(
     text_tokenizer = source.train_tokenizer(tokenizer or "char", vocab_size) if source.tokenized or tokenizer or vocab_size else None
     train_data = source.load("train", text_tokenizer)
     seed = settings.get("seed") or 0
+    load_split = lambda split: source.load(split, text_tokenizer)  # noqa: E731
+    if settings.get("dp_epsilon") is not None and train_data.kind == "table":
+        # the encoding a checkpoint carries is fitted privately too, and the accountant counts it (table_privacy)
+        from genzoo.data import table as tables
+        from genzoo.data import table_privacy
+
+        spec = table_privacy.private_spec(data, settings["dp_epsilon"], settings.get("dp_delta"), seed)
+        table_privacy.announce(spec)
+        load_split = lambda split: tables.load(data, split, spec)  # noqa: E731
+        train_data = load_split("train")
     model = build_model(family, train_data, variant, model_overrides, seed)
     config = train_config_for(type(model), train_data, **settings)
-    val_data = source.load("val", text_tokenizer) if config.val_every else None
+    val_data = load_split("val") if config.val_every else None
     trainer = Trainer(model, train_data, config, out_dir=out, data_name=data, val_data=val_data)
     summary = trainer.fit()
     if resume:
@@ -122,17 +132,22 @@ def _resume(out, **settings):
 
         tokenizer = TextTokenizer.load(ckpt)
     source = resolve(run["data"])
-    train_data = source.load("train", tokenizer)
     cls = get_family(run["family"]).model_class
     model = cls(cls.config_class.from_dict(run["model_config"]))
     model.tokenizer = tokenizer
+    load_split = lambda split: source.load(split, tokenizer)  # noqa: E731
+    if "privacy" in (model.data_spec or {}).get("table", {}):  # a DP table run: rows encoded by its own private encoding
+        from genzoo.data import table as tables
+
+        load_split = lambda split: tables.load(run["data"], split, model.data_spec["table"])  # noqa: E731
+    train_data = load_split("train")
     saved = run["train_config"]
     _check_resume_privacy(out, saved, settings)
     for key in ("steps", "minutes", "device", "progress", "checkpoint_every", "checkpoint_minutes"):  # may change on resume
         if settings.get(key) is not None:
             saved[key] = settings[key]
     config = TrainConfig(**saved)
-    val_data = source.load("val", tokenizer) if config.val_every else None
+    val_data = load_split("val") if config.val_every else None
     trainer = Trainer(model, train_data, config, out_dir=out, data_name=run["data"], val_data=val_data)
     summary = trainer.fit(resume=True)
     return trainer.selected_model, summary

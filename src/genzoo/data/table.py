@@ -300,7 +300,9 @@ def encode(frame, spec: dict, where: str = "table") -> np.ndarray:
             index = {json.dumps(k): i for i, k in enumerate(col["categories"])}
             keys = s.map(_category_key)
             unknown = ~keys.isin(list(index))
-            if unknown.any():
+            if unknown.any() and "unknown_as" in col:  # a private encoding dropped rare categories (table_privacy)
+                keys = keys.where(~unknown, json.dumps(col["categories"][col["unknown_as"]]))
+            elif unknown.any():
                 row = int(np.argmax(unknown.to_numpy()))
                 raise GenzooError(f"{where}: column {col['name']!r} row {row + 2}: category {s.iloc[row]!r} is not in the training "
                                   f"split's categories ({', '.join(map(str, col['categories'][:8]))})")
@@ -379,14 +381,16 @@ def split_frame(name: str, split: str):
     return frame.iloc[rows[split]].reset_index(drop=True)
 
 
-def load(name: str, split: str):
+def load(name: str, split: str, spec: dict | None = None):
     """One split of table ``name`` as a Dataset of kind "table": encoded rows in ``x``, the fitted
-    encoding in ``meta["table"]`` (and so in the data spec a model saves)."""
+    encoding in ``meta["table"]`` (and so in the data spec a model saves). ``spec``: encode with that
+    encoding instead (a model's own, e.g. the private one of a DP run: genzoo.data.table_privacy)."""
     import torch
 
     from genzoo.data.base import Dataset
 
-    frame, spec, rows = prepared(name)
+    frame, fitted, rows = prepared(name)
+    spec = spec or fitted
     part = frame.iloc[rows[split]]
     x = torch.from_numpy(encode(part, spec, split_name(name)[0]))
     return Dataset(name, split, x, meta={"table": spec}, kind="table")

@@ -196,7 +196,12 @@ def attack_model(model, data_name: str, *, likelihood: bool = True, nll_options:
     if spec.get("kind"):
         refuse(spec["kind"])  # before loading: a text corpus costs seconds to load
     tokenizer = getattr(model, "tokenizer", None)
-    train, test = load_dataset(data_name, "train", tokenizer=tokenizer), load_dataset(data_name, "test", tokenizer=tokenizer)
+    if spec.get("table"):  # rows in the model's own encoding (a DP run's is its private one: genzoo.data.table_privacy)
+        from genzoo.data import table as tables
+
+        train, test = (tables.load(data_name, s, spec["table"]) for s in ("train", "test"))
+    else:
+        train, test = load_dataset(data_name, "train", tokenizer=tokenizer), load_dataset(data_name, "test", tokenizer=tokenizer)
     refuse(train.kind)
     caps = set(getattr(model, "capabilities", ()))
     say = say or (lambda msg: None)

@@ -5,7 +5,10 @@ split's percentiles, kept in the data spec), a categorical one through the inter
 covers in the cumulative frequencies (a uniform draw inside it, as SDV does), then z = Phi^-1(u).
 The copula is N(0, C): C, a correlation matrix, is fitted by maximum likelihood of the normal scores
 (gradient steps on a Cholesky factor, so the Trainer, checkpoints and 2 processes work as for every
-family). Missing numeric cells are drawn independently at the column's missing rate.
+family). The factor lives in a layer of its own (``CorrelationFactor``) whose forward gives each row's
+loss, so DP-SGD clips and noises its per-row gradients like any layer's (Opacus' functorch path); with
+the private encoding of a DP run (genzoo.data.table_privacy) the whole copula is then private. Missing
+numeric cells are drawn independently at the column's missing rate.
 
 Sampling: z ~ N(0, C), u = Phi(z), each column through its inverse CDF, then encoded as the table's
 rows. Conditions on a categorical column are met by rejection.
@@ -13,6 +16,7 @@ rows. Conditions on a categorical column are met by rejection.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +37,32 @@ class CopulaConfig(ModelConfig):
     jitter: float = 1e-3  # added to the correlation's diagonal: a column that is a function of another stays invertible
 
 
+class CorrelationFactor(nn.Module):
+    """C = D^-1/2 (L L^T + jitter I) D^-1/2 from a lower-triangular L (its c(c+1)/2 free entries); forward gives
+    each row's negative log-density per column under N(0, C). No buffers: Opacus' per-row gradients refuse them."""
+
+    def __init__(self, c: int, jitter: float):
+        super().__init__()
+        rows, cols = torch.tril_indices(c, c)
+        self.c, self.jitter = c, jitter
+        self.factor = nn.Parameter(torch.where(rows == cols, 1.0, 0.0))  # the Cholesky factor's lower triangle: identity
+
+    def correlation(self) -> torch.Tensor:
+        c = self.c
+        rows, cols = torch.tril_indices(c, c, device=self.factor.device)
+        low = torch.zeros(c, c, device=self.factor.device, dtype=self.factor.dtype).index_put((rows, cols), self.factor)
+        cov = low @ low.T + self.jitter * torch.eye(c, device=low.device, dtype=low.dtype)
+        d = cov.diagonal().sqrt()
+        return cov / d[:, None] / d[None, :]
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """(N, c) normal scores -> (N,) -log N(z; 0, C) / c, written out (no torch.distributions: it runs under vmap)."""
+        chol = torch.linalg.cholesky(self.correlation())
+        w = torch.linalg.solve_triangular(chol, z.T, upper=False)  # L^-1 z: the Mahalanobis term is ||w||^2
+        logdet = 2.0 * chol.diagonal().log().sum()
+        return 0.5 * ((w * w).sum(0) + logdet + self.c * math.log(2 * math.pi)) / self.c
+
+
 @register("copula", description="Gaussian copula baseline: empirical marginals, normal scores, a fitted correlation",
           data_kinds=("table",))
 class GaussianCopula(TableModel):
@@ -43,11 +73,9 @@ class GaussianCopula(TableModel):
         super().__init__(config)
         spec = self._bind_table()
         c = len(spec["columns"])
-        rows, cols = torch.tril_indices(c, c)
-        self.register_buffer("tril_rows", rows, persistent=False)
-        self.register_buffer("tril_cols", cols, persistent=False)
-        self.factor = nn.Parameter(torch.where(rows == cols, 1.0, 0.0))  # the Cholesky factor's lower triangle
+        self.corr = CorrelationFactor(c, config.jitter)
         self.n_columns = c
+        self._register_load_state_dict_pre_hook(_renamed_factor)
 
     @classmethod
     def default_train(cls, data_spec: dict) -> dict:
@@ -55,12 +83,7 @@ class GaussianCopula(TableModel):
                 "warmup_steps": 0, "ema_decay": None, "val_every": 0, "steps": 300, "weight_decay": 0.0}
 
     def correlation(self) -> torch.Tensor:
-        c = self.n_columns
-        low = torch.zeros(c, c, device=self.factor.device, dtype=self.factor.dtype)
-        low = low.index_put((self.tril_rows, self.tril_cols), self.factor)
-        cov = low @ low.T + self.config.jitter * torch.eye(c, device=low.device)
-        d = cov.diagonal().sqrt()
-        return cov / d[:, None] / d[None, :]
+        return self.corr.correlation()
 
     # ---- rows <-> normal scores ---------------------------------------------------------------------
     def normal_scores(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -93,8 +116,7 @@ class GaussianCopula(TableModel):
 
     def loss(self, batch: Batch) -> torch.Tensor:
         z = self.normal_scores(batch.x, batch.rng.rand(len(batch.x), self.n_columns))
-        dist = torch.distributions.MultivariateNormal(torch.zeros(self.n_columns, device=z.device), self.correlation())
-        return -dist.log_prob(z).mean() / self.n_columns
+        return self.corr(z).mean()
 
     @torch.no_grad()
     def sample(self, n: int, *, condition=None, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -119,3 +141,9 @@ class GaussianCopula(TableModel):
             return torch.from_numpy(tables.encode(pd.DataFrame(columns), self.table)).to(self.device)
 
         return self.conditioned(draw, n, condition, generator)
+
+
+def _renamed_factor(state_dict, prefix, *_):
+    """Checkpoints from before the factor moved into its layer kept it as ``factor``."""
+    if prefix + "factor" in state_dict:
+        state_dict[prefix + "corr.factor"] = state_dict.pop(prefix + "factor")

@@ -16,9 +16,11 @@ records: metrics.jsonl, privacy.json, the checkpoint (restored on --resume) and 
 sampling manifest.
 
 What is private: the weights, and so the samples, the EMA and the best/ selection (the
-validation split is not the training set). What is not: the training-loss values in
-metrics.jsonl (means over the private batch, logged unnoised), and anything a family
-computes from the data before training (a BPE tokenizer, a table's normalisation).
+validation split is not the training set), and a table's encoding (ranges, percentiles, modes,
+category counts: fitted from noisy histograms by genzoo.data.table_privacy when api.train starts a
+DP run; the accountant counts those releases before the first step). What is not: the
+training-loss values in metrics.jsonl (means over the private batch, logged unnoised), and
+anything else a family computes from the data before training (a BPE tokenizer).
 
 Randomness: the guarantee needs the noise and the Poisson batches to be unpredictable to
 whoever sees the weights. By default both come from the operating system's CSPRNG
@@ -62,6 +64,9 @@ from genzoo.models.base import Updater
 from genzoo.train.ghost import LinearGhost, linear_only
 
 ACCOUNTANT = "rdp"
+# Opacus' RDP orders (1.1 .. 63) and larger ones: every order gives a valid bound, and at small epsilon the best one
+# is past 63 (a table's encoding at 0.1 of --dp-epsilon 1, delta 2e-6: no order up to 63 certifies below 0.21)
+ALPHAS = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)) + [80, 96, 128, 192, 256, 384, 512, 768, 1024]
 EPSILON_TOLERANCE = 0.01  # the noise search stops within this of the target (from below)
 NOISE_SEED_SALT = 0x5EED_D9  # the noise stream differs from the batch stream of the same (seed, step)
 SEEDED_ENV = "GENZOO_DP_SEEDED_NOISE"  # "1": reproducible (insecure) noise and batches, for tests
@@ -114,17 +119,21 @@ def default_delta(n: int) -> float:
 
 @contextlib.contextmanager
 def _quiet():
-    """Opacus warns when the best RDP order is the largest it tries (short runs, large epsilon): the bound is
-    then looser than it could be, never below the truth, so the epsilon reported stays an upper bound."""
+    """Opacus warns when the best RDP order is the largest it tries (short runs, large epsilon) or the smallest
+    (a noise level far below the one a search is after): the bound is then looser than it could be, never below
+    the truth, so the epsilon reported stays an upper bound."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+        warnings.filterwarnings("ignore", message="Optimal order is the (largest|smallest) alpha")
         yield
 
 
-def noise_multiplier(epsilon: float, delta: float, sample_rate: float, steps: int) -> float:
-    """sigma for which the RDP accountant spends at most ``epsilon`` after ``steps`` Poisson-sampled steps."""
+def noise_multiplier(epsilon: float, delta: float, sample_rate: float, steps: int, prior: list | None = None) -> float:
+    """sigma for which the RDP accountant spends at most ``epsilon`` after ``steps`` Poisson-sampled steps
+    (after the releases in ``prior`` [(sigma, q, count)], e.g. a table's private encoding, where given)."""
     from opacus.accountants.utils import get_noise_multiplier
 
+    if prior:
+        return _noise_after(epsilon, delta, sample_rate, steps, prior)
     try:
         with _quiet():
             return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate,
@@ -132,6 +141,31 @@ def noise_multiplier(epsilon: float, delta: float, sample_rate: float, steps: in
     except ValueError as e:
         raise GenzooError(f"no noise level reaches epsilon {epsilon} at delta {delta} over {steps} steps ({e}); "
                           "raise --dp-epsilon or lower --steps or --batch-size") from None
+
+
+def _noise_after(epsilon: float, delta: float, sample_rate: float, steps: int, prior: list) -> float:
+    """Bisection on sigma (the spent epsilon falls as sigma grows), stopping within EPSILON_TOLERANCE below the target."""
+    def spent(sigma):
+        return spent_epsilon([*prior, (sigma, sample_rate, steps)], delta)
+
+    lo, hi = 1e-2, 1e4
+    if spent(hi) > epsilon:
+        raise GenzooError(f"no noise level reaches epsilon {epsilon} at delta {delta} over {steps} steps after the table's "
+                          "private encoding; raise --dp-epsilon or lower --steps or --batch-size")
+    while spent(lo) <= epsilon:  # little noise already fits: more steps or a larger budget than needed
+        lo /= 10
+        if lo < 1e-6:
+            return lo
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        e = spent(mid)
+        if e > epsilon:
+            lo = mid
+        else:
+            hi = mid
+            if epsilon - e < EPSILON_TOLERANCE:
+                break
+    return hi
 
 
 def spent_epsilon(history: list, delta: float) -> float:
@@ -143,7 +177,7 @@ def spent_epsilon(history: list, delta: float) -> float:
     acc = RDPAccountant()
     acc.history = [tuple(h) for h in history]
     with _quiet():
-        return float(acc.get_epsilon(delta))
+        return float(acc.get_epsilon(delta, alphas=ALPHAS))
 
 
 def check_supported(model, config, *, world_size: int, amp: bool, stream: bool) -> None:
@@ -214,7 +248,19 @@ class PrivateTraining:
         self.sample_rate = config.batch_size / n
         self.expected_batch = config.batch_size
         self.planned_steps = int(config.steps)
-        self.sigma = noise_multiplier(self.epsilon_target, self.delta, self.sample_rate, self.planned_steps)
+        # a table's encoding fitted privately (genzoo.data.table_privacy) spent part of the budget before training
+        table = (getattr(model, "data_spec", None) or {}).get("table")
+        self.schema = (table or {}).get("privacy")
+        if table and not self.schema:
+            print("warning: this table's encoding (ranges, percentiles, category counts) was fitted without noise, so the "
+                  "checkpoint publishes it outside epsilon; api.train / genzoo train fit it privately", file=sys.stderr)
+        self.encoding = self.schema or ("NOT private: fitted on the training rows without noise" if table else "not data-dependent")
+        self.prior = [(self.schema["noise_multiplier"], 1.0, self.schema["releases"])] if self.schema else []
+        self.delta_rdp = self.delta - (self.schema["delta_threshold"] if self.schema else 0.0)
+        if self.schema and not math.isclose(self.schema["delta"], self.delta):
+            raise GenzooError(f"the table's private encoding was fitted for delta {self.schema['delta']:g}, this run asks for "
+                              f"{self.delta:g}; train with the same --dp-delta")
+        self.sigma = noise_multiplier(self.epsilon_target, self.delta_rdp, self.sample_rate, self.planned_steps, self.prior)
         self.history: list[list] = []  # the accountant's [(sigma, q, steps)], merged like Opacus' RDPAccountant
         self.seed = config.seed
         self.seeded = seeded_randomness()
@@ -371,7 +417,9 @@ class PrivateTraining:
         return sum(h[2] for h in self.history)
 
     def epsilon(self) -> float:
-        return spent_epsilon(self.history, self.delta)
+        """Spent so far: the encoding's releases (tables) and every private step, at delta less the share
+        that a rare category's publication may take."""
+        return spent_epsilon([*self.prior, *self.history], self.delta_rdp)
 
     def log_fields(self) -> dict:
         return {"dp_epsilon_spent": round(self.epsilon(), 4), "dp_delta": self.delta}
@@ -382,7 +430,7 @@ class PrivateTraining:
                 "expected_batch_size": self.expected_batch, "steps": self.steps_taken, "planned_steps": self.planned_steps,
                 "accountant": ACCOUNTANT, "sampling": "poisson", "private_optimizers": sorted(self.private),
                 "frozen_parameters": self.frozen, "randomness": " + ".join(sorted(self.randomness)),
-                "training_examples": self.n}
+                "training_examples": self.n, "table_encoding": self.encoding}
 
     def write(self, out_dir: Path) -> None:
         write_atomic_file(Path(out_dir) / "privacy.json", json.dumps(self.summary(), indent=2))
