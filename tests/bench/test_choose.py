@@ -92,7 +92,10 @@ def test_a_thin_budget_is_warned_with_the_budget_that_is_not():
     # at minimum_minutes, round 1 trains each candidate exactly one overhead long (plan() agrees)
     need = ch.minimum_minutes(4, 10.0)
     assert ch.plan(list("abcd"), need * 60, 10.0)[0]["seconds_each"] == pytest.approx(10.0)
-    assert ch.budget_warning(4, need, 10.0) is None
+    assert "no room for round 1's probe runs" in ch.budget_warning(4, need, 10.0)
+    assert ch.budget_warning(4, ch.probe_minutes(4, 10.0), 10.0) is None
+    full = ch.plan(list("abcd"), ch.probe_minutes(4, 10.0) * 60, 10.0)[0]  # from there, round 1 probes too
+    assert full["seconds_each"] == pytest.approx(10.0) and full["probe_seconds_each"] == pytest.approx(10.0 * ch.PROBE)
     w = ch.budget_warning(4, 0.5, 10.0)
     assert "thin for 4 candidates" in w and f"--minutes {math.ceil(need * 10) / 10:g} or more" in w
     r = CliRunner().invoke(app, ["choose", "--data", "penguins", "--minutes", "0.5", "--dry-run"])
@@ -135,3 +138,41 @@ def test_a_store_failure_keeps_the_report(tmp_path, monkeypatch):
     monkeypatch.setattr(Store, "open", broken)
     gid, err = ch.record_decision(d, h)
     assert gid is None and "disk full" in err
+
+
+def test_extrapolate_known_curves():
+    curve = lambda t: 0.1 + 2.0 * t ** -0.5  # noqa: E731
+    assert ch.extrapolate([(4, curve(4)), (36, curve(36))], 400) == pytest.approx(curve(400))
+    assert ch.extrapolate([(1, curve(1)), (4, curve(4)), (16, curve(16))], 100) == pytest.approx(curve(100))
+    assert ch.extrapolate([(10, 0.3), (30, 0.32)], 600) == 0.32  # worse with more training: noise, the longest run stands
+    assert ch.extrapolate([(10, 0.3)], 600) == 0.3 and ch.extrapolate([], 600) == math.inf
+
+
+def curve_run(curves, clock, log, overhead=1.0):
+    def run(name, rnd, seconds):
+        clock.t += seconds + overhead
+        log.append((name, rnd, seconds))
+        return {"family": name, "round": rnd, "train_seconds": seconds, "score": curves[name](seconds)}
+    return run
+
+
+def test_a_slow_starter_that_ends_best_survives_the_first_cut_and_wins():
+    """The failure measured on tables (a copula done in seconds won every early cut against tvae, which ended best):
+    the same shapes with known answers. Alone, halving picks the fast starter; with the curves, the slow one."""
+    curves = {"fast": lambda t: 0.20, "slow": lambda t: 0.02 + 2.5 * t ** -0.5,
+              "meh": lambda t: 0.25 + 0.3 * t ** -0.5, "bad": lambda t: 0.6}
+    total, over = 600.0, 10.0
+    assert ch.probes(4, total, over) == 4
+    clock, log = FakeClock(), []
+    plain = ch.successive_halving(list(curves), total, curve_run(curves, clock, log, over), by_score, overhead_s=over, clock=clock)
+    assert plain.winner == "fast" and "slow" not in plain.rounds[1]["results"]  # cut after round 1: 0.33 against 0.29 and 0.2
+    clock, log = FakeClock(), []
+    key = lambda m: "score"  # noqa: E731
+    h = ch.successive_halving(list(curves), total, curve_run(curves, clock, log, over), by_score, overhead_s=over, clock=clock,
+                              predict=ch.curve_predictor(key, total))
+    assert sorted(h.probes) == sorted(curves) and [rnd for _, rnd, _ in log[:4]] == [0, 0, 0, 0]
+    probe_s, first_s = log[0][2], log[4][2]
+    assert probe_s == pytest.approx(ch.PROBE * first_s)
+    assert h.winner == "slow" and h.rounds[1]["predicted"]["slow"]["score"] == pytest.approx(curves["slow"](total))
+    assert h.rounds[1]["predicted"]["slow"]["measured_score"] > h.rounds[1]["predicted"]["fast"]["measured_score"]
+    assert clock.t <= total + 1e-6  # the probes fit inside the one budget

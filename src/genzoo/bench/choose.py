@@ -7,6 +7,15 @@ longer one, and so on until one is left. Each round trains from scratch with
 the longer budget (no resuming: a finished run's learning-rate schedule has
 already decayed), so every round's numbers are those of a complete run.
 
+Slow starters are not cut on their start. Successive halving alone ranks on short runs, and the
+neural table families start slow and end best (measured three times: tvae went from a gap of 0.31 at
+10 s to 0.12 at 3 minutes on a user CSV, and the copula, done in seconds, won every early cut). So
+round 1 also trains every candidate for a third of its round-1 budget (a probe), and every ranking
+is on each family's score *predicted* at the whole budget from its own runs so far: the learning
+curve s(t) = a + b t^(-1/2) (least squares over its runs; b >= 0: more training never predicted to hurt),
+evaluated at t = --minutes. The rounds a family ran in give its points (a probe and round 1, then
+round 2, ...); the report shows the measured and the predicted score side by side.
+
 The budget is wall clock for the whole choice: before each round the time
 left is split between the rounds still to come, after deducting the measured
 cost of building, evaluating and saving a run (``overhead``), so that
@@ -39,6 +48,8 @@ N_SAMPLES = 500
 DEFAULT_OVERHEAD_S = {"points": 8.0, "image": 25.0, "tokens": 25.0,  # first guess; measured from round 1 on
                       "table": 10.0}  # evaluating 500 rows: 2 s (penguins) to 9 s (cancer) at load 3.2
 GATE = 2.0  # speed / small-model / privacy: only among candidates within GATE x the best quality excess
+PROBE = 1 / 3  # round 1's probe runs train this fraction of round 1's: two points of every learning curve, 3x apart
+CURVE_POWER = 0.5  # s(t) = a + b t^-CURVE_POWER; fixed a priori (a power law in training time), not tuned on the validation cases
 
 
 # ---- the plan --------------------------------------------------------------
@@ -51,14 +62,37 @@ def halving_counts(n: int) -> list[int]:
     return counts
 
 
+def probes(n: int, total_seconds: float | None = None, overhead_s: float = 0.0) -> int:
+    """Probe runs in round 1: one per candidate where there is a cut to make and the budget has room for them
+    (``total_seconds`` at least ``minimum_minutes`` with probes); otherwise none, and a family's curve starts
+    at round 2. Measured: with 6 candidates at 2 minutes, probes would leave every run the 2-s minimum."""
+    if n < 2:
+        return 0
+    if total_seconds is not None and total_seconds < _minimum_seconds(n, overhead_s, n):
+        return 0
+    return n
+
+
+def _minimum_seconds(n: int, overhead_s: float, extra: int) -> float:
+    counts = halving_counts(n)
+    return (sum(counts) + extra + len(counts) * n * (1 + PROBE if extra else 1)) * overhead_s
+
+
 def plan(candidates: list[str], total_seconds: float, overhead_s: float) -> list[dict]:
     """Rounds with their candidate count and training seconds per run, the same share of the
-    budget for every round, after each run's expected overhead."""
+    budget for every round (round 1's shared with its probes), after each run's expected overhead."""
     counts = halving_counts(len(candidates))
-    runs = sum(counts)
+    extra = probes(len(candidates), total_seconds, overhead_s)
+    runs = sum(counts) + extra
     train_total = max(total_seconds - runs * overhead_s, 0.0)
     per_round = train_total / len(counts)
-    return [{"round": i + 1, "candidates": c, "seconds_each": max(per_round / c, MIN_RUN_SECONDS)} for i, c in enumerate(counts)]
+    rounds = []
+    for i, c in enumerate(counts):
+        seconds = per_round / c / (1 + PROBE if i == 0 and extra else 1)
+        rounds.append({"round": i + 1, "candidates": c, "seconds_each": max(seconds, MIN_RUN_SECONDS)})
+        if i == 0 and extra:
+            rounds[0]["probe_seconds_each"] = max(seconds * PROBE, MIN_RUN_SECONDS)
+    return rounds
 
 
 def minimum_minutes(n: int, overhead_s: float) -> float:
@@ -66,21 +100,65 @@ def minimum_minutes(n: int, overhead_s: float) -> float:
     (building, evaluating, saving): below it the first cut is made on models that trained for a few
     seconds, and whatever starts fastest survives it. Measured: penguins at --minutes 0.5 (2-3 s of
     training a run) picked the copula twice while the 2.5-minute bench's best was tabddpm or tvae."""
-    counts = halving_counts(n)
-    return (sum(counts) + len(counts) * n) * overhead_s / 60
+    return _minimum_seconds(n, overhead_s, 0) / 60
+
+
+def probe_minutes(n: int, overhead_s: float) -> float:
+    """The budget from which round 1 also probes every candidate (see ``probes``)."""
+    return _minimum_seconds(n, overhead_s, n) / 60 if n > 1 else math.inf
 
 
 def budget_warning(n: int, minutes: float, overhead_s: float) -> str | None:
     need = minimum_minutes(n, overhead_s)
     if minutes >= need:
-        return None
+        probe = probe_minutes(n, overhead_s)
+        if minutes >= probe:
+            return None
+        return (f"--minutes {minutes:g} leaves no room for round 1's probe runs (from --minutes {math.ceil(probe * 10) / 10:g}): "
+                "the first cut ranks one short run per family, so a family that starts slow and ends best can be cut")
     return (f"--minutes {minutes:g} is thin for {n} candidates: round 1 trains each for less than the ~{overhead_s:.0f} s "
             f"it takes to build and evaluate one, so the first cut favours families that start fast over ones that end "
             f"best; --minutes {math.ceil(need * 10) / 10:g} or more gives round 1 at least that")
 
 
 def expected_seconds(rounds: list[dict], overhead_s: float) -> float:
-    return sum(r["candidates"] * (r["seconds_each"] + overhead_s) for r in rounds)
+    return sum(r["candidates"] * (r["seconds_each"] + overhead_s + (r["probe_seconds_each"] + overhead_s if "probe_seconds_each" in r else 0))
+               for r in rounds)
+
+
+# ---- learning curves -------------------------------------------------------
+def extrapolate(points: list[tuple[float, float]], horizon: float) -> float:
+    """s(horizon) from (train seconds, score) points, lower is better: s(t) = a + b t^-CURVE_POWER by least
+    squares, with b >= 0 (a fit that says more training hurts is noise: the longest run's score stands)."""
+    pts = sorted((float(t), float(v)) for t, v in points if t and t > 0 and v is not None and math.isfinite(v))
+    if not pts:
+        return math.inf
+    if len({t for t, _ in pts}) < 2:
+        return pts[-1][1]
+    x = [t ** -CURVE_POWER for t, _ in pts]
+    y = [v for _, v in pts]
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    sxx = sum((xi - mx) ** 2 for xi in x)
+    b = sum((xi - mx) * (yi - my) for xi, yi in zip(x, y)) / sxx if sxx > 0 else 0.0
+    if b <= 0:
+        return pts[-1][1]
+    return my - b * mx + b * horizon ** -CURVE_POWER
+
+
+def curve_predictor(key_of: Callable[[dict], str | None], horizon: float) -> Callable[[list[dict]], dict]:
+    """history (a family's results, oldest first) -> its latest result with the score under ``key_of`` replaced by
+    the one extrapolated to ``horizon`` training seconds (and the measured one kept as ``measured_<key>``)."""
+    def predict(history: list[dict]) -> dict:
+        latest = dict(history[-1])
+        key = key_of(latest)
+        if key is None or latest.get(key) is None:
+            return latest
+        points = [(r.get("train_seconds"), r.get(key)) for r in history if r.get(key) is not None]
+        latest["measured_" + key] = latest[key]
+        latest[key] = extrapolate(points, horizon)
+        latest["curve_points"] = len(points)
+        return latest
+    return predict
 
 
 # ---- successive halving (generic: unit-tested with fake runs) ---------------
@@ -89,6 +167,7 @@ class Halving:
     rounds: list[dict] = field(default_factory=list)  # {"round", "seconds_each", "results": {name: result}, "ranking": [...]}
     winner: str | None = None
     seconds: float = 0.0
+    probes: dict = field(default_factory=dict)  # round 1's probe results by name (with a predictor)
 
 
 def successive_halving(
@@ -99,6 +178,7 @@ def successive_halving(
     *,
     overhead_s: float = 0.0,
     clock: Callable[[], float] = time.monotonic,
+    predict: Callable[[list[dict]], dict] | None = None,
 ) -> Halving:
     """Run every candidate for a short budget, keep the better half by ``rank``, run them longer...
 
@@ -106,28 +186,45 @@ def successive_halving(
     ``"error"`` in it marks a failure: ranked last, never advanced). ``rank(results)`` orders the names
     of one round best first. Before each round the time left (``total_seconds`` minus what the
     rounds so far took, by ``clock``) is split evenly between the rounds to come, less the
-    overhead per run, measured from the rounds so far (``overhead_s`` before any)."""
+    overhead per run, measured from the rounds so far (``overhead_s`` before any).
+
+    With ``predict`` (history of one family's results -> the result to rank it by, e.g. ``curve_predictor``),
+    round 1 first runs every candidate for PROBE of its round-1 budget (``run(name, 0, seconds)``), and
+    each round ranks ``predict(that family's results so far)`` instead of its latest result."""
     if not candidates:
         raise GenzooError("no candidates to choose from")
     start = clock()
     out = Halving()
     alive = list(candidates)
     counts = halving_counts(len(alive))
+    extra = probes(len(alive), total_seconds, overhead_s) if predict else 0
+    history: dict[str, list[dict]] = {n: [] for n in alive}
     overheads: list[float] = []
+
+    def timed(name, rnd, seconds):
+        t0 = clock()
+        r = run(name, rnd, seconds)
+        overheads.append(max(clock() - t0 - seconds, 0.0))
+        if "error" not in r:
+            history[name].append(r)
+        return r
+
     for i in range(len(counts)):
         left = total_seconds - (clock() - start)
         rounds_left = counts[i:]
+        probing = i == 0 and extra
         over = sum(overheads) / len(overheads) if overheads else overhead_s
-        train_left = max(left - sum(rounds_left) * over, 0.0)
-        seconds = max(train_left / len(rounds_left) / len(alive), MIN_RUN_SECONDS)
-        results = {}
-        for name in alive:
-            t0 = clock()
-            results[name] = run(name, i + 1, seconds)
-            overheads.append(max(clock() - t0 - seconds, 0.0))
-        ranking = rank({n: r for n, r in results.items() if "error" not in r})
+        train_left = max(left - (sum(rounds_left) + (extra if probing else 0)) * over, 0.0)
+        seconds = max(train_left / len(rounds_left) / len(alive) / (1 + PROBE if probing else 1), MIN_RUN_SECONDS)
+        if probing:
+            out.probes = {name: timed(name, 0, max(seconds * PROBE, MIN_RUN_SECONDS)) for name in alive}
+        results = {name: timed(name, i + 1, seconds) for name in alive}
+        ok = {n: r for n, r in results.items() if "error" not in r}
+        view = {n: predict(history[n]) for n in ok} if predict else ok
+        ranking = rank(view)
         ranking += [n for n in alive if n not in ranking]  # failures last
-        out.rounds.append({"round": i + 1, "seconds_each": seconds, "results": results, "ranking": ranking})
+        out.rounds.append({"round": i + 1, "seconds_each": seconds, "results": results, "ranking": ranking,
+                           **({"predicted": view} if predict else {})})
         if i + 1 < len(counts):
             alive = [n for n in ranking if "error" not in results[n]][: counts[i + 1]] or ranking[:1]
     last = out.rounds[-1]
@@ -269,6 +366,9 @@ def dry_run(data: str, minutes: float, goal: str = "quality", families: list[str
 def format_plan(p: dict) -> str:
     lines = [f"plan for {p['data']} ({p['kind']} data), goal {p['goal']}: {len(p['candidates'])} candidates: {', '.join(p['candidates'])}"]
     for r in p["rounds"]:
+        if "probe_seconds_each" in r:
+            lines.append(f"  probe:   {r['candidates']} runs x {r['probe_seconds_each']:.1f} s training (every candidate: "
+                         "the first point of its learning curve)")
         who = "every candidate" if r["round"] == 1 else f"the best {r['candidates']} of round {r['round'] - 1}"
         lines.append(f"  round {r['round']}: {r['candidates']} runs x {r['seconds_each']:.1f} s training ({who})")
     lines.append(f"expected time: about {p['expected_seconds']:.0f} s ({p['expected_seconds'] / 60:.1f} min), "
@@ -322,7 +422,7 @@ def choose(
     slug = data.replace(":", "-").replace("/", "_")
 
     def run(name: str, rnd: int, seconds: float) -> dict:
-        run_dir = out_dir / f"round{rnd}" / f"{name}-{slug}"
+        run_dir = out_dir / ("probe" if rnd == 0 else f"round{rnd}") / f"{name}-{slug}"
         t0 = time.perf_counter()
         try:
             model, summary = api.train(name, data, out=run_dir, minutes=seconds / 60, steps=steps, seed=seed, progress=False)
@@ -330,7 +430,7 @@ def choose(
             # the likelihood (slow for bounds) only where the goal ranks on it, or for the report's last round
             metrics = _evaluate(model, data, name, seed, nll=goal == "likelihood" or rnd == len(halving_counts(len(names))))
         except (GenzooError, FloatingPointError, RuntimeError, ValueError) as e:  # one family failing must not sink the choice
-            say(f"  round {rnd}: {name} failed: {str(e).splitlines()[0][:200]}")
+            say(f"  {'probe' if rnd == 0 else f'round {rnd}'}: {name} failed: {str(e).splitlines()[0][:200]}")
             return {"family": name, "round": rnd, "error": str(e)[:500], "run": str(run_dir)}
         row = {"family": name, "round": rnd, "run": str(run_dir), "budget_seconds": round(seconds, 1),
                "train_steps": summary["steps"], "train_seconds": summary["train_seconds"],
@@ -338,7 +438,7 @@ def choose(
         (run_dir / "choose_eval.json").write_text(json.dumps(row, indent=2, default=str))
         q = quality_key(row)
         qtxt = f"{q[1]} {row[q[0]]:.4g}" if q else "no quality metric"
-        say(f"  round {rnd}: {name:<15} {summary['steps']:>6} steps in {summary['train_seconds']:.0f} s, {qtxt}, "
+        say(f"  {'probe  ' if rnd == 0 else f'round {rnd}'}: {name:<15} {summary['steps']:>6} steps in {summary['train_seconds']:.0f} s, {qtxt}, "
             f"{row.get('samples_per_second', 0):.0f} samples/s")
         return row
 
@@ -347,10 +447,17 @@ def choose(
     warning = budget_warning(len(names), minutes, overhead)
     if warning:
         say(f"warning: {warning}")
-    result = successive_halving(names, minutes * 60, run, rank, overhead_s=overhead)
+    def score_key(m: dict) -> str | None:  # what the goal ranks on first, which training time improves
+        if goal == "likelihood":
+            return nll_key(m)
+        q = quality_key(m)
+        return q[0] if q else None
+
+    result = successive_halving(names, minutes * 60, run, rank, overhead_s=overhead,
+                                predict=curve_predictor(score_key, horizon=minutes * 60))
     decision = decide(result, goal)
     decision.update(data=data, kind=kind, goal=goal, minutes=minutes, seed=seed, candidates=names, wall_seconds=round(result.seconds, 1),
-                    budget_warning=warning)
+                    budget_warning=warning, probes=sorted(result.probes))
     report = write_report(decision, result, out_dir)
     decision["report"] = str(report)
     (out_dir / "choose.json").write_text(json.dumps({**decision, "rounds": _rounds_json(result)}, indent=2, default=str))
@@ -367,10 +474,15 @@ def _latest(result: Halving) -> dict[str, dict]:
     return latest
 
 
+def _plain(rows: dict) -> dict:
+    return {n: {k: v for k, v in m.items() if isinstance(v, (int, float, str)) or v is None} for n, m in rows.items()}
+
+
 def _rounds_json(result: Halving) -> list[dict]:
-    return [{"round": r["round"], "seconds_each": round(r["seconds_each"], 1), "ranking": r["ranking"],
-             "results": {n: {k: v for k, v in m.items() if isinstance(v, (int, float, str)) or v is None} for n, m in r["results"].items()}}
-            for r in result.rounds]
+    out = [{"round": 0, "probe": True, "results": _plain(result.probes)}] if result.probes else []
+    return out + [{"round": r["round"], "seconds_each": round(r["seconds_each"], 1), "ranking": r["ranking"],
+                   "results": _plain(r["results"]), **({"predicted": _plain(r["predicted"])} if "predicted" in r else {})}
+                  for r in result.rounds]
 
 
 def _fmt(v, digits=4) -> str:
@@ -422,6 +534,10 @@ def decide(result: Halving, goal: str) -> dict:
     if goal != "likelihood" and nll_key(m):
         bits.append(f"test NLL {m[nll_key(m)]:.3g} nats ({m.get('likelihood', '?')})")
     bits.append(f"{m.get('samples_per_second', 0):.0f} samples/s, {m.get('parameters', 0):,} parameters")
+    predicted = final.get("predicted", {}).get(w, {})
+    key = next((k[len("measured_"):] for k in predicted if k.startswith("measured_")), None)
+    if key and predicted.get("curve_points", 0) > 1:
+        bits.append(f"{predicted[key]:.4g} predicted for a run of the whole budget from its learning curve ({predicted['curve_points']} runs)")
     text = f"{w}: " + "; ".join(bits) + f", after {len(result.rounds)} round(s) of successive halving"
     # the trade-off: whoever beats the winner on another axis, and at what cost
     contrasts = []
@@ -478,9 +594,14 @@ def write_report(decision: dict, result: Halving, out_dir: Path) -> Path:
                      f"{m.get('likelihood', '-')} | {_fmt(m.get('samples_per_second'), 4)} | "
                      "{} ({}) |".format(*(_fmt(v, 3) for v in _near_copies(m))))
     lines += ["", "## Rounds", ""]
+    if result.probes:
+        lines.append(f"- probe: {len(result.probes)} runs x {PROBE:.2g} of round 1's budget (each family's first learning-curve point)")
     for r in result.rounds:
-        lines.append(f"- round {r['round']}: {len(r['results'])} runs x {r['seconds_each']:.1f} s; ranking on {decision['goal']}: "
-                     + " > ".join(r["ranking"]))
+        line = (f"- round {r['round']}: {len(r['results'])} runs x {r['seconds_each']:.1f} s; ranking on {decision['goal']}: "
+                + " > ".join(r["ranking"]))
+        shown = [f"{n} {_fmt(p[k[len('measured_'):]])} (measured {_fmt(p[k])})" for n in r["ranking"] if n in r.get("predicted", {})
+                 for p in [r["predicted"][n]] for k in p if k.startswith("measured_")]
+        lines.append(line + (f"; predicted for the whole budget: {', '.join(shown)}" if shown else ""))
     if plot_ok:
         lines += ["", f"![quality vs sampling speed]({plot.name})", "",
                   "Trade-off: quality (lower is better) against samples per second; bubble area ~ parameters."]
