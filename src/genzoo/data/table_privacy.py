@@ -105,7 +105,8 @@ class _Noise:
 
         self.seeded = dp.seeded_randomness()
         self.rng = np.random.default_rng([SALT, seed]) if self.seeded else None
-        self.description = dp.SEEDED if self.seeded else dp.SECURE
+        self.description = ("a numpy generator seeded by the run's seed: reproducible, NOT secure (the guarantee assumes "
+                            "the seed is secret)") if self.seeded else dp.SECURE
 
     def normal(self, n: int) -> np.ndarray:
         if self.seeded:

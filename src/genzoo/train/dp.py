@@ -35,7 +35,8 @@ so when it starts.
 Families: any whose loss is a mean of per-example losses through layers Opacus knows
 (Linear, Conv, Embedding, GroupNorm, LayerNorm, ...; other layers with their own
 parameters go through functorch). Checked on digits: vae, diffusion, realnvp, gan
-(dcgan with --set spectral_norm=false). Refused clearly: pixelcnn and gated-pixelcnn
+(dcgan with --set spectral_norm=false); on tables: tvae, copula (its correlation factor is
+a layer of its own), with the table's encoding fitted privately (genzoo.data.table_privacy). Refused clearly: pixelcnn and gated-pixelcnn
 (their masked convolutions keep the mask as a buffer, which Opacus' functorch path
 refuses), spectral normalisation, glow, ebm, cyclegan, stylegan, BatchNorm (it mixes examples), a
 step that updates a private optimizer more than once (GAN critic steps), PacGAN packs
