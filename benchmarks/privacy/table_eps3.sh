@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The epsilon-3 goal on the large built-in table (diamonds, 43,152 training rows), with the table's
-# encoding private too (genzoo.data.table_privacy): the Gaussian copula and tvae, each with and without DP,
+# encoding private too (genzoo.train.dp_table_encoding): the Gaussian copula and tvae, each with and without DP,
 # for both targets (price: the built-in's default, R^2; cut: macro F1), then `genzoo eval` (1,000 samples).
 # Usage: bash benchmarks/privacy/table_eps3.sh [RUNS_DIR]      (logs: RUNS_DIR/*.log, times: RUNS_DIR/times.txt)
 # Results: benchmarks/privacy/results.md ("The table's encoding made private").

@@ -98,12 +98,12 @@ def train(
     seed = settings.get("seed") or 0
     load_split = lambda split: source.load(split, text_tokenizer)  # noqa: E731
     if settings.get("dp_epsilon") is not None and train_data.kind == "table":
-        # the encoding a checkpoint carries is fitted privately too, and the accountant counts it (table_privacy)
+        # the encoding a checkpoint carries is fitted privately too, and the accountant counts it (genzoo.train.dp_table_encoding)
         from genzoo.data import table as tables
-        from genzoo.data import table_privacy
+        from genzoo.train import dp_table_encoding
 
-        spec = table_privacy.private_spec(data, settings["dp_epsilon"], settings.get("dp_delta"), seed)
-        table_privacy.announce(spec)
+        spec = dp_table_encoding.private_spec(data, settings["dp_epsilon"], settings.get("dp_delta"), seed)
+        dp_table_encoding.announce(spec)
         load_split = lambda split: tables.load(data, split, spec)  # noqa: E731
         train_data = load_split("train")
     model = build_model(family, train_data, variant, model_overrides, seed)

@@ -300,7 +300,7 @@ def encode(frame, spec: dict, where: str = "table") -> np.ndarray:
             index = {json.dumps(k): i for i, k in enumerate(col["categories"])}
             keys = s.map(_category_key)
             unknown = ~keys.isin(list(index))
-            if unknown.any() and "unknown_as" in col:  # a private encoding dropped rare categories (table_privacy)
+            if unknown.any() and "unknown_as" in col:  # a private encoding dropped rare categories (genzoo.train.dp_table_encoding)
                 keys = keys.where(~unknown, json.dumps(col["categories"][col["unknown_as"]]))
             elif unknown.any():
                 row = int(np.argmax(unknown.to_numpy()))
@@ -384,7 +384,7 @@ def split_frame(name: str, split: str):
 def load(name: str, split: str, spec: dict | None = None):
     """One split of table ``name`` as a Dataset of kind "table": encoded rows in ``x``, the fitted
     encoding in ``meta["table"]`` (and so in the data spec a model saves). ``spec``: encode with that
-    encoding instead (a model's own, e.g. the private one of a DP run: genzoo.data.table_privacy)."""
+    encoding instead (a model's own, e.g. the private one of a DP run: genzoo.train.dp_table_encoding)."""
     import torch
 
     from genzoo.data.base import Dataset

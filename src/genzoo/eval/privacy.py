@@ -196,7 +196,7 @@ def attack_model(model, data_name: str, *, likelihood: bool = True, nll_options:
     if spec.get("kind"):
         refuse(spec["kind"])  # before loading: a text corpus costs seconds to load
     tokenizer = getattr(model, "tokenizer", None)
-    if spec.get("table"):  # rows in the model's own encoding (a DP run's is its private one: genzoo.data.table_privacy)
+    if spec.get("table"):  # rows in the model's own encoding (a DP run's is its private one: genzoo.train.dp_table_encoding)
         from genzoo.data import table as tables
 
         train, test = (tables.load(data_name, s, spec["table"]) for s in ("train", "test"))

@@ -7,7 +7,7 @@ The copula is N(0, C): C, a correlation matrix, is fitted by maximum likelihood 
 (gradient steps on a Cholesky factor, so the Trainer, checkpoints and 2 processes work as for every
 family). The factor lives in a layer of its own (``CorrelationFactor``) whose forward gives each row's
 loss, so DP-SGD clips and noises its per-row gradients like any layer's (Opacus' functorch path); with
-the private encoding of a DP run (genzoo.data.table_privacy) the whole copula is then private. Missing
+the private encoding of a DP run (genzoo.train.dp_table_encoding) the whole copula is then private. Missing
 numeric cells are drawn independently at the column's missing rate.
 
 Sampling: z ~ N(0, C), u = Phi(z), each column through its inverse CDF, then encoded as the table's

@@ -17,7 +17,7 @@ sampling manifest.
 
 What is private: the weights, and so the samples, the EMA and the best/ selection (the
 validation split is not the training set), and a table's encoding (ranges, percentiles, modes,
-category counts: fitted from noisy histograms by genzoo.data.table_privacy when api.train starts a
+category counts: fitted from noisy histograms by genzoo.train.dp_table_encoding when api.train starts a
 DP run; the accountant counts those releases before the first step). What is not: the
 training-loss values in metrics.jsonl (means over the private batch, logged unnoised), and
 anything else a family computes from the data before training (a BPE tokenizer).
@@ -36,7 +36,7 @@ Families: any whose loss is a mean of per-example losses through layers Opacus k
 (Linear, Conv, Embedding, GroupNorm, LayerNorm, ...; other layers with their own
 parameters go through functorch). Checked on digits: vae, diffusion, realnvp, gan
 (dcgan with --set spectral_norm=false); on tables: tvae, copula (its correlation factor is
-a layer of its own), with the table's encoding fitted privately (genzoo.data.table_privacy). Refused clearly: pixelcnn and gated-pixelcnn
+a layer of its own), with the table's encoding fitted privately (genzoo.train.dp_table_encoding). Refused clearly: pixelcnn and gated-pixelcnn
 (their masked convolutions keep the mask as a buffer, which Opacus' functorch path
 refuses), spectral normalisation, glow, ebm, cyclegan, stylegan, BatchNorm (it mixes examples), a
 step that updates a private optimizer more than once (GAN critic steps), PacGAN packs
@@ -249,7 +249,7 @@ class PrivateTraining:
         self.sample_rate = config.batch_size / n
         self.expected_batch = config.batch_size
         self.planned_steps = int(config.steps)
-        # a table's encoding fitted privately (genzoo.data.table_privacy) spent part of the budget before training
+        # a table's encoding fitted privately (genzoo.train.dp_table_encoding) spent part of the budget before training
         table = (getattr(model, "data_spec", None) or {}).get("table")
         self.schema = (table or {}).get("privacy")
         if table and not self.schema:

@@ -1,4 +1,4 @@
-"""A DP run's table encoding (genzoo.data.table_privacy): tried as an attacker would, with known answers
+"""A DP run's table encoding (genzoo.train.dp_table_encoding): tried as an attacker would, with known answers
 for the noise, the category threshold and the accountant, and close to the plain fit when epsilon is large."""
 
 import json
@@ -10,7 +10,7 @@ import pytest
 from genzoo import api
 from genzoo.core.errors import GenzooError
 from genzoo.data import table as tables
-from genzoo.data import table_privacy as tp
+from genzoo.train import dp_table_encoding as tp
 from genzoo.train import dp
 
 OUTLIER, RARE = 9_876_543.0, "astronaut"

@@ -143,7 +143,7 @@ def private_spec(name: str, epsilon: float, delta: float | None, seed: int = 0) 
             out.append(_categorical(col, values, s1, tau, noise, epsilon))
     spec = {"name": plain["name"], "target": plain.get("target"), "columns": out, "rows": n}
     spec["segments"] = tables.segments(spec)
-    spec["privacy"] = {"mechanism": "gaussian histograms (genzoo.data.table_privacy)", "noise_multiplier": sigma,
+    spec["privacy"] = {"mechanism": "gaussian histograms (genzoo.train.dp_table_encoding)", "noise_multiplier": sigma,
                        "releases": RELEASES, "delta": delta, "delta_threshold": delta_t, "category_threshold": round(tau, 1),
                        "cell_noise_sd": [round(s1, 2), round(s2, 2)], "epsilon_alone": spent_epsilon([(sigma, 1.0, RELEASES)], delta - delta_t),
                        "randomness": noise.description}
