@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from genzoo import api
 from genzoo.core.errors import GenzooError
@@ -142,3 +143,22 @@ def test_the_copula_learns_its_correlation_under_dp(tmp_path, monkeypatch):
     assert summary["privacy"]["frozen_parameters"] == [] and summary["privacy"]["epsilon"] <= 3.0
     c = model.correlation().detach()
     assert c[0, 1] > 0.85 and abs(c[0, 2]) < 0.15  # true: 0.95 and 0
+
+
+def test_one_missing_cell_does_not_show_in_the_layout(tmp_path, monkeypatch):
+    """Whether any row lacks a value is data too: one person's blank cell adds no missing-indicator block."""
+    monkeypatch.setenv(dp.SEEDED_ENV, "1")
+    r = np.random.default_rng(2)
+    frame = pd.DataFrame({"a": np.round(r.normal(0, 1, 3000), 2), "b": np.round(r.normal(5, 2, 3000), 2),
+                          "c": np.round(r.normal(0, 1, 3000), 2)})
+    frame.loc[:, "c"] = frame["c"].where(r.random(3000) > 0.3)  # 30% blank: shows
+    frame.loc[5, "a"] = np.nan  # one blank: must not
+    path = tmp_path / "blank.csv"
+    frame.to_csv(path, index=False)
+    assert 5 in set(tables.prepared(str(path))[2]["train"])
+    plain = {c["name"]: c for c in tables.prepared(str(path))[1]["columns"]}
+    private = {c["name"]: c for c in tp.private_spec(str(path), 3.0, None, 0)["columns"]}
+    assert plain["a"]["missing"] > 0 and private["a"]["missing"] == 0.0
+    assert private["c"]["missing"] == pytest.approx(0.3, abs=0.03)
+    x = tables.load(str(path), "train", tp.private_spec(str(path), 3.0, None, 0)).x
+    assert x.shape[1] == tables.width(tp.private_spec(str(path), 3.0, None, 0)) and torch.isfinite(x).all()

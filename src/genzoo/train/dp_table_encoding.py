@@ -22,8 +22,9 @@ Gaussian-mechanism releases, counted in the same RDP accountant as the SGD steps
 2. **Shapes.** Per numeric column, ``BINS`` equal cells over its released range (values beyond it in
    the end cells) and one for missing: sensitivity sqrt(numeric columns).
 
-The rest (percentiles, median, missing rate, mixture modes fitted on values drawn from the noisy
-histogram, decimals) is computed from the noisy counts: post-processing, free. sigma is set so that the
+The rest (percentiles, median, missing rate and whether a column gets a missing indicator at all, mixture
+modes fitted on values drawn from the noisy histogram, decimals) is computed from the noisy counts:
+post-processing, free. sigma is set so that the
 two releases alone would spend ``SHARE`` of --dp-epsilon; DP-SGD's noise is then calibrated so that both
 together spend --dp-epsilon (RDP composes them at far less than the sum).
 Public, as a file's header is: the column names, their types as inferred from the file, and the number
@@ -216,7 +217,9 @@ def _numeric(col: dict, values, s1: float, s2: float, noise: _Noise, seed: int) 
     miss_rate = max(missing, 0.0) / max(max(missing, 0.0) + mass.sum(), 1.0)
     return {**col, "means": means, "stds": stds, "weights": weights, "min": float(lo), "max": float(hi),
             "median": float(np.interp(0.5, np.linspace(0, 1, QUANTILES), quantiles)), "decimals": decimals,
-            "quantiles": quantiles.tolist(), "missing": max(float(miss_rate), 1e-6) if col["missing"] > 0 else 0.0}  # the layout keeps its missing block
+            "quantiles": quantiles.tolist(),
+            # a missing block only where the noisy count says there are missing cells: whether any row lacks a value is data too
+            "missing": float(miss_rate) if missing > RANGE_SDS * s2 else 0.0}
 
 
 def _empty_ends(bins: np.ndarray, sd: float, sds: float = 3.0) -> tuple[int, int]:
