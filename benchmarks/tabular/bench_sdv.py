@@ -207,6 +207,9 @@ def main() -> None:
                                                                                      "run-tvae-old-default"),
         f"genzoo tvae DP ε={DP_EPSILON:g}": lambda: genzoo_family("tvae", name, m, work, s, run_name="run-tvae-dp", steps=DP_STEPS,
                                                                   dp_epsilon=DP_EPSILON, dp_delta=1e-6),
+        # the copula's default 300 steps, DP-SGD on its correlation layer, its encoding fitted privately (session 6)
+        f"genzoo copula DP ε={DP_EPSILON:g}": lambda: genzoo_family("copula", name, m, work, s, run_name="run-copula-dp", steps=300,
+                                                                    dp_epsilon=DP_EPSILON, dp_delta=1e-6),
         "SDV GaussianCopula": lambda: sdv_copula(train, columns, s),
         "ctgan pkg TVAE": lambda: package_model("TVAE", train, discrete, m, s),
         "ctgan pkg CTGAN": lambda: package_model("CTGAN", train, discrete, m, s),
