@@ -96,15 +96,14 @@ def train(
     text_tokenizer = source.train_tokenizer(tokenizer or "char", vocab_size) if source.tokenized or tokenizer or vocab_size else None
     train_data = source.load("train", text_tokenizer)
     seed = settings.get("seed") or 0
-    load_split = lambda split: source.load(split, text_tokenizer)  # noqa: E731
+    load_split = _split_loader(source, data, text_tokenizer)
     if settings.get("dp_epsilon") is not None and train_data.kind == "table":
         # the encoding a checkpoint carries is fitted privately too, and the accountant counts it (genzoo.train.dp_table_encoding)
-        from genzoo.data import table as tables
         from genzoo.train import dp_table_encoding
 
         spec = dp_table_encoding.private_spec(data, settings["dp_epsilon"], settings.get("dp_delta"), seed)
         dp_table_encoding.announce(spec)
-        load_split = lambda split: tables.load(data, split, spec)  # noqa: E731
+        load_split = _split_loader(source, data, text_tokenizer, spec)
         train_data = load_split("train")
     model = build_model(family, train_data, variant, model_overrides, seed)
     config = train_config_for(type(model), train_data, **settings)
@@ -135,11 +134,9 @@ def _resume(out, **settings):
     cls = get_family(run["family"]).model_class
     model = cls(cls.config_class.from_dict(run["model_config"]))
     model.tokenizer = tokenizer
-    load_split = lambda split: source.load(split, tokenizer)  # noqa: E731
-    if "privacy" in (model.data_spec or {}).get("table", {}):  # a DP table run: rows encoded by its own private encoding
-        from genzoo.data import table as tables
-
-        load_split = lambda split: tables.load(run["data"], split, model.data_spec["table"])  # noqa: E731
+    table = (model.data_spec or {}).get("table", {})
+    # a DP table run: rows encoded by its own private encoding
+    load_split = _split_loader(source, run["data"], tokenizer, table if "privacy" in table else None)
     train_data = load_split("train")
     saved = run["train_config"]
     _check_resume_privacy(out, saved, settings)
@@ -151,6 +148,15 @@ def _resume(out, **settings):
     trainer = Trainer(model, train_data, config, out_dir=out, data_name=run["data"], val_data=val_data)
     summary = trainer.fit(resume=True)
     return trainer.selected_model, summary
+
+
+def _split_loader(source, name: str, tokenizer, table_spec: dict | None = None):
+    """split -> Dataset: the source's own loading, or a table's rows encoded by ``table_spec`` (a DP run's private encoding)."""
+    if table_spec is None:
+        return lambda split: source.load(split, tokenizer)
+    from genzoo.data import table as tables
+
+    return lambda split: tables.load(name, split, table_spec)
 
 
 def _check_resume_privacy(out, saved: dict, settings: dict) -> None:

@@ -135,14 +135,12 @@ def extrapolate(points: list[tuple[float, float]], horizon: float) -> float:
         return math.inf
     if len({t for t, _ in pts}) < 2:
         return pts[-1][1]
-    x = [t ** -CURVE_POWER for t, _ in pts]
-    y = [v for _, v in pts]
-    mx, my = sum(x) / len(x), sum(y) / len(y)
-    sxx = sum((xi - mx) ** 2 for xi in x)
-    b = sum((xi - mx) * (yi - my) for xi, yi in zip(x, y)) / sxx if sxx > 0 else 0.0
+    import numpy as np
+
+    b, a = np.polyfit([t ** -CURVE_POWER for t, _ in pts], [v for _, v in pts], 1)
     if b <= 0:
         return pts[-1][1]
-    return my - b * mx + b * horizon ** -CURVE_POWER
+    return float(a + b * horizon ** -CURVE_POWER)
 
 
 def curve_predictor(key_of: Callable[[dict], str | None], horizon: float) -> Callable[[list[dict]], dict]:
@@ -154,7 +152,7 @@ def curve_predictor(key_of: Callable[[dict], str | None], horizon: float) -> Cal
         if key is None or latest.get(key) is None:
             return latest
         points = [(r.get("train_seconds"), r.get(key)) for r in history if r.get(key) is not None]
-        latest["measured_" + key] = latest[key]
+        latest["measured_" + key], latest["curve_key"] = latest[key], key
         latest[key] = extrapolate(points, horizon)
         latest["curve_points"] = len(points)
         return latest
@@ -535,7 +533,7 @@ def decide(result: Halving, goal: str) -> dict:
         bits.append(f"test NLL {m[nll_key(m)]:.3g} nats ({m.get('likelihood', '?')})")
     bits.append(f"{m.get('samples_per_second', 0):.0f} samples/s, {m.get('parameters', 0):,} parameters")
     predicted = final.get("predicted", {}).get(w, {})
-    key = next((k[len("measured_"):] for k in predicted if k.startswith("measured_")), None)
+    key = predicted.get("curve_key")
     if key and predicted.get("curve_points", 0) > 1:
         bits.append(f"{predicted[key]:.4g} predicted for a run of the whole budget from its learning curve ({predicted['curve_points']} runs)")
     text = f"{w}: " + "; ".join(bits) + f", after {len(result.rounds)} round(s) of successive halving"
@@ -599,8 +597,9 @@ def write_report(decision: dict, result: Halving, out_dir: Path) -> Path:
     for r in result.rounds:
         line = (f"- round {r['round']}: {len(r['results'])} runs x {r['seconds_each']:.1f} s; ranking on {decision['goal']}: "
                 + " > ".join(r["ranking"]))
-        shown = [f"{n} {_fmt(p[k[len('measured_'):]])} (measured {_fmt(p[k])})" for n in r["ranking"] if n in r.get("predicted", {})
-                 for p in [r["predicted"][n]] for k in p if k.startswith("measured_")]
+        predicted = r.get("predicted", {})
+        shown = [f"{n} {_fmt(p[p['curve_key']])} (measured {_fmt(p['measured_' + p['curve_key']])})"
+                 for n in r["ranking"] for p in [predicted.get(n, {})] if "curve_key" in p]
         lines.append(line + (f"; predicted for the whole budget: {', '.join(shown)}" if shown else ""))
     if plot_ok:
         lines += ["", f"![quality vs sampling speed]({plot.name})", "",

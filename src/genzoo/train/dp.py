@@ -145,27 +145,30 @@ def noise_multiplier(epsilon: float, delta: float, sample_rate: float, steps: in
 
 
 def _noise_after(epsilon: float, delta: float, sample_rate: float, steps: int, prior: list) -> float:
-    """Bisection on sigma (the spent epsilon falls as sigma grows), stopping within EPSILON_TOLERANCE below the target."""
-    def spent(sigma):
-        return spent_epsilon([*prior, (sigma, sample_rate, steps)], delta)
-
-    lo, hi = 1e-2, 1e4
-    if spent(hi) > epsilon:
+    try:
+        return calibrate(lambda sigma: spent_epsilon([*prior, (sigma, sample_rate, steps)], delta), epsilon, tolerance=EPSILON_TOLERANCE)
+    except ValueError:
         raise GenzooError(f"no noise level reaches epsilon {epsilon} at delta {delta} over {steps} steps after the table's "
-                          "private encoding; raise --dp-epsilon or lower --steps or --batch-size")
-    while spent(lo) <= epsilon:  # little noise already fits: more steps or a larger budget than needed
-        lo /= 10
-        if lo < 1e-6:
-            return lo
-    for _ in range(200):
-        mid = (lo + hi) / 2
+                          "private encoding; raise --dp-epsilon or lower --steps or --batch-size") from None
+
+
+def calibrate(spent, epsilon: float, *, lo: float = 1e-6, hi: float = 1e6, tolerance: float = 0.0) -> float:
+    """The smallest noise multiplier sigma (to 0.1%, or once within ``tolerance`` below the target) for which
+    ``spent(sigma)`` <= ``epsilon``; bisection on a log scale (the spent epsilon falls as sigma grows).
+    ValueError when even ``hi`` spends more."""
+    if spent(hi) > epsilon:
+        raise ValueError(f"epsilon {epsilon} is out of reach at sigma {hi:g}")
+    for _ in range(100):
+        mid = math.sqrt(lo * hi)
         e = spent(mid)
         if e > epsilon:
             lo = mid
         else:
             hi = mid
-            if epsilon - e < EPSILON_TOLERANCE:
+            if epsilon - e < tolerance:
                 break
+        if hi / lo < 1.001:
+            break
     return hi
 
 

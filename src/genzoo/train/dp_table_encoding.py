@@ -82,20 +82,12 @@ def cell_edges(i: int) -> tuple[float, float]:
 
 def noise_multiplier(epsilon: float, delta: float) -> float:
     """sigma (per unit of sensitivity) for which the RELEASES Gaussian releases alone spend ``epsilon`` at ``delta``."""
-    from genzoo.train.dp import spent_epsilon
+    from genzoo.train.dp import calibrate, spent_epsilon
 
-    lo, hi = 1e-3, 1e6
-    if spent_epsilon([(hi, 1.0, RELEASES)], delta) > epsilon:
-        raise GenzooError(f"--dp-epsilon {epsilon / SHARE:g} is too small to publish even a table's ranges; raise it")
-    for _ in range(100):  # bisection on a monotone function
-        mid = math.sqrt(lo * hi)
-        if spent_epsilon([(mid, 1.0, RELEASES)], delta) > epsilon:
-            lo = mid
-        else:
-            hi = mid
-        if hi / lo < 1.001:
-            break
-    return hi
+    try:
+        return calibrate(lambda sigma: spent_epsilon([(sigma, 1.0, RELEASES)], delta), epsilon, lo=1e-3)
+    except ValueError:
+        raise GenzooError(f"--dp-epsilon {epsilon / SHARE:g} is too small to publish even a table's ranges; raise it") from None
 
 
 class _Noise:
