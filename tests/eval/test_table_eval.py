@@ -49,3 +49,20 @@ def test_scores_have_floors_and_print(real):
     assert m["quality"] > 0.8 and m["quality_floor"] > 0.8
     text = "\n".join(table_lines(m))
     assert "ML efficacy" in text and "floor" in text
+
+
+def test_column_pairs_bin_both_sides_on_the_real_edges(real):
+    """A generator that leaves out the real rows' outliers keeps every pair's trend: the pair score must
+    say so. sdmetrics 0.32's report bins each side on its own range and reads the same rows as unrelated."""
+    from genzoo.eval.tables import column_pair_trends, quality
+
+    train, _, _ = real
+    outlier = train.copy()
+    outlier.loc[0, "x"] = 40.0  # one real outlier stretches the real bins 8x
+    inside = draw(1500, 9)  # fresh rows from the same law, none near 40
+    q = quality(outlier, inside, COLUMNS)
+    assert q["column_pairs"] > 0.9  # x-k and x-y trends kept
+    assert q["column_pairs_report"] < q["column_pairs"] - 0.1  # the report's own bins: the control that the case bites
+    shuffled = inside.assign(k=inside["k"].sample(frac=1, random_state=0).to_numpy(), y=inside["y"].sample(frac=1, random_state=1).to_numpy())
+    assert column_pair_trends(outlier, shuffled, COLUMNS) < 0.75  # trends broken: caught
+    assert q["quality"] == pytest.approx((q["column_shapes"] + q["column_pairs"]) / 2)
