@@ -66,3 +66,11 @@ def test_column_pairs_bin_both_sides_on_the_real_edges(real):
     shuffled = inside.assign(k=inside["k"].sample(frac=1, random_state=0).to_numpy(), y=inside["y"].sample(frac=1, random_state=1).to_numpy())
     assert column_pair_trends(outlier, shuffled, COLUMNS) < 0.75  # trends broken: caught
     assert q["quality"] == pytest.approx((q["column_shapes"] + q["column_pairs"]) / 2)
+
+
+def test_column_pairs_score_a_collapsed_column_as_lost_trend(real):
+    from genzoo.eval.tables import column_pair_trends
+
+    train, _, _ = real
+    collapsed = draw(1500, 11).assign(y=1.0)  # y constant: its trend with x (r = 0.97) is gone
+    assert column_pair_trends(train, collapsed, COLUMNS) < column_pair_trends(train, draw(1500, 11), COLUMNS) - 0.1

@@ -129,8 +129,14 @@ def column_pair_trends(real, synthetic, columns: list[dict]) -> float:
             r, s = real[[a, b]], synthetic[[a, b]]
             if a in numeric and b in numeric:
                 r, s = r.astype(float), s.astype(float)
-                out = CorrelationSimilarity.compute_breakdown(r, s, coefficient="Pearson",
-                                                              real_correlation_threshold=DEFAULT_REAL_CORRELATION_THRESHOLD)
+                if (r.nunique() < 2).any():
+                    continue  # a constant real column has no trend to keep (the report leaves it out too)
+                if (s.nunique() < 2).any():  # sdmetrics raises here; a constant column correlates with nothing
+                    rho = r.dropna().corr().iloc[0, 1]
+                    out = {"score": 1 - abs(rho) / 2 if abs(rho) > DEFAULT_REAL_CORRELATION_THRESHOLD else np.nan}
+                else:
+                    out = CorrelationSimilarity.compute_breakdown(r, s, coefficient="Pearson",
+                                                                  real_correlation_threshold=DEFAULT_REAL_CORRELATION_THRESHOLD)
             else:
                 cont = [c for c in (a, b) if c in numeric]
                 r, s = r.astype({c: float for c in cont}), s.astype({c: float for c in cont})
