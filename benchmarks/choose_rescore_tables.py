@@ -36,19 +36,20 @@ def main(argv: list[str]) -> None:
     for case in argv:
         label, data, folder = case.split("=", 2)
         row = rows[label]
-        scores, quality, metrics = {}, {}, {}
+        metrics = {}
         for family in row["bench_scores"]:
             model = api.load(Path(folder) / "bench" / family).eval()
             m = C._evaluate(model, data, family, row["seed"], nll=False)
-            scores[family], quality[family], metrics[family] = m["quality_gap"], m["quality"], m
+            metrics[family] = m
             print(f"{label}: {family:8s} quality {row['bench_table_quality'][family]:.3f} -> {m['quality']:.3f} "
                   f"(pairs {m['column_pairs']:.3f}, report's {m['column_pairs_report']:.3f}; floor {m['quality_floor']:.3f})", flush=True)
         ranking = C.rank_for(row["goal"])(metrics)  # as the validation ranked its bench
         best = ranking[0]
         new = {"data": label, "pick": row["pick"], "verdict_before": row["verdict"], "bench_best_before": row["bench_best"],
-               "bench_table_quality_before": row["bench_table_quality"], "bench_table_quality": quality,
+               "bench_table_quality_before": row["bench_table_quality"],
+               "bench_table_quality": {f: v["quality"] for f, v in metrics.items()},
                "quality_floor": m["quality_floor"], "bench_ranking": ranking, "bench_best": best,
-               "verdict": verdict(row["pick"], best, scores[row["pick"]], scores[best])}
+               "verdict": verdict(row["pick"], best, metrics[row["pick"]]["quality_gap"], metrics[best]["quality_gap"])}
         print(f"{label}: pick {row['pick']}, bench best {row['bench_best']} -> {best}: {row['verdict']} -> {new['verdict']}", flush=True)
         out.append(new)
     with OUT.open("a") as f:
