@@ -34,7 +34,9 @@ def main(argv: list[str]) -> None:
     rows = {r["data"]: r for r in map(json.loads, CURVES.read_text().splitlines())}
     out = []
     for case in argv:
-        label, data, folder = case.split("=", 2)
+        label, data, folder = (case.split("=", 2) + ["", ""])[:3]
+        if label not in rows or not folder:
+            raise SystemExit(f"expected LABEL=DATA=FOLDER with LABEL one of {sorted(rows)}, got {case!r}")
         row = rows[label]
         metrics = {}
         for family in row["bench_scores"]:

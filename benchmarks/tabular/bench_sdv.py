@@ -200,6 +200,8 @@ def main() -> None:
     discrete = [c["name"] for c in columns if c["type"] in ("categorical", "boolean")]
     s, m = args.seed, args.minutes
     if args.rescore:
+        if not saved.is_file():
+            raise SystemExit(f"--rescore: no {saved} yet; run the bench for seed {s} first (it keeps the rows to rescore)")
         with _locked(saved):
             results = json.loads(saved.read_text())
             rescore(results, s, work, train, test, val, columns)
