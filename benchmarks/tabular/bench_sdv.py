@@ -284,7 +284,7 @@ def _locked(path: Path):
 
 COLS = [("quality", "quality ↑", 3), ("column_shapes", "shapes", 3), ("column_pairs", "pairs", 3), ("ml_efficacy", "ML efficacy (macro F1) ↑", 3), ("detection_auc", "detection AUC (0.5 best)", 3),
         ("dcr_below_test_p5", "DCR < test p5 (5% = like unseen rows)", 3), ("exact_copies", "exact copies", 3),
-        ("mia_auc", "MIA AUC (0.5 = no leak)", 3)]
+        ("closer_to_train", "nearer train than test (0.5 = like unseen rows)", 3), ("mia_auc", "MIA AUC (0.5 = no leak)", 3)]
 
 
 def _cell(values: list, digits: int) -> str:

@@ -26,9 +26,27 @@ def test_dcr_catches_copies_and_reads_fresh_rows_as_the_floor(real):
     enc = Features(train, COLUMNS)
     copies = dcr(enc(train), enc(test), enc(train.sample(300, random_state=0)))
     assert copies["exact_copies"] == 1.0 and copies["dcr_below_test_p5"] == 1.0
+    assert copies["closer_to_train"] > 0.55  # a copy is nearer the training subset whenever it was drawn into it
     fresh = dcr(enc(train), enc(test), enc(draw(2000, 3)))
     assert fresh["exact_copies"] == 0.0 and 0.01 < fresh["dcr_below_test_p5"] < 0.12  # 5% = no copying
     assert fresh["dcr_median"] == pytest.approx(fresh["dcr_median_test"], rel=0.3)
+    assert abs(fresh["closer_to_train"] - 0.5) < 0.04  # fresh rows: as near the training rows as unseen ones
+
+
+def test_closer_to_train_tells_density_from_copying(real):
+    """Rows bunched where the data is dense come near some real row (dcr_below_test_p5 rises) without
+    being nearer the training rows than the test rows; jittered training rows are."""
+    train, test, _ = real
+    enc = Features(train, COLUMNS)
+    r = np.random.default_rng(4)
+    dense = draw(2000, 5).assign(x=lambda f: f["x"] * 0.3, y=lambda f: f["y"] * 0.3)  # the centre of the same law
+    bunched = dcr(enc(train), enc(test), enc(dense))
+    near = train.sample(2000, replace=True, random_state=1).assign(x=lambda f: f["x"] + r.normal(0, 0.01, len(f)))
+    jittered = dcr(enc(train), enc(test), enc(near))
+    fresh = dcr(enc(train), enc(test), enc(draw(2000, 5)))
+    assert bunched["dcr_below_test_p5"] > 1.3 * fresh["dcr_below_test_p5"]  # measured 0.095 against 0.062
+    assert abs(bunched["closer_to_train"] - 0.5) < 0.05  # measured 0.479
+    assert jittered["closer_to_train"] > 0.54 and jittered["exact_copies"] == 0.0  # measured 0.575
 
 
 def test_ml_efficacy_and_detection_know_good_from_bad(real):
