@@ -16,4 +16,4 @@ from genzoo.models import vit  # noqa: F401
 from genzoo.models import clip  # noqa: F401
 from genzoo.models import t5  # noqa: F401
 from genzoo.models import wavenet  # noqa: F401
-from genzoo.models import tvae, ctgan, copula, tabddpm  # noqa: F401  (tables)
+from genzoo.models import tvae, ctgan, copula, tabddpm, privbayes  # noqa: F401  (tables)

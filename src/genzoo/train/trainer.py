@@ -42,6 +42,7 @@ from genzoo.core.atomic import write_atomic_dir
 from genzoo.runs.checkpoint import load_trainer_state, resolve_checkpoint
 from genzoo.data import Dataset
 from genzoo.data.base import batch_indices  # noqa: F401  (re-exported: genzoo.train.batch_indices)
+from genzoo.core.atomic import write_atomic_file
 from genzoo.core.errors import GenzooError
 from genzoo.models.base import Batch, BatchRandom, GenerativeModel, Updater
 from genzoo.nn.dropout import noise_source
@@ -138,7 +139,8 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir else None
         self.optimizers = model.configure_optimizers(config.lr, config.weight_decay, config.betas)
         self.base_lrs = base_lrs(self.optimizers)
-        self.ema = EMA(model, config.ema_decay) if config.ema_decay else None
+        self.fits_once = bool(getattr(model, "fits_once", False))  # fitted in one pass over the rows (privbayes), no steps
+        self.ema = EMA(model, config.ema_decay) if config.ema_decay and not self.fits_once else None  # nothing to average
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
         self.updater = Updater(self.optimizers, config.grad_clip, self.scaler, self.dist.world_size, self.device.type)
@@ -146,7 +148,13 @@ class Trainer:
         if local % config.grad_accum:
             raise GenzooError(f"--grad-accum {config.grad_accum} must divide each process's batch of {local}")
         self.privacy = None  # DP-SGD (genzoo.train.dp) when config.dp_epsilon is set: Poisson batches, private updates
-        if config.dp_epsilon is not None:
+        if self.fits_once and self.dist.world_size > 1:
+            raise GenzooError(f"{model.family} fits in one pass on one process; drop torchrun / --nproc")
+        if config.dp_epsilon is not None and self.fits_once:
+            from genzoo.train.dp_marginals import MarginalPrivacy
+
+            self.privacy = MarginalPrivacy(model, config, len(self.data))
+        elif config.dp_epsilon is not None:
             from genzoo.train import dp
 
             dp.check_supported(model, config, world_size=self.dist.world_size, amp=self.amp_dtype is not None,
@@ -216,6 +224,8 @@ class Trainer:
         elif self.out_dir and self.dist.is_main:
             self._prepare_out_dir()
         cfg = self.config  # a checkpoint written after a divergence carries the seed the run changed to
+        if self.fits_once:
+            return self._fit_once()
         if cfg.divergence_retries and self.out_dir and not resume:
             self.save_checkpoint()  # something to restore should the very first steps diverge
         local = cfg.batch_size // self.dist.world_size
@@ -295,6 +305,31 @@ class Trainer:
             stop.restore()
             progress.close()
         self.total_steps = self.step if self.total_steps is None else self.total_steps
+        return self._finish(start_step, start_elapsed)
+
+    def _fit_once(self) -> dict:
+        """A ``fits_once`` family: one pass over every training row (``fit_table``), recorded as one step."""
+        start_step, start_elapsed = self.step, self.elapsed
+        if self.step == 0:  # a resumed run that was fitted is done
+            t0 = time.perf_counter()
+            metrics = self.model.fit_table(self.data.x, self.privacy, self.config.seed)
+            if self.privacy:
+                self.privacy.fitted = True
+            self.step = self.total_steps = 1
+            self.elapsed = time.perf_counter() - t0
+            row = {"step": 1, **metrics, **(self.privacy.log_fields() if self.privacy else {})}
+            self.history.append(row)
+            if self.out_dir and self.dist.is_main:
+                with open(self.out_dir / "metrics.jsonl", "a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+                run_file = self.out_dir / "run.json"  # the fitted network is part of the model's config
+                run = json.loads(run_file.read_text())
+                run["model_config"] = self.model.config.to_dict()
+                write_atomic_file(run_file, json.dumps(run, indent=2))
+        return self._finish(start_step, start_elapsed)
+
+    def _finish(self, start_step: int, start_elapsed: float) -> dict:
+        """The end of every fit: privacy record, last checkpoint, samples and plots, the summary."""
         if self.privacy:
             self.privacy.detach()  # no per-example hooks on the model that is copied and sampled from here on
             if self.out_dir and self.dist.is_main:
