@@ -231,14 +231,15 @@ class PrivBayes(TableModel):
         sizes = [c["cells"] for c in self.columns]
 
         def draw(m, g):
-            cells = torch.zeros(m, len(sizes), dtype=torch.long)
+            dev = device_of(g, self)  # draws happen where the generator lives (a CUDA generator draws on the GPU)
+            cells = torch.zeros(m, len(sizes), dtype=torch.long, device=dev)
             for v in self.config.order:
                 ps = self.config.parents[v]
-                row = torch.zeros(m, dtype=torch.long)
+                row = torch.zeros(m, dtype=torch.long, device=dev)
                 for p in ps:  # the parents' cells, flattened in C order (as fit_table's reshape)
                     row = row * sizes[p] + cells[:, p]
-                probs = getattr(self, f"cpt_{v}").cpu().double().T[row]
+                probs = getattr(self, f"cpt_{v}").to(dev, torch.float64).T[row]
                 cells[:, v] = torch.multinomial(probs, 1, generator=g).squeeze(1) if m else row
-            return self.from_cells(cells, g)
+            return self.from_cells(cells.cpu(), g)
 
         return self.conditioned(draw, n, condition, generator)
