@@ -88,7 +88,7 @@ def test_the_accountant_counts_the_encoding_and_spends_at_most_the_target(people
 def test_category_noise_has_the_calibrated_sd_and_the_threshold_its_rate():
     col = {"name": "job", "type": "categorical", "dtype": "object", "missing": 0.0}
     values = pd.Series(["a"] * 5000 + ["b"] * 3000 + ["c"])
-    noise = tp._Noise.__new__(tp._Noise)
+    noise = tp.Noise.__new__(tp.Noise)
     noise.seeded, noise.rng = True, np.random.default_rng(1)
     sd, published, trials = 40.0, 0, 4000
     deviations = []

@@ -28,6 +28,7 @@ drawn from the mode's Gaussian truncated to the slice. Conditions on a column ar
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -174,6 +175,7 @@ class PrivBayes(TableModel):
         sizes = [c["cells"] for c in self.columns]
         d = len(sizes)
 
+        @functools.cache  # a candidate (column, parents) comes up again in every later round, and once more at the end
         def counts(cols: tuple[int, ...]) -> np.ndarray:
             flat = np.ravel_multi_index(tuple(cells[:, j] for j in cols), tuple(sizes[j] for j in cols))
             return np.bincount(flat, minlength=math.prod(sizes[j] for j in cols)).astype(np.float64).reshape([sizes[j] for j in cols])
@@ -189,17 +191,17 @@ class PrivBayes(TableModel):
         rng = np.random.default_rng([seed, 0x9B])  # the first column: public randomness (it depends on no row)
         order = [int(rng.integers(d))]
         parents: list[list[int]] = [[] for _ in range(d)]
-        choices = 0
+
+        @functools.cache
+        def dependence(v: int, ps: tuple[int, ...]) -> float:
+            joint = counts((v, *ps)).reshape(sizes[v], -1)
+            return 0.5 * np.abs(joint - share[v][:, None] * joint.sum(0, keepdims=True)).sum()
+
         while len(order) < d:
-            candidates, scores = [], []
-            for v in (v for v in range(d) if v not in order):
-                for k in range(1, min(self.config.degree, len(order)) + 1):
-                    for ps in itertools.combinations(order, k):
-                        if sizes[v] * math.prod(sizes[p] for p in ps) > cap:
-                            continue
-                        joint = counts((v, *ps)).reshape(sizes[v], -1)
-                        scores.append(0.5 * np.abs(joint - share[v][:, None] * joint.sum(0, keepdims=True)).sum())
-                        candidates.append((v, ps))
+            candidates = [(v, ps) for v in range(d) if v not in order
+                          for k in range(1, min(self.config.degree, len(order)) + 1)
+                          for ps in itertools.combinations(order, k) if sizes[v] * math.prod(sizes[p] for p in ps) <= cap]
+            scores = [dependence(v, ps) for v, ps in candidates]
             if not candidates:  # every table too large: the next column goes in without parents
                 v = next(v for v in range(d) if v not in order)
                 candidates, scores = [(v, ())], [0.0]
@@ -211,17 +213,16 @@ class PrivBayes(TableModel):
             v, ps = candidates[pick]
             order.append(v)
             parents[v] = sorted(ps)
-            choices += 1
 
         self.config.order, self.config.parents = order, parents
         for v in range(d):
-            table = counts((v, *parents[v])).reshape(sizes[v], -1) if parents[v] else one_way[v][:, None].copy()
+            table = counts((v, *parents[v])).reshape(sizes[v], -1) if parents[v] else one_way[v][:, None]
             if privacy is not None and parents[v]:
                 table = np.clip(table + privacy.table_sd * noise.normal(table.size).reshape(table.shape), 0, None)
             totals = table.sum(0, keepdims=True)
             cpt = np.where(totals > 0, table / np.where(totals > 0, totals, 1), share[v][:, None])
             self.register_buffer(f"cpt_{v}", torch.as_tensor(cpt, dtype=torch.float32, device=self.device))
-        return {"network_choices": float(choices), "table_cells_cap": float(cap),
+        return {"network_choices": float(d - 1), "table_cells_cap": float(cap),
                 "largest_table": float(max(getattr(self, f"cpt_{v}").numel() for v in range(d)))}
 
     # ---- sampling ---------------------------------------------------------------------------------

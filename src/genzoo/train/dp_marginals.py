@@ -22,37 +22,12 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from genzoo.core.errors import GenzooError
 from genzoo.core.atomic import write_atomic_file
+from genzoo.core.errors import GenzooError
+from genzoo.train.dp_table_encoding import Noise
 
 SHARES = {"one_way": 0.1, "selection": 0.3, "tables": 0.6}  # PrivBayes spends most on the tables it keeps
 SALT = 0x9B0E5  # the seeded noise differs from the encoding's and DP-SGD's of the same seed
-
-
-class Noise:
-    """Standard normals and Gumbels from os.urandom, or seeded (GENZOO_DP_SEEDED_NOISE=1)."""
-
-    def __init__(self, seed: int):
-        from genzoo.train import dp
-
-        self.seeded = dp.seeded_randomness()
-        self.rng = np.random.default_rng([SALT, seed]) if self.seeded else None
-        self.description = dp.SEEDED if self.seeded else dp.SECURE
-
-    def normal(self, n: int) -> np.ndarray:
-        if self.seeded:
-            return self.rng.standard_normal(n)
-        from genzoo.train.dp import secure_normal
-
-        return secure_normal(n).numpy()
-
-    def gumbel(self, n: int) -> np.ndarray:
-        from genzoo.train.dp import secure_uniform
-
-        u = self.rng.random(n) if self.seeded else secure_uniform(n).numpy()
-        return -np.log(-np.log(np.clip(u, 1e-300, 1 - 1e-16)))
 
 
 class MarginalPrivacy:
@@ -86,7 +61,7 @@ class MarginalPrivacy:
         self.one_way_sd = sigma["one_way"] * math.sqrt(self.d)
         self.table_sd = sigma["tables"] * math.sqrt(self.d - 1)
         self.selection_epsilon = 2.0 / sigma["selection"]  # epsilon0 = sqrt(8 rho0), rho0 = 1 / (2 sigma^2)
-        self.noise = Noise(config.seed)
+        self.noise = Noise(config.seed, SALT)
         self.seed = config.seed
         self.fitted = False
         print(f"differential privacy: noisy counts ({self.one_way_sd:.1f} rows sd per 1-way cell, {self.table_sd:.1f} per "
@@ -102,16 +77,15 @@ class MarginalPrivacy:
         s = self._multipliers(t)
         return [(s["one_way"], 1.0, 1), (s["selection"], 1.0, self.d - 1), (s["tables"], 1.0, 1)]
 
-    def _spent(self, t: float) -> float:
+    def _spent(self, t: float | None) -> float:
         from genzoo.train.dp import spent_epsilon
 
-        return spent_epsilon([*self.prior, *self._history(t)], self.delta_rdp)
+        return spent_epsilon([*self.prior, *(self._history(t) if t is not None else [])], self.delta_rdp)
 
     # ---- the Trainer's interface (as genzoo.train.dp.PrivateTraining's) ----------------------------
     def epsilon(self) -> float:
-        from genzoo.train.dp import spent_epsilon
-
-        return spent_epsilon([*self.prior, *(self._history(self.t) if self.fitted else [])], self.delta_rdp)
+        """Spent so far: the encoding's releases, and the fit's once it ran."""
+        return self._spent(self.t if self.fitted else None)
 
     def log_fields(self) -> dict:
         return {"dp_epsilon_spent": round(self.epsilon(), 4), "dp_delta": self.delta}

@@ -90,14 +90,15 @@ def noise_multiplier(epsilon: float, delta: float) -> float:
         raise GenzooError(f"--dp-epsilon {epsilon / SHARE:g} is too small to publish even a table's ranges; raise it") from None
 
 
-class _Noise:
-    """N(0, 1) draws from the OS CSPRNG, or seeded (GENZOO_DP_SEEDED_NOISE=1, as DP-SGD's)."""
+class Noise:
+    """N(0, 1) and Gumbel draws from the OS CSPRNG, or seeded (GENZOO_DP_SEEDED_NOISE=1, as DP-SGD's);
+    ``salt`` keeps one release's seeded noise apart from another's of the same seed."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, salt: int = SALT):
         from genzoo.train import dp
 
         self.seeded = dp.seeded_randomness()
-        self.rng = np.random.default_rng([SALT, seed]) if self.seeded else None
+        self.rng = np.random.default_rng([salt, seed]) if self.seeded else None
         self.description = ("a numpy generator seeded by the run's seed: reproducible, NOT secure (the guarantee assumes "
                             "the seed is secret)") if self.seeded else dp.SECURE
 
@@ -107,6 +108,13 @@ class _Noise:
         from genzoo.train.dp import secure_normal
 
         return secure_normal(n).numpy()
+
+    def gumbel(self, n: int) -> np.ndarray:
+        """Standard Gumbels, -log(-log u): argmax(score + Gumbel) is a draw from softmax(score)."""
+        from genzoo.train.dp import secure_uniform
+
+        u = self.rng.random(n) if self.seeded else secure_uniform(n).numpy()
+        return -np.log(-np.log(np.clip(u, 1e-300, 1 - 1e-16)))
 
 
 def private_spec(name: str, epsilon: float, delta: float | None, seed: int = 0) -> dict:
@@ -121,7 +129,7 @@ def private_spec(name: str, epsilon: float, delta: float | None, seed: int = 0) 
     delta = float(delta) if delta is not None else default_delta(n)
     delta_t = THRESHOLD_DELTA_SHARE * delta
     sigma = noise_multiplier(SHARE * float(epsilon), delta - delta_t)
-    noise = _Noise(seed)
+    noise = Noise(seed)
     columns = plain["columns"]
     numeric = [c for c in columns if c["type"] in ("continuous", "integer")]
     categorical = [c for c in columns if c not in numeric]
@@ -150,7 +158,7 @@ def category_threshold(sd: float, delta_t: float, columns: int) -> float:
     return 1.0 + sd * float(norm.isf(delta_t / max(columns, 1)))
 
 
-def _categorical(col: dict, values, s1: float, tau: float, noise: _Noise, epsilon: float) -> dict:
+def _categorical(col: dict, values, s1: float, tau: float, noise: Noise, epsilon: float) -> dict:
     from genzoo.data.table import _category_key
 
     counts = values.map(_category_key).value_counts(dropna=False)
@@ -164,7 +172,7 @@ def _categorical(col: dict, values, s1: float, tau: float, noise: _Noise, epsilo
             "unknown_as": 0}
 
 
-def _numeric(col: dict, values, s1: float, s2: float, noise: _Noise, seed: int) -> dict:
+def _numeric(col: dict, values, s1: float, s2: float, noise: Noise, seed: int) -> dict:
     from genzoo.data.table import QUANTILES, _fit_modes
 
     v = values.to_numpy(dtype=np.float64)

@@ -38,11 +38,10 @@ from pathlib import Path
 
 import torch
 
-from genzoo.core.atomic import write_atomic_dir
+from genzoo.core.atomic import write_atomic_dir, write_atomic_file
 from genzoo.runs.checkpoint import load_trainer_state, resolve_checkpoint
 from genzoo.data import Dataset
 from genzoo.data.base import batch_indices  # noqa: F401  (re-exported: genzoo.train.batch_indices)
-from genzoo.core.atomic import write_atomic_file
 from genzoo.core.errors import GenzooError
 from genzoo.models.base import Batch, BatchRandom, GenerativeModel, Updater
 from genzoo.nn.dropout import noise_source
