@@ -70,3 +70,10 @@ def test_biases_follow_the_weights(model):
         finally:
             model.load_state_dict(before)
     assert any(not torch.allclose(first[s], again[s]) for s in first)
+
+
+def test_keep_marginals_refuses_what_is_not_true_or_false(model):
+    from genzoo.core.errors import GenzooError
+
+    with pytest.raises(GenzooError, match="keep_marginals must be true or false"):
+        model.sample(4, keep_marginals="maybe")  # what `--opt keep_marginals=maybe` hands over

@@ -105,6 +105,8 @@ class TVAE(TableModel):
                temperature: float = SAMPLE_TEMPERATURE, keep_marginals: bool = True) -> torch.Tensor:
         if not temperature >= 0:
             raise GenzooError(f"temperature must be 0 or more (0: the most likely category of each block), got {temperature}")
+        if not isinstance(keep_marginals, bool):
+            raise GenzooError(f"keep_marginals must be true or false, got {keep_marginals!r}")
         biases = self.marginal_biases(self.decode_raw, self.config.latent_dim, temperature) \
             if keep_marginals and temperature not in (0, 1) else None  # T = 0 is the argmax: no share to keep
 
