@@ -11,7 +11,7 @@ seeds=${2:-"0 1 2 3"}
 shift 2 || shift $#
 py=${PYTHON:-.venv/bin/python}
 genzoo=${GENZOO:-.venv/bin/genzoo}
-tag=$(echo "${*:-default}" | tr ' /' '__' | tr -s '_' | sed 's/^-*//')
+tag=$(echo "${*:-default}" | sed 's/--//g' | tr ' /' '__' | tr -s '_')
 mkdir -p "$run/eval-seeds"
 for s in $seeds; do
   "$genzoo" eval "$run" --n 100 --no-nll --seed "$s" "$@"
