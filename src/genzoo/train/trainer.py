@@ -317,14 +317,9 @@ class Trainer:
             self.step = self.total_steps = 1
             self.elapsed = time.perf_counter() - t0
             row = {"step": 1, **metrics, **(self.privacy.log_fields() if self.privacy else {})}
-            self.history.append(row)
+            self._record(row)
             if self.out_dir and self.dist.is_main:
-                with open(self.out_dir / "metrics.jsonl", "a") as fh:
-                    fh.write(json.dumps(row) + "\n")
-                run_file = self.out_dir / "run.json"  # the fitted network is part of the model's config
-                run = json.loads(run_file.read_text())
-                run["model_config"] = self.model.config.to_dict()
-                write_atomic_file(run_file, json.dumps(run, indent=2))
+                self._write_run_file()  # the fitted network is part of the model's config
         return self._finish(start_step, start_elapsed)
 
     def _finish(self, start_step: int, start_elapsed: float) -> dict:
@@ -366,10 +361,7 @@ class Trainer:
             self.val_examples = None
             return False
         row = {"event": "val", "step": self.step, "time": round(self.elapsed, 3), "val_loss": round(value, 6)}
-        self.history.append(row)
-        if self.out_dir and self.dist.is_main:
-            with open(self.out_dir / "metrics.jsonl", "a") as fh:
-                fh.write(json.dumps(row) + "\n")
+        self._record(row)
         if not self.config.select_best:  # the family's loss is not what its users select on
             return False
         if math.isfinite(value) and (self.best is None or value < self.best["val_loss"]):
@@ -405,17 +397,21 @@ class Trainer:
             self.total_steps = est
             progress.set_total(self.total_steps)
 
+    def _record(self, row: dict) -> None:
+        """One row of the run's history: kept in memory, and appended to metrics.jsonl by the main process."""
+        self.history.append(row)
+        if self.out_dir and self.dist.is_main:
+            with open(self.out_dir / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+
     def _log(self, window: dict, progress: ProgressReporter, local: int) -> None:
         means = distributed.mean_metrics({k: sum(v) / len(v) for k, v in window.items() if v}, self.dist)
         lr = self.optimizers[next(iter(self.optimizers))].param_groups[0]["lr"]
         row = {"event": "train", "step": self.step, "time": round(self.elapsed, 3), "lr": lr, **{k: round(v, 6) for k, v in means.items()}}
         if self.privacy:
             row.update(self.privacy.log_fields())  # the epsilon spent so far, from the accountant
-        self.history.append(row)
+        self._record(row)
         progress.update(self.step, {k: v for k, v in means.items() if k in ("loss", "loss_d", "loss_g")} or means)
-        if self.out_dir and self.dist.is_main:
-            with open(self.out_dir / "metrics.jsonl", "a") as fh:
-                fh.write(json.dumps(row) + "\n")
 
     # ---- output folder, checkpoints, resume --------------------------------
     def _prepare_out_dir(self) -> None:
@@ -427,6 +423,10 @@ class Trainer:
         for stale in (BEST, BEST + ".tmp", BEST + ".old", CHECKPOINT + ".tmp", "samples"):  # a run killed before its first checkpoint
             shutil.rmtree(self.out_dir / stale, ignore_errors=True)
         (self.out_dir / "metrics.jsonl").write_text("")
+        self._write_run_file()
+
+    def _write_run_file(self) -> None:
+        """run.json: what was trained on what, with which settings (rewritten when a fit changes the model's config)."""
         run = {
             "family": self.model.family,
             "data": self.data_name,
@@ -436,7 +436,7 @@ class Trainer:
             "world_size": self.dist.world_size,
             "device": str(self.device),
         }
-        (self.out_dir / "run.json").write_text(json.dumps(run, indent=2))
+        write_atomic_file(self.out_dir / "run.json", json.dumps(run, indent=2))
 
     def _process_state(self) -> dict:
         """What each process must restore for itself: its global RNG and the family's non-weight state."""
@@ -528,10 +528,8 @@ class Trainer:
         self.config = self.config.replace(seed=cfg.seed + DIVERGENCE_SEED_STRIDE)
         row = {"event": "diverged", "step": self.step, "diverged_at": diverged_at, "error": str(error)[:300],
                "new_seed": self.config.seed, "retry": used, "of": cfg.divergence_retries}
-        self.history.append(row)
+        self._record(row)  # retries need a run folder (its checkpoint), so out_dir is set here
         if self.dist.is_main:
-            with open(self.out_dir / "metrics.jsonl", "a") as fh:
-                fh.write(json.dumps(row) + "\n")
             print(f"diverged at step {diverged_at} ({str(error)[:200]}): restored the checkpoint of step {self.step}, "
                   f"seed now {self.config.seed} (retry {used} of {cfg.divergence_retries})", file=sys.stderr)
 
