@@ -553,3 +553,20 @@ def test_reading_more_records_than_a_statement_takes_parameters(admin, monkeypat
     monkeypatch.setattr(sql_common, "IDS_PER_QUERY", 3)
     got = admin.backend.get_generations(ids + [10_000])
     assert sorted(got) == ids and all(got[i].text == f"record {n}" for n, i in enumerate(ids))
+
+
+@pytest.mark.parametrize("form", ["url", "path"])
+def test_the_store_named_by_GENZOO_STORE_is_opened_where_it_says(tmp_path, monkeypatch, form):
+    """GENZOO_STORE=sqlite:////abs/store.db once became Path("sqlite:/abs/store.db"): a store in a
+    folder named 'sqlite:' under the current directory, so the user's records went elsewhere."""
+    target = tmp_path / "env" / "store.db"
+    monkeypatch.setenv("GENZOO_STORE", f"sqlite:///{target}" if form == "url" else str(target))
+    monkeypatch.chdir(tmp_path)
+    from genzoo.store.api import open_backend
+
+    backend = open_backend(None)
+    assert Path(backend.path) == target and target.exists()
+    assert not (tmp_path / "sqlite:").exists()
+    monkeypatch.setenv("GENZOO_STORE", "mysql://x@y/z")
+    with pytest.raises(GenzooError, match="unknown store URL"):
+        open_backend(None)

@@ -628,8 +628,9 @@ def open_backend(url_or_path, read_url: str | None = None):
     ~/.genzoo/store.db), or ``postgresql://...`` (with ``read_url``: a read replica of it)."""
     from genzoo.store.sqlite import SqliteBackend
 
-    if url_or_path is None and os.environ.get(ENV_STORE, "").startswith(("postgres://", "postgresql://")):
-        url_or_path = os.environ[ENV_STORE]  # GENZOO_STORE may name a server too (not a path: no Path())
+    if url_or_path is None and os.environ.get(ENV_STORE):
+        url_or_path = os.environ[ENV_STORE]  # a path or a URL, parsed below like an argument (a Path() of
+        # "sqlite:////tmp/s.db" is the relative folder "sqlite:/tmp", which once put stores under the cwd)
     text = str(url_or_path) if url_or_path is not None else ""
     if text.startswith(("postgres://", "postgresql://")):
         from genzoo.store.postgres import PostgresBackend
