@@ -8,6 +8,6 @@ Data flows one way: data -> model -> trainer -> run folder -> sampler -> tasks -
 The package root is the ground floor (tests/test_contract.py): it imports nothing above core.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from genzoo.core.errors import GenzooError  # noqa: F401

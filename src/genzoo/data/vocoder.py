@@ -7,8 +7,9 @@ filterbank the listener uses (``mel_filterbank``, defined here in the data layer
 an affine map of [LOG_FLOOR, LOG_CEIL] onto [-1, 1], clamped. The result is (N, 1, mels, frames).
 
 Inverse (``MelSpec.decode``): [-1, 1] -> mel power -> linear power by non-negative least squares
-(projected gradient from the clamped pseudo-inverse: the filterbank has fewer rows than bins, so
-the pseudo-inverse alone goes negative between filters) -> magnitude -> phase by fast Griffin-Lim
+(the filterbank has fewer rows than bins, so the pseudo-inverse alone goes negative between
+filters; accelerated projected gradient, FISTA, from the clamped pseudo-inverse, run to
+convergence) -> magnitude -> phase by fast Griffin-Lim
 (Perraudin, Balazs & Sondergaard 2013): alternate projections onto the consistent spectrograms
 (STFT of an inverse STFT) and onto the given magnitude, with the inertial step
 c_n = t_n + alpha (t_n - t_{n-1}), which converges in far fewer iterations than plain Griffin-Lim
@@ -86,7 +87,14 @@ class MelSpec:
     mels: int = 64
     frame_multiple: int = 8  # frames rounded up to this (a UNet with k levels needs 2^(k-1))
     iterations: int = 32  # Griffin-Lim iterations
-    nnls_steps: int = 20  # projected-gradient steps of mel -> linear power
+    # FISTA steps of mel -> linear power. A real clip's mel is exactly F P for some P >= 0, and 20 plain
+    # projected-gradient steps already fit it; a sampled mel is not (its relative residual stays ~0.2 at
+    # the optimum), and 20 steps stopped far from the optimum: the clamped pseudo-inverse's excess at
+    # 450-650 Hz stayed, a steady band even in silence (+0.22 on the image at mel row 17), which put the
+    # 6,000-step mel model at FD 280.5 on sample seed 0. Converged (relative residual on real mels
+    # 2.4e-4 at 100 steps, 7e-6 at 200): FD 142-153 for every converged solver tried (plain projected
+    # gradient 100-2000 steps, FISTA 50-200, multiplicative KL 50-1000); 200 steps cost 4 ms a clip.
+    nnls_steps: int = 200
 
     def __post_init__(self):
         if self.n_fft < 16 or not 0 < self.hop <= self.n_fft or self.mels < 1 or self.samples < 1 or self.frame_multiple < 1:
@@ -142,8 +150,14 @@ class MelSpec:
         fb = self.filterbank.to(mel)
         p = (self._pinv.to(mel) @ mel).clamp(min=0)
         step = 1.0 / float(torch.linalg.matrix_norm(fb, 2)) ** 2  # 1 / Lipschitz constant of the gradient
+        # FISTA (Beck & Teboulle 2009): the projected-gradient step taken from an extrapolated point,
+        # error O(1/k^2) in k steps instead of O(1/k)
+        z, t = p, 1.0
         for _ in range(self.nnls_steps):
-            p = (p - step * (fb.T @ (fb @ p - mel))).clamp(min=0)
+            p_next = (z - step * (fb.T @ (fb @ z - mel))).clamp(min=0)
+            t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
+            z = p_next + (t - 1) / t_next * (p_next - p)
+            p, t = p_next, t_next
         return p
 
     def decode(self, image: torch.Tensor) -> torch.Tensor:
