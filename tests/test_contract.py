@@ -386,6 +386,23 @@ def test_variants_come_from_the_registry_table(monkeypatch):
         vae.default_config(spec, "gamma-vae")
 
 
+def test_a_data_kind_can_have_its_own_default_variant():
+    """Diffusion on audio defaults to mel (measured better at equal minutes), on images to eps; the bench
+    and ``default_config`` both ask the registry, and a default that cannot handle its kind is refused."""
+    from genzoo.family import register
+
+    diffusion = FAMILIES["diffusion"]
+    audio = {"name": "clips", "kind": "audio", "shape": [1, 1024], "levels": 256, "num_classes": 2, "sample_rate": 8000}
+    assert diffusion.default_variant_for("audio") == "mel" and diffusion.default_variant_for("image") == "eps"
+    assert diffusion.model_class.default_config(audio).representation == "mel"
+    assert diffusion.model_class.default_config(audio, "waveform").representation == "waveform"
+    assert diffusion.model_class.default_config(dataset("digits").spec()).variant == "eps"
+    with pytest.raises(ValueError, match="default_variants"):
+        register("test-bad-default", "x", data_kinds=("image", "audio"), variants={"a": {}, "b": {}},
+                 variant_kinds={"b": ("audio",)}, default_variants={"image": "b"})(type("Bad", (), {}))
+    assert "test-bad-default" not in FAMILIES
+
+
 def test_sampler_options_follow_the_signature():
     """Regression: ``sampler_options`` kept as a hand-written list: a new keyword-only option of a
     subclass's ``sample`` would be missing, and the CLI would refuse ``--opt foo=...``."""

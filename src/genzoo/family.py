@@ -41,6 +41,9 @@ class FamilyInfo:
     # variant -> the data kinds it handles, where fewer than the family's (a conditional variant needs
     # labelled images); variants not named here handle every kind in data_kinds
     variant_kinds: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # data kind -> the variant used when none is named, where it is not the first variant (diffusion on
+    # audio: mel, which the measurements favour); every other kind gets the first variant
+    default_variants: dict[str, str] = field(default_factory=dict)
 
     @property
     def capabilities(self) -> frozenset[str]:
@@ -52,7 +55,12 @@ class FamilyInfo:
 
     @property
     def default_variant(self) -> str:
+        """The variant used when none is named and the data kind is not known (the first)."""
         return next(iter(self.variants))
+
+    def default_variant_for(self, kind: str | None) -> str:
+        """The variant used when none is named, for data of ``kind``."""
+        return self.default_variants.get(kind, self.default_variant)
 
     def kinds_of(self, variant: str) -> tuple[str, ...]:
         """The data kinds ``variant`` handles (the family's, unless the variant declared fewer)."""
@@ -78,9 +86,10 @@ FAMILIES: dict[str, FamilyInfo] = {}
 
 
 def register(name: str, description: str, data_kinds=("image", "points"), variants: dict | None = None,
-             variant_kinds: dict | None = None):
+             variant_kinds: dict | None = None, default_variants: dict | None = None):
     """Class decorator: make a GenerativeModel subclass available as family ``name``.
-    ``variant_kinds`` narrows the data kinds of some variants (default: every variant, every kind)."""
+    ``variant_kinds`` narrows the data kinds of some variants (default: every variant, every kind);
+    ``default_variants`` maps a data kind to the variant used when none is named (default: the first)."""
     bad = set(data_kinds) - set(KINDS)
     if bad:
         raise ValueError(f"family {name}: unknown data kinds {sorted(bad)}; valid: {KINDS}")
@@ -89,10 +98,14 @@ def register(name: str, description: str, data_kinds=("image", "points"), varian
     for v, kinds in narrowed.items():
         if v not in variants or not kinds or not set(kinds) <= set(data_kinds):
             raise ValueError(f"family {name}: variant_kinds[{v!r}] = {kinds} must name a variant and some of {tuple(data_kinds)}")
+    defaults = dict(default_variants or {})
+    for kind, v in defaults.items():
+        if kind not in data_kinds or v not in variants or kind not in narrowed.get(v, tuple(data_kinds)):
+            raise ValueError(f"family {name}: default_variants[{kind!r}] = {v!r} must be a variant that handles {kind} data")
 
     def wrap(cls):
         cls.family = name
-        FAMILIES[name] = FamilyInfo(name, cls, description, tuple(data_kinds), variants, narrowed)
+        FAMILIES[name] = FamilyInfo(name, cls, description, tuple(data_kinds), variants, narrowed, defaults)
         return cls
 
     return wrap

@@ -63,7 +63,7 @@ def digits():
 def test_registered_with_variants_and_capabilities():
     info = get_family("diffusion")
     assert info.model_class is DiffusionModel and DiffusionModel.config_class is DiffusionConfig
-    assert set(info.variants) == {"eps", "v", "mel"}  # mel: audio only, tests/models/test_diffusion_mel.py
+    assert set(info.variants) == {"eps", "v", "mel", "waveform"}  # mel, waveform: audio only (mel its default), tests/models/test_diffusion_mel.py
     assert {SAMPLE, LOG_PROB, LABEL_CONDITION} <= DiffusionModel.capabilities
     assert DiffusionModel.likelihood == "bound"
     assert DiffusionModel.default_config(image_spec(), "v").prediction == "v"

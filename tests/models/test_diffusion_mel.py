@@ -56,6 +56,8 @@ def test_variant_is_audio_only_and_has_no_likelihood():
     assert SAMPLE in model.capabilities and LABEL_CONDITION in model.capabilities
     assert LOG_PROB not in model.capabilities and model.likelihood is None
     assert LOG_PROB in DiffusionModel.capabilities  # the waveform variants keep their bound
+    # min-SNR by default: at equal minutes it was ahead on heard-as-asked (benchmarks/audio/results.md, session 10)
+    assert model.config.loss_weighting == "min_snr" and DiffusionModel.default_config(audio_spec(), "waveform").loss_weighting == "none"
     x, _ = tones(2)
     with pytest.raises(GenzooError, match="no likelihood"):
         model.log_prob(x)

@@ -23,7 +23,7 @@ def eligible_families(data_kind: str) -> list[str]:
     from genzoo.models.base import LOG_PROB, SAMPLE
 
     return [n for n, f in sorted(families().items())
-            if f.handles(f.default_variant, data_kind) and not n.startswith("test-") and f.capabilities & {SAMPLE, LOG_PROB}]
+            if f.handles(f.default_variant_for(data_kind), data_kind) and not n.startswith("test-") and f.capabilities & {SAMPLE, LOG_PROB}]
 
 
 def run_bench(
@@ -53,7 +53,7 @@ def run_bench(
         if kind not in info.data_kinds:
             raise GenzooError(f"{family} does not handle {kind} data")
         # refuses an unknown variant, or one that does not handle this data, now rather than after hours
-        info.variant_overrides(variant or info.default_variant, load_dataset(data, "train").spec())
+        info.variant_overrides(variant or info.default_variant_for(kind), load_dataset(data, "train").spec())
         if overrides:  # an unknown field or a bad value (backbone=dti) is refused before any training
             api.build_model(family, load_dataset(data, "train"), variant, overrides, seed)
     rows = []

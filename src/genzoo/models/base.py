@@ -101,7 +101,7 @@ class GenerativeModel(nn.Module):
         """``defaults_for(data_spec)`` with ``variant``'s overrides applied: the one place variants are
         applied (the registry's variant table), so no family re-implements it."""
         info = family_info(cls.family)
-        variant = variant or info.default_variant
+        variant = variant or info.default_variant_for(data_spec.get("kind"))
         overrides = info.variant_overrides(variant, data_spec)
         return dataclasses.replace(cls.defaults_for(data_spec), variant=variant, **overrides)
 

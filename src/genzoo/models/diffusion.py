@@ -19,13 +19,13 @@ Backbones: images get ``genzoo.nn.unet.UNet`` (default widths 32 at 8x8 and
 0.65M-parameter diffusers UNet2DModel on 8x8 digits at batch 128 on CPU),
 points a time-conditioned residual MLP. ``backbone="dit"`` selects a diffusion transformer
 on image patches instead (``genzoo.nn.vit.DiT``, adaLN-Zero conditioning on time and class).
-Audio (mu-law levels of waveforms, kind "audio") gets a 1-D UNet (``genzoo.nn.unet1d``): diffusion
-runs on the companded waveform scaled to [-1, 1], DiffWave's task without its vocoder-style
-conditioning; sampled clips come back as mu-law levels.
-The ``mel`` variant (audio only) runs the 2-D UNet on a normalized log-mel "image" of each clip
-instead (``genzoo.data.vocoder.MelSpec``) and turns sampled images back into mu-law waveforms with
-a fixed vocoder (non-negative mel inversion + fast Griffin-Lim), so ``sample`` still returns clips
-of the data's shape. The vocoder is lossy and not a density, so this variant has no likelihood.
+Audio (mu-law levels of waveforms, kind "audio") defaults to the ``mel`` variant: the 2-D UNet on a
+normalized log-mel "image" of each clip (``genzoo.data.vocoder.MelSpec``), sampled images turned back
+into mu-law waveforms by a fixed vocoder (non-negative mel inversion + fast Griffin-Lim), so
+``sample`` still returns clips of the data's shape. The vocoder is lossy and not a density, so this
+variant has no likelihood. The ``waveform`` variant runs a 1-D UNet (``genzoo.nn.unet1d``) on the
+companded waveform scaled to [-1, 1], DiffWave's task without its vocoder-style conditioning, and
+keeps the variational bound; it was heard as asked half as often at equal minutes.
 
 Text-to-image: on captioned data (``spec["text"]``, e.g. ``captioned-digits``) the model conditions
 on the prompt instead of a class. A frozen sentence encoder (``text_encoder``: all-MiniLM-L6-v2 by
@@ -62,10 +62,14 @@ _DEFAULT_BACKBONE = {"image": "unet", "audio": "unet1d"}
 AUDIO_CHANNELS = (16, 32, 64, 128)  # measured on 2 busy cores: 1.1M parameters, about 0.9 s a step at batch 16
 REPRESENTATIONS = ("waveform", "mel")
 # Vocoder floor (real test clips -> mel -> NNLS + fast Griffin-Lim -> the listener, benchmarks/audio/results.md):
-# n_fft 256 / hop 128 / 64 mels / 32 iterations heard 0.981 (= on the real clips), FD 109.5 vs the real floor
-# 113.7, 11 ms a clip; n_fft 512 was no better (0.975-0.981, FD 126-127) and 4-10x slower. 64 x 64 images.
+# n_fft 256 / hop 128 / 64 mels / 32 iterations heard 0.981 (= on the real clips), FD 108.8 vs the real floor
+# 113.7, 16 ms a clip; n_fft 512 was no better (0.975-0.981, FD 126-127) and 4-10x slower. 64 x 64 images.
 MEL_DEFAULTS = {"n_fft": 256, "hop": 128, "mels": 64, "iterations": 32}
 MEL_CHANNELS = [32, 64, 128]
+# The mel variant trains with min-SNR weighting. At equal minutes (~103, 2-core CPU, batch 16, guidance 3,
+# DPM-Solver++ 20, four sample seeds): min-SNR over 11,500 steps heard as asked 0.995 +- 0.006, FD 1.31x
+# the real floor; the plain loss over 6,000 steps 0.940 +- 0.018, FD 1.41x (benchmarks/audio/results.md).
+MEL_VARIANT = {"representation": "mel", "backbone": "unet", "channels": MEL_CHANNELS, "loss_weighting": "min_snr"}
 
 
 @dataclass
@@ -119,8 +123,12 @@ class DiffusionConfig(ModelConfig):
     description="DDPM-trained denoising diffusion (UNet, DiT or MLP), DDPM/DDIM/DPM-Solver++ sampling, classifier-free guidance",
     data_kinds=("image", "points", "audio"),
     variants={"eps": {"prediction": "eps"}, "v": {"prediction": "v"},
-              "mel": {"representation": "mel", "backbone": "unet", "channels": MEL_CHANNELS}},
-    variant_kinds={"mel": ("audio",)},
+              "mel": MEL_VARIANT, "waveform": {"representation": "waveform", "backbone": "unet1d"}},
+    variant_kinds={"mel": ("audio",), "waveform": ("audio",)},
+    # Audio defaults to mel: at 8 minutes each on quiet cores (guidance 3, 100 samples) it was heard as
+    # asked 0.77 against the waveform model's 0.43, FD 444 against 816, class coverage 0.90 against 0.60
+    # (benchmarks/audio/results.md, session 10). The waveform variant keeps the likelihood bound.
+    default_variants={"audio": "mel"},
 )
 class DiffusionModel(GenerativeModel):
     config_class = DiffusionConfig
