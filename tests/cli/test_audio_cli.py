@@ -3,6 +3,7 @@ replay it bit for bit, find it in the store; a broken .wav in a user folder is o
 
 from __future__ import annotations
 
+import json
 import wave
 
 import pytest
@@ -32,6 +33,8 @@ def wavenet_run(tmp_path_factory):
 def test_list_names_wavenet_and_the_audio_data():
     out = cli("list").output
     assert "wavenet" in out and "spoken-digits" in out and "chorales" in out
+    listed = json.loads(cli("list", "--json").output)["families"]["diffusion"]
+    assert listed["default_variant"] == {"image": "eps", "points": "eps", "audio": "mel"}  # what a bare `train` builds
 
 
 def test_sample_writes_a_wav_a_spectrogram_and_a_manifest_that_replays(wavenet_run, tmp_path):

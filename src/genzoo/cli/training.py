@@ -26,6 +26,7 @@ def list_cmd(as_json: JsonFlag = False) -> None:
 
     if as_json:
         say(json.dumps({"families": {name: {"variants": list(info.variants), "data": list(info.data_kinds),
+                                            "default_variant": {kind: info.default_variant_for(kind) for kind in info.data_kinds},
                                             "capabilities": sorted(info.capabilities), "likelihood": info.likelihood,
                                             "sample_options": info.model_class.sampler_options()}
                                      for name, info in sorted(families().items()) if not name.startswith("test-")},
@@ -40,7 +41,8 @@ def list_cmd(as_json: JsonFlag = False) -> None:
         if name.startswith("test-"):
             continue
         opts = ", ".join(f"{k}={v}" for k, v in info.model_class.sampler_options().items())
-        table.add_row(name, ", ".join(info.variants), ", ".join(info.data_kinds), ", ".join(sorted(info.capabilities)), info.likelihood or "-", opts)
+        variants = ", ".join(info.variants) + "".join(f"; {v} by default on {k}" for k, v in info.default_variants.items())
+        table.add_row(name, variants, ", ".join(info.data_kinds), ", ".join(sorted(info.capabilities)), info.likelihood or "-", opts)
     out.print(table)
     say("datasets: " + ", ".join(builtin_names()) + ", or a path to a folder of images / .npy / .npz")
 
