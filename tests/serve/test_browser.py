@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -139,7 +140,10 @@ def sign_in(driver, base: str, key: str) -> None:
     driver.get(base + "/login?next=/playground")
     field = driver.find_element(By.ID, "api_key")
     field.send_keys(key, Keys.ENTER)
-    wait(driver).until(EC.url_contains("/playground"))
+    # the path, not url_contains("/playground"): the login page's own URL holds "next=/playground", so that
+    # wait passed at once, and a test's next get() raced the sign-in's redirect; when the redirect landed
+    # last, the test was on the playground, whose rating radios are hidden ("element not interactable")
+    wait(driver).until(lambda d: urlsplit(d.current_url).path == "/playground")
 
 
 def test_search_the_gallery(b, base, tmp_path):
