@@ -55,7 +55,8 @@ class AccessDenied(GenzooError):
 
 
 def default_store_path() -> Path:
-    return Path(os.environ.get(ENV_STORE) or Path.home() / ".genzoo" / "store.db").expanduser()
+    """~/.genzoo/store.db: the store when neither an argument nor GENZOO_STORE (``open_backend``) names one."""
+    return Path.home() / ".genzoo" / "store.db"
 
 
 def _default_redactor() -> Callable[[str], str] | None:
