@@ -4,8 +4,9 @@ A real clip's mel is exactly F P for some power spectrum P >= 0, so any mel -> l
 starts near the answer looks perfect on real clips (vocoder_floor.py). A sampled mel is not in that
 cone; there the solver has to be run to its optimum. This samples 100 mel images from RUN (digit
 i % 10, DPM-Solver++ 20, guidance 3, one seed) once, decodes them with each number of NNLS (FISTA)
-steps and with the solver genzoo had before (20 plain projected-gradient steps), and prints per setting: the worst mel row's bias after the round trip (re-encoded minus sampled,
-mean over clips and frames, in image units), and the listener's heard-as-asked and FD.
+steps and with the solver genzoo had before (20 plain projected-gradient steps), and prints per
+setting: the worst mel row's bias after the round trip (re-encoded minus sampled, mean over clips
+and frames, in image units), and the listener's heard-as-asked and FD.
 
     .venv/bin/python benchmarks/audio/vocoder_on_samples.py runs/s10/mel-6000 --steps 20,50,100,200 --seed 0
 """
@@ -42,7 +43,7 @@ class PlainPG20(type(model.mel)):
 
     def linear_power(self, mel):
         fb = self.filterbank.to(mel)
-        p = (torch.linalg.pinv(fb.double()).float() @ mel).clamp(min=0)
+        p = (self._pinv.to(mel) @ mel).clamp(min=0)
         step = 1.0 / float(torch.linalg.matrix_norm(fb, 2)) ** 2
         for _ in range(20):
             p = (p - step * (fb.T @ (fb @ p - mel))).clamp(min=0)

@@ -98,14 +98,14 @@ def register(name: str, description: str, data_kinds=("image", "points"), varian
     for v, kinds in narrowed.items():
         if v not in variants or not kinds or not set(kinds) <= set(data_kinds):
             raise ValueError(f"family {name}: variant_kinds[{v!r}] = {kinds} must name a variant and some of {tuple(data_kinds)}")
-    defaults = dict(default_variants or {})
-    for kind, v in defaults.items():
-        if kind not in data_kinds or v not in variants or kind not in narrowed.get(v, tuple(data_kinds)):
-            raise ValueError(f"family {name}: default_variants[{kind!r}] = {v!r} must be a variant that handles {kind} data")
 
     def wrap(cls):
+        info = FamilyInfo(name, cls, description, tuple(data_kinds), variants, narrowed, dict(default_variants or {}))
+        for kind, v in info.default_variants.items():
+            if v not in variants or not info.handles(v, kind):  # handles: the variant's kinds, within the family's
+                raise ValueError(f"family {name}: default_variants[{kind!r}] = {v!r} must be a variant that handles {kind} data")
         cls.family = name
-        FAMILIES[name] = FamilyInfo(name, cls, description, tuple(data_kinds), variants, narrowed, defaults)
+        FAMILIES[name] = info
         return cls
 
     return wrap

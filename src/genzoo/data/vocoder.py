@@ -146,7 +146,7 @@ class MelSpec:
         return (10**log - 10**LOG_FLOOR).clamp(min=0)
 
     def linear_power(self, mel: torch.Tensor) -> torch.Tensor:
-        """(N, mels, frames) mel power -> (N, bins, frames) power P >= 0 minimizing |F P - mel|^2 (projected gradient)."""
+        """(N, mels, frames) mel power -> (N, bins, frames) power P >= 0 minimizing |F P - mel|^2 (FISTA)."""
         fb = self.filterbank.to(mel)
         p = (self._pinv.to(mel) @ mel).clamp(min=0)
         step = 1.0 / float(torch.linalg.matrix_norm(fb, 2)) ** 2  # 1 / Lipschitz constant of the gradient
